@@ -1,0 +1,183 @@
+//! Command line and configuration: every option of every subcommand, its
+//! default, and its `HOOKRELAY_<OPTION>` environment variable (clap owns the
+//! parsing; this module owns the names and the duration/list formats).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// hookrelay: a self-hosted webhook engine. Events pushed in are delivered,
+/// signed and retried, to every subscribed endpoint.
+#[derive(Debug, Parser)]
+#[command(name = "hookrelay", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the engine: the public and internal HTTP listeners, the router and
+    /// one actor per endpoint. Migrations run first.
+    Serve(Box<ServeArgs>),
+    /// Apply pending database migrations and exit.
+    Migrate(DatabaseArgs),
+    /// Manage API tokens for subscribers.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token bound to (marketplace, user) and print it once; only its
+    /// hash is stored.
+    Create {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// Marketplace (tenant) id the token acts for.
+        #[arg(long, env = "HOOKRELAY_MARKETPLACE")]
+        marketplace: i64,
+        /// User id the token acts for.
+        #[arg(long, env = "HOOKRELAY_USER")]
+        user: i64,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// Database: a SQLite file path (default `hookrelay.db` in the working
+    /// directory), or a `postgres://` / `postgresql://` URL.
+    #[arg(long, env = "HOOKRELAY_DATABASE_URL", default_value = "hookrelay.db")]
+    pub database_url: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    /// Address of the public listener (subscription API for subscribers).
+    #[arg(long, env = "HOOKRELAY_PUBLIC_ADDR", default_value = "0.0.0.0:8080")]
+    pub public_addr: SocketAddr,
+
+    /// Address of the internal listener (event ingest, tokens, operations,
+    /// metrics). Keep it off public networks.
+    #[arg(long, env = "HOOKRELAY_INTERNAL_ADDR", default_value = "127.0.0.1:8081")]
+    pub internal_addr: SocketAddr,
+
+    /// Bearer token required on the internal listener (except /health). When
+    /// unset, the internal listener is open to whoever can reach it.
+    #[arg(long, env = "HOOKRELAY_INTERNAL_TOKEN", hide_env_values = true)]
+    pub internal_token: Option<String>,
+
+    /// Time an endpoint has to answer a delivery or a verification call.
+    #[arg(long, env = "HOOKRELAY_DELIVERY_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub delivery_timeout: Duration,
+
+    /// Delays between attempts of one delivery, comma separated; one retry per
+    /// entry, each with ±20% jitter. After the last one the delivery becomes a
+    /// dead letter.
+    #[arg(long, env = "HOOKRELAY_RETRY_SCHEDULE", default_value = "10s,1m,10m", value_parser = parse_schedule)]
+    pub retry_schedule: RetrySchedule,
+
+    /// How often each endpoint is checked with a verification call.
+    #[arg(long, env = "HOOKRELAY_VERIFY_INTERVAL", default_value = "8h", value_parser = parse_duration)]
+    pub verify_interval: Duration,
+
+    /// Consecutive failed verification calls after which an endpoint is dead
+    /// and its subscriptions are removed.
+    #[arg(long, env = "HOOKRELAY_DEAD_AFTER_FAILED_VERIFICATIONS", default_value_t = 3)]
+    pub dead_after_failed_verifications: u32,
+
+    /// Requests in flight (or waiting for a retry) per endpoint. 1 gives strict
+    /// per-endpoint ordering.
+    #[arg(long, env = "HOOKRELAY_MAX_IN_FLIGHT_PER_ENDPOINT", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub max_in_flight_per_endpoint: u32,
+
+    /// Allow endpoints on loopback, private, link-local (metadata), CGNAT and
+    /// other non-public addresses. Off by default; turn on only for tests and
+    /// closed networks.
+    #[arg(long, env = "HOOKRELAY_ALLOW_PRIVATE_ENDPOINTS")]
+    pub allow_private_endpoints: bool,
+
+    /// Largest request body accepted, in bytes; larger bodies get 413.
+    #[arg(long, env = "HOOKRELAY_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Most events accepted in one call to /internal/v1/events/batch.
+    #[arg(long, env = "HOOKRELAY_MAX_BATCH_EVENTS", default_value_t = 1000)]
+    pub max_batch_events: usize,
+
+    /// How long an idempotency key (`Idempotency-Key` header or `eventId`
+    /// field) is remembered.
+    #[arg(long, env = "HOOKRELAY_IDEMPOTENCY_RETENTION", default_value = "24h", value_parser = parse_duration)]
+    pub idempotency_retention: Duration,
+
+    /// How long delivery attempts, finished deliveries and their events are
+    /// kept for inspection before they are removed.
+    #[arg(long, env = "HOOKRELAY_HISTORY_RETENTION", default_value = "7d", value_parser = parse_duration)]
+    pub history_retention: Duration,
+
+    /// On SIGTERM, how long in-flight deliveries may take to finish.
+    #[arg(long, env = "HOOKRELAY_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+
+    /// Database connections in the pool.
+    #[arg(long, env = "HOOKRELAY_DB_POOL_SIZE", default_value_t = 8)]
+    pub db_pool_size: u32,
+}
+
+/// The delays between attempts of one delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetrySchedule(pub Vec<Duration>);
+
+/// Parses `250ms`, `10s`, `1m`, `8h`, `7d` (and combinations like `1h30m`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("`{s}` is not a duration ({e}); write it like 250ms, 10s, 1m or 8h"))
+}
+
+/// Parses a comma-separated list of durations; an empty string means no retry.
+pub fn parse_schedule(s: &str) -> Result<RetrySchedule, String> {
+    if s.trim().is_empty() {
+        return Ok(RetrySchedule(Vec::new()));
+    }
+    s.split(',')
+        .map(parse_duration)
+        .collect::<Result<Vec<_>, _>>()
+        .map(RetrySchedule)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_in_the_documented_forms() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("8h").unwrap(), Duration::from_secs(8 * 3600));
+        assert!(parse_duration("ten seconds").unwrap_err().contains("250ms"));
+    }
+
+    #[test]
+    fn the_default_schedule_is_three_retries() {
+        let s = parse_schedule("10s,1m,10m").unwrap();
+        assert_eq!(
+            s.0,
+            vec![Duration::from_secs(10), Duration::from_secs(60), Duration::from_secs(600)]
+        );
+        assert!(parse_schedule("").unwrap().0.is_empty());
+        assert!(parse_schedule("1s,x").is_err());
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,367 @@
+//! The platform's event format (DESIGN.md section 2): validation of a pushed
+//! JSON value into an `Event`, with an error that names the field and says
+//! what was expected. The validated event is serialized once; those bytes are
+//! stored and delivered.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// Allowed `contextObjectType` values.
+pub const CONTEXT_OBJECT_TYPES: &[&str] = &[
+    "ASSESSMENT_RUN",
+    "QUESTION_SET",
+    "QUESTION",
+    "ITEM_BANK",
+    "QTI_SECTION",
+    "DOCUMENT",
+    "MARKETPLACE",
+    "USER",
+    "PRESET",
+    "ASSET",
+    "CUSTOM_USER_ROLE",
+];
+
+/// Allowed `associatedObjectType` values.
+pub const ASSOCIATED_OBJECT_TYPES: &[&str] = &[
+    "QUESTION_SET",
+    "CANDIDATE",
+    "COMMITTEE",
+    "GROUP",
+    "GRADING_INSTRUCTIONS",
+    "USER",
+    "DOCUMENT",
+    "USER_ASSESSMENT",
+    "USER_QUESTION",
+    "QUESTION",
+    "MARKETPLACE_PROPERTY",
+];
+
+/// Allowed `extraInfo.type` values.
+pub const EXTRA_INFO_TYPES: &[&str] = &[
+    "String",
+    "Date",
+    "customUserRole",
+    "role",
+    "xml",
+    "accessLevel",
+    "adminLevel",
+    "scoreDisplayMode",
+    "JSON",
+];
+
+/// Longest `eventId` (idempotency key) accepted.
+pub const MAX_EVENT_ID_LEN: usize = 200;
+
+/// A validated event, in the platform's field order. Optional fields that were
+/// not given are absent from the serialized form.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    pub event: String,
+    pub marketplace_id: i64,
+    pub context_object_id: i64,
+    pub context_object_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub associated_object_id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub associated_object_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub triggering_user_id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub triggering_user_name: Option<String>,
+    pub timestamp: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extra_info: Option<Value>,
+    /// The publisher's own id for the event; doubles as an idempotency key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+}
+
+/// Why an event was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventError {
+    /// A field is missing, has the wrong type or an unknown value (400).
+    #[error("{0}")]
+    Invalid(String),
+    /// The event type is not in the catalog (422).
+    #[error("{0}")]
+    UnknownEventType(String),
+}
+
+const KNOWN_FIELDS: &[&str] = &[
+    "event",
+    "marketplaceId",
+    "contextObjectId",
+    "contextObjectType",
+    "associatedObjectId",
+    "associatedObjectType",
+    "triggeringUserId",
+    "triggeringUserName",
+    "timestamp",
+    "extraInfo",
+    "eventId",
+];
+
+fn invalid(msg: String) -> EventError {
+    EventError::Invalid(msg)
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "an integer",
+        Value::Number(_) => "a decimal number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn required<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<&'a Value, EventError> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Err(invalid(format!("`{field}` is required"))),
+        Some(v) => Ok(v),
+    }
+}
+
+fn optional<'a>(obj: &'a Map<String, Value>, field: &str) -> Option<&'a Value> {
+    obj.get(field).filter(|v| !v.is_null())
+}
+
+fn integer(field: &str, v: &Value) -> Result<i64, EventError> {
+    v.as_i64().ok_or_else(|| {
+        invalid(format!(
+            "`{field}` must be an integer (a whole number within 64 bits), got {}",
+            type_name(v)
+        ))
+    })
+}
+
+fn string<'a>(field: &str, v: &'a Value) -> Result<&'a str, EventError> {
+    v.as_str()
+        .ok_or_else(|| invalid(format!("`{field}` must be a string, got {}", type_name(v))))
+}
+
+fn one_of(field: &str, v: &Value, allowed: &[&str]) -> Result<String, EventError> {
+    let s = string(field, v)?;
+    if allowed.contains(&s) {
+        Ok(s.to_string())
+    } else {
+        Err(invalid(format!(
+            "`{field}` is `{s}`, which is not one of: {}",
+            allowed.join(", ")
+        )))
+    }
+}
+
+/// `yyyy-MM-dd'T'HH:mm:ss'Z'`, exactly, and a real date and time.
+fn timestamp(v: &Value) -> Result<String, EventError> {
+    let s = string("timestamp", v)?;
+    let shape_ok = s.len() == 20
+        && s.bytes().enumerate().all(|(i, b)| match i {
+            4 | 7 => b == b'-',
+            10 => b == b'T',
+            13 | 16 => b == b':',
+            19 => b == b'Z',
+            _ => b.is_ascii_digit(),
+        });
+    if !shape_ok || chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%SZ").is_err() {
+        return Err(invalid(format!(
+            "`timestamp` is `{s}`; it must be a UTC time in the form yyyy-MM-ddTHH:mm:ssZ, like 2021-06-29T18:16:06Z"
+        )));
+    }
+    Ok(s.to_string())
+}
+
+fn extra_info(v: &Value) -> Result<Value, EventError> {
+    let obj = v.as_object().ok_or_else(|| {
+        invalid(format!(
+            "`extraInfo` must be an object with `type` and `value`, got {}",
+            type_name(v)
+        ))
+    })?;
+    for key in obj.keys() {
+        if !["type", "value", "previousValue"].contains(&key.as_str()) {
+            return Err(invalid(format!(
+                "`extraInfo.{key}` is not a known field; extraInfo has `type`, `value` and optional `previousValue`"
+            )));
+        }
+    }
+    let kind = one_of("extraInfo.type", required(obj, "type").map_err(|_| {
+        invalid("`extraInfo.type` is required".into())
+    })?, EXTRA_INFO_TYPES)?;
+    let check_value = |field: &str, value: &Value| -> Result<(), EventError> {
+        let ok = match value {
+            Value::String(_) => true,
+            Value::Object(_) => kind == "JSON",
+            _ => false,
+        };
+        if ok {
+            Ok(())
+        } else if kind == "JSON" {
+            Err(invalid(format!(
+                "`extraInfo.{field}` must be a string or a JSON object when type is JSON, got {}",
+                type_name(value)
+            )))
+        } else {
+            Err(invalid(format!(
+                "`extraInfo.{field}` must be a string when type is {kind}, got {}",
+                type_name(value)
+            )))
+        }
+    };
+    let value = obj
+        .get("value")
+        .filter(|v| !v.is_null())
+        .ok_or_else(|| invalid("`extraInfo.value` is required".into()))?;
+    check_value("value", value)?;
+    if let Some(prev) = obj.get("previousValue").filter(|v| !v.is_null()) {
+        check_value("previousValue", prev)?;
+    }
+    Ok(v.clone())
+}
+
+impl Event {
+    /// Validates a pushed JSON value. `is_known_type` answers whether an event
+    /// type is in the catalog.
+    pub fn from_value(value: &Value, is_known_type: impl Fn(&str) -> bool) -> Result<Event, EventError> {
+        let obj = value.as_object().ok_or_else(|| {
+            invalid(format!("an event must be a JSON object, got {}", type_name(value)))
+        })?;
+        if let Some(unknown) = obj.keys().find(|k| !KNOWN_FIELDS.contains(&k.as_str())) {
+            return Err(invalid(format!(
+                "`{unknown}` is not a known event field; the fields are: {}",
+                KNOWN_FIELDS.join(", ")
+            )));
+        }
+        let event = string("event", required(obj, "event")?)?;
+        if event.is_empty() {
+            return Err(invalid("`event` must not be empty".into()));
+        }
+        let event_id = match optional(obj, "eventId") {
+            Some(v) => {
+                let s = string("eventId", v)?;
+                if s.is_empty() || s.len() > MAX_EVENT_ID_LEN {
+                    return Err(invalid(format!(
+                        "`eventId` must be 1 to {MAX_EVENT_ID_LEN} characters"
+                    )));
+                }
+                Some(s.to_string())
+            }
+            None => None,
+        };
+        let parsed = Event {
+            marketplace_id: integer("marketplaceId", required(obj, "marketplaceId")?)?,
+            context_object_id: integer("contextObjectId", required(obj, "contextObjectId")?)?,
+            context_object_type: one_of(
+                "contextObjectType",
+                required(obj, "contextObjectType")?,
+                CONTEXT_OBJECT_TYPES,
+            )?,
+            associated_object_id: optional(obj, "associatedObjectId")
+                .map(|v| integer("associatedObjectId", v))
+                .transpose()?,
+            associated_object_type: optional(obj, "associatedObjectType")
+                .map(|v| one_of("associatedObjectType", v, ASSOCIATED_OBJECT_TYPES))
+                .transpose()?,
+            triggering_user_id: optional(obj, "triggeringUserId")
+                .map(|v| integer("triggeringUserId", v))
+                .transpose()?,
+            triggering_user_name: optional(obj, "triggeringUserName")
+                .map(|v| string("triggeringUserName", v).map(str::to_string))
+                .transpose()?,
+            timestamp: timestamp(required(obj, "timestamp")?)?,
+            extra_info: optional(obj, "extraInfo").map(extra_info).transpose()?,
+            event_id,
+            event: event.to_string(),
+        };
+        if !is_known_type(event) {
+            return Err(EventError::UnknownEventType(format!(
+                "`event` is `{event}`, which is not a registered event type; GET /internal/v1/event-types lists them and PUT /internal/v1/event-types/{{name}} adds one"
+            )));
+        }
+        Ok(parsed)
+    }
+
+    /// The body delivered to subscribers.
+    pub fn to_body(&self) -> String {
+        serde_json::to_string(self).expect("an event always serializes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ok(v: Value) -> Result<Event, EventError> {
+        Event::from_value(&v, |t| t == "qti_export_ready")
+    }
+
+    fn base() -> Value {
+        json!({
+            "event": "qti_export_ready",
+            "marketplaceId": 1357554,
+            "contextObjectId": 74379551,
+            "contextObjectType": "QUESTION_SET",
+            "timestamp": "2021-06-29T18:16:06Z"
+        })
+    }
+
+    fn with(field: &str, value: Value) -> Value {
+        let mut v = base();
+        v[field] = value;
+        v
+    }
+
+    fn error_of(v: Value) -> String {
+        ok(v).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_platform_example_is_valid_and_round_trips() {
+        let e = ok(base()).unwrap();
+        assert_eq!(serde_json::from_str::<Value>(&e.to_body()).unwrap(), base());
+    }
+
+    #[test]
+    fn a_full_event_keeps_every_field() {
+        let mut v = base();
+        v["associatedObjectId"] = json!(5);
+        v["associatedObjectType"] = json!("CANDIDATE");
+        v["triggeringUserId"] = json!(7);
+        v["triggeringUserName"] = json!("abc");
+        v["extraInfo"] = json!({"type": "JSON", "value": {"a": 1}, "previousValue": "x"});
+        v["eventId"] = json!("evt-1");
+        let e = ok(v.clone()).unwrap();
+        assert_eq!(serde_json::from_str::<Value>(&e.to_body()).unwrap(), v);
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let mut missing = base();
+        missing.as_object_mut().unwrap().remove("event");
+        assert!(error_of(missing).contains("`event` is required"));
+        assert!(error_of(with("marketplaceId", json!("1"))).contains("marketplaceId"));
+        assert!(error_of(with("contextObjectId", json!(1.5))).contains("contextObjectId"));
+        assert!(error_of(with("contextObjectType", json!("NOPE"))).contains("contextObjectType"));
+        assert!(error_of(with("associatedObjectType", json!("NOPE"))).contains("associatedObjectType"));
+        assert!(error_of(with("timestamp", json!("2021-06-29 18:16:06"))).contains("timestamp"));
+        assert!(error_of(with("timestamp", json!("2021-06-29T18:16:06.123Z"))).contains("timestamp"));
+        assert!(error_of(with("timestamp", json!("2021-02-30T18:16:06Z"))).contains("timestamp"));
+        assert!(error_of(with("extraInfo", json!({"type": "Bogus", "value": "x"}))).contains("extraInfo.type"));
+        assert!(error_of(with("extraInfo", json!({"type": "String"}))).contains("extraInfo.value"));
+        assert!(error_of(with("extraInfo", json!({"type": "String", "value": {"a": 1}}))).contains("extraInfo.value"));
+        assert!(error_of(with("surprise", json!(1))).contains("surprise"));
+        assert!(error_of(json!([1])).contains("object"));
+    }
+
+    #[test]
+    fn an_unknown_event_type_is_its_own_error() {
+        assert!(matches!(
+            ok(with("event", json!("made_up"))),
+            Err(EventError::UnknownEventType(_))
+        ));
+    }
+}

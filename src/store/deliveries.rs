@@ -1,0 +1,256 @@
+//! Queries on `deliveries` and `attempts`: paging an endpoint's pending queue
+//! (with bodies and secrets) into its actor, recording outcomes and attempts
+//! in batches, dead letters and their replay, and the retention cleanup.
+
+use chrono::NaiveDateTime;
+use diesel::dsl::{exists, not};
+use diesel::prelude::*;
+
+use super::models::{CANCELLED, DEAD, NewAttempt, PENDING, SUCCEEDED};
+use super::schema::{attempts, deliveries, endpoints, events, subscriptions};
+use super::{Conn, StoreError, now};
+
+/// A pending delivery with what it takes to send it.
+#[derive(Debug, Clone, Queryable)]
+pub struct JobRow {
+    pub id: String,
+    pub event_id: String,
+    pub subscription_id: i64,
+    pub attempts: i32,
+    pub next_attempt_at: NaiveDateTime,
+    pub body: String,
+    pub secret: String,
+}
+
+/// The pending deliveries of one endpoint after `after` (by id, which is
+/// time-ordered), oldest first.
+pub fn pending_page(conn: &mut Conn, endpoint_id: i64, after: Option<&str>, limit: i64) -> Result<Vec<JobRow>, StoreError> {
+    let after = after.unwrap_or("");
+    Ok(crate::db_run!(conn, c => deliveries::table
+        .inner_join(events::table)
+        .inner_join(subscriptions::table)
+        .filter(deliveries::endpoint_id.eq(endpoint_id))
+        .filter(deliveries::status.eq(PENDING))
+        .filter(deliveries::id.gt(after))
+        .order(deliveries::id)
+        .limit(limit)
+        .select((
+            deliveries::id,
+            deliveries::event_id,
+            deliveries::subscription_id,
+            deliveries::attempts,
+            deliveries::next_attempt_at,
+            events::body,
+            subscriptions::secret,
+        ))
+        .load(c))?)
+}
+
+/// Endpoints that have pending deliveries.
+pub fn endpoints_with_pending(conn: &mut Conn) -> Result<Vec<(i64, String)>, StoreError> {
+    Ok(crate::db_run!(conn, c => endpoints::table
+        .filter(exists(
+            deliveries::table
+                .filter(deliveries::endpoint_id.eq(endpoints::id))
+                .filter(deliveries::status.eq(PENDING)),
+        ))
+        .select((endpoints::id, endpoints::url))
+        .load(c))?)
+}
+
+/// The state a finished attempt leaves a delivery in.
+#[derive(Debug, Clone)]
+pub enum Completion {
+    Succeeded { id: String, attempts: i32 },
+    Retry { id: String, attempts: i32, next_attempt_at: NaiveDateTime, error: String },
+    Dead { id: String, attempts: i32, error: String },
+}
+
+/// Records a batch of outcomes and attempt rows in one transaction.
+pub fn record(conn: &mut Conn, completions: &[Completion], attempt_rows: &[NewAttempt]) -> Result<(), StoreError> {
+    let at = now();
+    let succeeded_first: Vec<&str> = completions
+        .iter()
+        .filter_map(|c| match c {
+            Completion::Succeeded { id, attempts: 1 } => Some(id.as_str()),
+            _ => None,
+        })
+        .collect();
+    crate::db_transaction!(conn, c => {
+        for chunk in succeeded_first.chunks(500) {
+            diesel::update(deliveries::table.filter(deliveries::id.eq_any(chunk)))
+                .set((deliveries::status.eq(SUCCEEDED), deliveries::attempts.eq(1), deliveries::updated_at.eq(at)))
+                .execute(c)?;
+        }
+        for completion in completions {
+            match completion {
+                Completion::Succeeded { attempts: 1, .. } => {}
+                Completion::Succeeded { id, attempts: n } => {
+                    diesel::update(deliveries::table.find(id))
+                        .set((deliveries::status.eq(SUCCEEDED), deliveries::attempts.eq(*n), deliveries::updated_at.eq(at)))
+                        .execute(c)?;
+                }
+                Completion::Retry { id, attempts: n, next_attempt_at, error } => {
+                    diesel::update(deliveries::table.find(id).filter(deliveries::status.eq(PENDING)))
+                        .set((
+                            deliveries::attempts.eq(*n),
+                            deliveries::next_attempt_at.eq(*next_attempt_at),
+                            deliveries::last_error.eq(Some(error)),
+                            deliveries::updated_at.eq(at),
+                        ))
+                        .execute(c)?;
+                }
+                Completion::Dead { id, attempts: n, error } => {
+                    diesel::update(deliveries::table.find(id).filter(deliveries::status.eq(PENDING)))
+                        .set((
+                            deliveries::status.eq(DEAD),
+                            deliveries::attempts.eq(*n),
+                            deliveries::last_error.eq(Some(error)),
+                            deliveries::updated_at.eq(at),
+                        ))
+                        .execute(c)?;
+                }
+            }
+        }
+        for chunk in attempt_rows.chunks(1000) {
+            diesel::insert_into(attempts::table).values(chunk).execute(c)?;
+        }
+        Ok::<_, diesel::result::Error>(())
+    })?;
+    Ok(())
+}
+
+/// A dead letter as listed to operators.
+#[derive(Debug, Clone, Queryable)]
+pub struct DeadLetterRow {
+    pub id: String,
+    pub event_id: String,
+    pub subscription_id: i64,
+    pub endpoint_id: i64,
+    pub endpoint_url: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub failed_at: NaiveDateTime,
+    pub body: String,
+}
+
+/// Dead letters, oldest first, optionally for one endpoint or subscription,
+/// after the cursor (a dead letter id).
+pub fn dead_letters(
+    conn: &mut Conn,
+    endpoint_id: Option<i64>,
+    subscription_id: Option<i64>,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<DeadLetterRow>, StoreError> {
+    let after = after.unwrap_or("");
+    Ok(crate::db_run!(conn, c => {
+        let mut q = deliveries::table
+            .inner_join(events::table)
+            .inner_join(endpoints::table.on(endpoints::id.eq(deliveries::endpoint_id)))
+            .filter(deliveries::status.eq(DEAD))
+            .filter(deliveries::id.gt(after))
+            .into_boxed();
+        if let Some(e) = endpoint_id {
+            q = q.filter(deliveries::endpoint_id.eq(e));
+        }
+        if let Some(s) = subscription_id {
+            q = q.filter(deliveries::subscription_id.eq(s));
+        }
+        q.order(deliveries::id)
+            .limit(limit)
+            .select((
+                deliveries::id,
+                deliveries::event_id,
+                deliveries::subscription_id,
+                deliveries::endpoint_id,
+                endpoints::url,
+                deliveries::attempts,
+                deliveries::last_error,
+                deliveries::updated_at,
+                events::body,
+            ))
+            .load(c)
+    })?)
+}
+
+/// Why a dead letter could not be replayed.
+#[derive(Debug)]
+pub enum ReplayRefused {
+    NotFound,
+    SubscriptionInactive,
+}
+
+/// Puts a dead letter back in its endpoint's queue with a fresh retry
+/// schedule. Returns the job and its endpoint (id, URL).
+pub fn replay(conn: &mut Conn, id: &str) -> Result<Result<(JobRow, i64, String), ReplayRefused>, StoreError> {
+    let at = now();
+    Ok(crate::db_transaction!(conn, c => {
+        let found: Option<(i64, bool, String)> = deliveries::table
+            .inner_join(subscriptions::table)
+            .inner_join(endpoints::table.on(endpoints::id.eq(deliveries::endpoint_id)))
+            .filter(deliveries::id.eq(id))
+            .filter(deliveries::status.eq(DEAD))
+            .select((deliveries::endpoint_id, subscriptions::active, endpoints::url))
+            .first(c)
+            .optional()?;
+        let Some((endpoint_id, active, url)) = found else {
+            return Ok(Err(ReplayRefused::NotFound));
+        };
+        if !active {
+            return Ok(Err(ReplayRefused::SubscriptionInactive));
+        }
+        diesel::update(deliveries::table.find(id))
+            .set((
+                deliveries::status.eq(PENDING),
+                deliveries::attempts.eq(0),
+                deliveries::next_attempt_at.eq(at),
+                deliveries::updated_at.eq(at),
+            ))
+            .execute(c)?;
+        let job: JobRow = deliveries::table
+            .inner_join(events::table)
+            .inner_join(subscriptions::table)
+            .filter(deliveries::id.eq(id))
+            .select((
+                deliveries::id,
+                deliveries::event_id,
+                deliveries::subscription_id,
+                deliveries::attempts,
+                deliveries::next_attempt_at,
+                events::body,
+                subscriptions::secret,
+            ))
+            .first(c)?;
+        Ok::<_, diesel::result::Error>(Ok((job, endpoint_id, url)))
+    })?)
+}
+
+/// Removes history older than `history_before` (attempts, finished
+/// deliveries and events left without deliveries) and forgets idempotency
+/// keys older than `keys_before`. Returns the number of rows removed.
+pub fn cleanup(conn: &mut Conn, history_before: NaiveDateTime, keys_before: NaiveDateTime) -> Result<usize, StoreError> {
+    Ok(crate::db_run!(conn, c => {
+        let mut removed = diesel::delete(attempts::table.filter(attempts::attempted_at.lt(history_before))).execute(c)?;
+        removed += diesel::delete(
+            deliveries::table
+                .filter(deliveries::status.eq_any([SUCCEEDED, CANCELLED, DEAD]))
+                .filter(deliveries::updated_at.lt(history_before)),
+        )
+        .execute(c)?;
+        removed += diesel::delete(
+            events::table
+                .filter(events::created_at.lt(history_before))
+                .filter(not(exists(deliveries::table.filter(deliveries::event_id.eq(events::id))))),
+        )
+        .execute(c)?;
+        diesel::update(
+            events::table
+                .filter(events::created_at.lt(keys_before))
+                .filter(events::idempotency_key.is_not_null()),
+        )
+        .set(events::idempotency_key.eq(None::<String>))
+        .execute(c)?;
+        Ok::<_, diesel::result::Error>(removed)
+    })?)
+}

@@ -1,0 +1,79 @@
+//! The ingest write: a group of events and their deliveries stored in one
+//! transaction (the router's group commit), with idempotency keys looked up
+//! in the same transaction so a repeated push stores nothing twice.
+
+use std::collections::HashMap;
+
+use diesel::prelude::*;
+
+use super::models::{NewDelivery, NewEvent};
+use super::schema::{deliveries, events};
+use super::{Conn, StoreError};
+
+/// Rows per INSERT statement; keeps every statement under the bind-parameter
+/// limits of both backends.
+const INSERT_CHUNK: usize = 1000;
+
+/// One event ready to store, with its deliveries.
+#[derive(Debug, Clone)]
+pub struct PreparedEvent {
+    pub event: NewEvent,
+    pub deliveries: Vec<NewDelivery>,
+}
+
+/// What happened to one prepared event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    /// Stored now.
+    New,
+    /// Its idempotency key was seen before: the original event's id and
+    /// delivery count. Nothing was stored.
+    Duplicate { event_id: String, deliveries: i32 },
+}
+
+/// Stores `batch` in one transaction and says, per event, whether it was new.
+pub fn store_batch(conn: &mut Conn, batch: &[PreparedEvent]) -> Result<Vec<Stored>, StoreError> {
+    Ok(crate::db_transaction!(conn, c => {
+        let keys: Vec<&str> = batch
+            .iter()
+            .filter_map(|p| p.event.idempotency_key.as_deref())
+            .collect();
+        let mut seen: HashMap<(i64, String), (String, i32)> = HashMap::new();
+        for chunk in keys.chunks(INSERT_CHUNK) {
+            let rows: Vec<(i64, Option<String>, String, i32)> = events::table
+                .filter(events::idempotency_key.eq_any(chunk))
+                .select((events::marketplace_id, events::idempotency_key, events::id, events::delivery_count))
+                .load(c)?;
+            for (mp, key, id, count) in rows {
+                if let Some(key) = key {
+                    seen.insert((mp, key), (id, count));
+                }
+            }
+        }
+        let mut outcome = Vec::with_capacity(batch.len());
+        let mut new_events: Vec<&NewEvent> = Vec::with_capacity(batch.len());
+        let mut new_deliveries: Vec<&NewDelivery> = Vec::new();
+        for p in batch {
+            if let Some(key) = &p.event.idempotency_key {
+                let k = (p.event.marketplace_id, key.clone());
+                if let Some((id, count)) = seen.get(&k) {
+                    outcome.push(Stored::Duplicate { event_id: id.clone(), deliveries: *count });
+                    continue;
+                }
+                seen.insert(k, (p.event.id.clone(), p.event.delivery_count));
+            }
+            outcome.push(Stored::New);
+            new_events.push(&p.event);
+            new_deliveries.extend(p.deliveries.iter());
+        }
+        for chunk in new_events.chunks(INSERT_CHUNK) {
+            let rows: Vec<NewEvent> = chunk.iter().map(|e| (*e).clone()).collect();
+            diesel::insert_into(events::table).values(&rows).execute(c)?;
+        }
+        for chunk in new_deliveries.chunks(INSERT_CHUNK) {
+            let rows: Vec<NewDelivery> = chunk.iter().map(|d| (*d).clone()).collect();
+            diesel::insert_into(deliveries::table).values(&rows).execute(c)?;
+        }
+        Ok::<_, diesel::result::Error>(outcome)
+    })?)
+}

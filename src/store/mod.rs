@@ -1,0 +1,220 @@
+//! Storage: picks SQLite or PostgreSQL from the database URL, owns the
+//! connection pool and the embedded migrations of each backend, and runs
+//! diesel code on the blocking thread pool (`Store::run`), never on an async
+//! thread. Query modules write their diesel code once; `db_run!` compiles it
+//! for each backend, so per-backend SQL exists only where it must differ.
+
+pub mod catalog;
+pub mod deliveries;
+pub mod events;
+pub mod models;
+pub mod schema;
+pub mod subscriptions;
+pub mod tokens;
+
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel::{Connection, PgConnection, SqliteConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// How long a SQLite connection waits for a lock before giving up.
+const SQLITE_BUSY_TIMEOUT_MS: u32 = 10_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database query failed: {0}")]
+    Query(#[from] diesel::result::Error),
+    #[error("no database connection available: {0}")]
+    Pool(#[from] diesel::r2d2::PoolError),
+    #[error("cannot open the database `{url}`: {reason}")]
+    Connect { url: String, reason: String },
+    #[error("database migration failed: {0}")]
+    Migration(String),
+    #[error("a database task stopped unexpectedly")]
+    TaskFailed,
+}
+
+/// Which database engine a URL selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn from_url(url: &str) -> Backend {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
+    }
+}
+
+/// One pooled connection of either backend.
+pub enum Conn {
+    Sqlite(PooledConnection<ConnectionManager<SqliteConnection>>),
+    Pg(PooledConnection<ConnectionManager<PgConnection>>),
+}
+
+/// Runs the same diesel code on whichever backend `conn` is:
+/// `db_run!(conn, c => diesel::delete(t).execute(c))`.
+#[macro_export]
+macro_rules! db_run {
+    ($conn:expr, $c:ident => $body:expr) => {
+        match $conn {
+            $crate::store::Conn::Sqlite(pooled) => {
+                let $c: &mut diesel::SqliteConnection = &mut *pooled;
+                $body
+            }
+            $crate::store::Conn::Pg(pooled) => {
+                let $c: &mut diesel::PgConnection = &mut *pooled;
+                $body
+            }
+        }
+    };
+}
+
+/// Like `db_run!`, inside one write transaction (`BEGIN IMMEDIATE` on SQLite,
+/// so concurrent writers queue on the busy timeout instead of failing).
+#[macro_export]
+macro_rules! db_transaction {
+    ($conn:expr, $c:ident => $body:expr) => {
+        match $conn {
+            $crate::store::Conn::Sqlite(pooled) => {
+                let conn: &mut diesel::SqliteConnection = &mut *pooled;
+                conn.immediate_transaction(|$c| $body)
+            }
+            $crate::store::Conn::Pg(pooled) => {
+                let conn: &mut diesel::PgConnection = &mut *pooled;
+                diesel::Connection::transaction(conn, |$c| $body)
+            }
+        }
+    };
+}
+
+#[derive(Clone)]
+enum Pools {
+    Sqlite(Pool<ConnectionManager<SqliteConnection>>),
+    Pg(Pool<ConnectionManager<PgConnection>>),
+}
+
+/// The database: a pool of connections of one backend.
+#[derive(Clone)]
+pub struct Store {
+    pools: Pools,
+}
+
+#[derive(Debug)]
+struct SqlitePragmas;
+
+impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragmas {
+    fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
+        conn.batch_execute(&format!(
+            "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF;"
+        ))
+        .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+impl Store {
+    /// Opens the database, runs pending migrations, and builds the pool.
+    pub fn open(url: &str, pool_size: u32) -> Result<Store, StoreError> {
+        let connect_error = |reason: String| StoreError::Connect {
+            url: redact(url),
+            reason,
+        };
+        let pools = match Backend::from_url(url) {
+            Backend::Sqlite => {
+                let path = url.strip_prefix("sqlite://").unwrap_or(url);
+                // WAL is a property of the file: set it once, on one connection,
+                // before the pool opens several (doing it per connection races).
+                let mut first = SqliteConnection::establish(path)
+                    .map_err(|e| connect_error(e.to_string()))?;
+                first
+                    .batch_execute(&format!(
+                        "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA journal_mode = WAL;"
+                    ))
+                    .map_err(|e| connect_error(e.to_string()))?;
+                first
+                    .run_pending_migrations(SQLITE_MIGRATIONS)
+                    .map_err(|e| StoreError::Migration(e.to_string()))?;
+                drop(first);
+                let pool = Pool::builder()
+                    .max_size(pool_size.max(2))
+                    .connection_timeout(Duration::from_secs(30))
+                    .connection_customizer(Box::new(SqlitePragmas))
+                    .build(ConnectionManager::<SqliteConnection>::new(path))
+                    .map_err(|e| connect_error(e.to_string()))?;
+                Pools::Sqlite(pool)
+            }
+            Backend::Postgres => {
+                let mut first =
+                    PgConnection::establish(url).map_err(|e| connect_error(e.to_string()))?;
+                first
+                    .run_pending_migrations(POSTGRES_MIGRATIONS)
+                    .map_err(|e| StoreError::Migration(e.to_string()))?;
+                drop(first);
+                let pool = Pool::builder()
+                    .max_size(pool_size.max(2))
+                    .connection_timeout(Duration::from_secs(30))
+                    .build(ConnectionManager::<PgConnection>::new(url))
+                    .map_err(|e| connect_error(e.to_string()))?;
+                Pools::Pg(pool)
+            }
+        };
+        Ok(Store { pools })
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self.pools {
+            Pools::Sqlite(_) => Backend::Sqlite,
+            Pools::Pg(_) => Backend::Postgres,
+        }
+    }
+
+    /// Takes a connection on the current thread (for the CLI and for code
+    /// already on a blocking thread).
+    pub fn conn(&self) -> Result<Conn, StoreError> {
+        Ok(match &self.pools {
+            Pools::Sqlite(p) => Conn::Sqlite(p.get()?),
+            Pools::Pg(p) => Conn::Pg(p.get()?),
+        })
+    }
+
+    /// Runs `f` with a connection on the blocking thread pool.
+    pub async fn run<F, R>(&self, f: F) -> Result<R, StoreError>
+    where
+        F: FnOnce(&mut Conn) -> Result<R, StoreError> + Send + 'static,
+        R: Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = store.conn()?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|_| StoreError::TaskFailed)?
+    }
+}
+
+/// The database URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Current UTC time as stored in the database.
+pub fn now() -> chrono::NaiveDateTime {
+    chrono::Utc::now().naive_utc()
+}

@@ -1,0 +1,92 @@
+//! Row types read from and written to the tables in `schema.rs`, and the
+//! delivery status values stored in `deliveries.status`.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::schema::{attempts, deliveries, events, subscriptions, tokens};
+
+/// `deliveries.status`: waiting for (another) attempt.
+pub const PENDING: &str = "pending";
+/// `deliveries.status`: the endpoint answered 2xx.
+pub const SUCCEEDED: &str = "succeeded";
+/// `deliveries.status`: retries exhausted (a dead letter).
+pub const DEAD: &str = "dead";
+/// `deliveries.status`: its subscription was removed before it was delivered.
+pub const CANCELLED: &str = "cancelled";
+
+#[derive(Insertable)]
+#[diesel(table_name = tokens)]
+pub struct NewToken<'a> {
+    pub token_hash: &'a str,
+    pub marketplace_id: i64,
+    pub user_id: i64,
+    pub created_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = subscriptions)]
+pub struct Subscription {
+    pub id: i64,
+    pub marketplace_id: i64,
+    pub user_id: i64,
+    pub event: String,
+    pub endpoint_id: i64,
+    pub secret: String,
+    pub active: bool,
+    pub created_at: NaiveDateTime,
+    pub last_modified: NaiveDateTime,
+    pub deactivated_at: Option<NaiveDateTime>,
+    pub deactivation_reason: Option<String>,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = subscriptions)]
+pub struct NewSubscription<'a> {
+    pub marketplace_id: i64,
+    pub user_id: i64,
+    pub event: &'a str,
+    pub endpoint_id: i64,
+    pub secret: &'a str,
+    pub active: bool,
+    pub created_at: NaiveDateTime,
+    pub last_modified: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = events, treat_none_as_null = true)]
+pub struct NewEvent {
+    pub id: String,
+    pub marketplace_id: i64,
+    pub event: String,
+    pub body: String,
+    pub idempotency_key: Option<String>,
+    pub delivery_count: i32,
+    pub created_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = deliveries, treat_none_as_null = true)]
+pub struct NewDelivery {
+    pub id: String,
+    pub event_id: String,
+    pub subscription_id: i64,
+    pub endpoint_id: i64,
+    pub status: &'static str,
+    pub attempts: i32,
+    pub next_attempt_at: NaiveDateTime,
+    pub last_error: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = attempts, treat_none_as_null = true)]
+pub struct NewAttempt {
+    pub delivery_id: String,
+    pub endpoint_id: i64,
+    pub attempted_at: NaiveDateTime,
+    pub status_code: Option<i32>,
+    pub error: Option<String>,
+    pub duration_ms: i64,
+}

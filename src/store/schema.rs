@@ -1,0 +1,99 @@
+//! Table definitions shared by the SQLite and PostgreSQL backends (the output
+//! of `diesel print-schema`; portable column types only).
+
+// @generated automatically by Diesel CLI.
+
+diesel::table! {
+    attempts (id) {
+        id -> BigInt,
+        delivery_id -> Text,
+        endpoint_id -> BigInt,
+        attempted_at -> Timestamp,
+        status_code -> Nullable<Integer>,
+        error -> Nullable<Text>,
+        duration_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    deliveries (id) {
+        id -> Text,
+        event_id -> Text,
+        subscription_id -> BigInt,
+        endpoint_id -> BigInt,
+        status -> Text,
+        attempts -> Integer,
+        next_attempt_at -> Timestamp,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    endpoints (id) {
+        id -> BigInt,
+        url -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    event_types (name) {
+        name -> Text,
+        description -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    events (id) {
+        id -> Text,
+        marketplace_id -> BigInt,
+        event -> Text,
+        body -> Text,
+        idempotency_key -> Nullable<Text>,
+        delivery_count -> Integer,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    subscriptions (id) {
+        id -> BigInt,
+        marketplace_id -> BigInt,
+        user_id -> BigInt,
+        event -> Text,
+        endpoint_id -> BigInt,
+        secret -> Text,
+        active -> Bool,
+        created_at -> Timestamp,
+        last_modified -> Timestamp,
+        deactivated_at -> Nullable<Timestamp>,
+        deactivation_reason -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    tokens (id) {
+        id -> BigInt,
+        token_hash -> Text,
+        marketplace_id -> BigInt,
+        user_id -> BigInt,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(deliveries -> events (event_id));
+diesel::joinable!(deliveries -> subscriptions (subscription_id));
+diesel::joinable!(subscriptions -> endpoints (endpoint_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    attempts,
+    deliveries,
+    endpoints,
+    event_types,
+    events,
+    subscriptions,
+    tokens,
+);

@@ -1,0 +1,141 @@
+//! Queries on `subscriptions` and `endpoints`: creating a subscription (and
+//! its endpoint row, one per distinct URL), reading a caller's own ones,
+//! deactivating (kept with a reason, its pending deliveries cancelled), and
+//! loading every active route at start.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::models::{CANCELLED, NewSubscription, PENDING, Subscription};
+use super::schema::{deliveries, endpoints, subscriptions};
+use super::{Conn, StoreError, now};
+
+/// An active subscription with its endpoint URL: what the router needs.
+#[derive(Debug, Clone)]
+pub struct RouteRow {
+    pub subscription: Subscription,
+    pub endpoint_url: String,
+}
+
+/// The id of the endpoint row for `url`, created when missing.
+pub fn endpoint_id_for(conn: &mut Conn, url: &str) -> Result<i64, StoreError> {
+    let find = |conn: &mut Conn| -> Result<Option<i64>, StoreError> {
+        Ok(crate::db_run!(conn, c => endpoints::table
+            .filter(endpoints::url.eq(url))
+            .select(endpoints::id)
+            .first::<i64>(c)
+            .optional())?)
+    };
+    if let Some(id) = find(conn)? {
+        return Ok(id);
+    }
+    crate::db_run!(conn, c => diesel::insert_into(endpoints::table)
+        .values((endpoints::url.eq(url), endpoints::created_at.eq(now())))
+        .on_conflict_do_nothing()
+        .execute(c))?;
+    find(conn)?.ok_or(StoreError::Query(diesel::result::Error::NotFound))
+}
+
+/// Stores a new active subscription and returns it.
+pub fn insert(
+    conn: &mut Conn,
+    marketplace_id: i64,
+    user_id: i64,
+    event: &str,
+    endpoint_id: i64,
+    secret: &str,
+) -> Result<Subscription, StoreError> {
+    let at = now();
+    let row = NewSubscription {
+        marketplace_id,
+        user_id,
+        event,
+        endpoint_id,
+        secret,
+        active: true,
+        created_at: at,
+        last_modified: at,
+    };
+    Ok(crate::db_run!(conn, c => diesel::insert_into(subscriptions::table)
+        .values(&row)
+        .returning(Subscription::as_returning())
+        .get_result(c))?)
+}
+
+/// The caller's active subscriptions, oldest first.
+pub fn list_for_owner(conn: &mut Conn, marketplace_id: i64, user_id: i64) -> Result<Vec<RouteRow>, StoreError> {
+    let rows: Vec<(Subscription, String)> = crate::db_run!(conn, c => subscriptions::table
+        .inner_join(endpoints::table)
+        .filter(subscriptions::marketplace_id.eq(marketplace_id))
+        .filter(subscriptions::user_id.eq(user_id))
+        .filter(subscriptions::active.eq(true))
+        .order(subscriptions::id)
+        .select((Subscription::as_select(), endpoints::url))
+        .load(c))?;
+    Ok(rows.into_iter().map(into_route).collect())
+}
+
+/// One of the caller's active subscriptions.
+pub fn get_for_owner(conn: &mut Conn, id: i64, marketplace_id: i64, user_id: i64) -> Result<Option<RouteRow>, StoreError> {
+    let row: Option<(Subscription, String)> = crate::db_run!(conn, c => subscriptions::table
+        .inner_join(endpoints::table)
+        .filter(subscriptions::id.eq(id))
+        .filter(subscriptions::marketplace_id.eq(marketplace_id))
+        .filter(subscriptions::user_id.eq(user_id))
+        .filter(subscriptions::active.eq(true))
+        .select((Subscription::as_select(), endpoints::url))
+        .first(c)
+        .optional())?;
+    Ok(row.map(into_route))
+}
+
+/// Every active subscription, for building the routing table.
+pub fn all_active(conn: &mut Conn) -> Result<Vec<RouteRow>, StoreError> {
+    let rows: Vec<(Subscription, String)> = crate::db_run!(conn, c => subscriptions::table
+        .inner_join(endpoints::table)
+        .filter(subscriptions::active.eq(true))
+        .order(subscriptions::id)
+        .select((Subscription::as_select(), endpoints::url))
+        .load(c))?;
+    Ok(rows.into_iter().map(into_route).collect())
+}
+
+fn into_route((subscription, endpoint_url): (Subscription, String)) -> RouteRow {
+    RouteRow {
+        subscription,
+        endpoint_url,
+    }
+}
+
+/// Deactivates subscriptions (kept, with the reason and time) and cancels
+/// their pending deliveries, in one transaction. Returns how many were active.
+pub fn deactivate(conn: &mut Conn, ids: &[i64], reason: &str) -> Result<usize, StoreError> {
+    let at: NaiveDateTime = now();
+    let changed = crate::db_transaction!(conn, c => {
+        let changed = diesel::update(
+            subscriptions::table
+                .filter(subscriptions::id.eq_any(ids))
+                .filter(subscriptions::active.eq(true)),
+        )
+        .set((
+            subscriptions::active.eq(false),
+            subscriptions::deactivated_at.eq(Some(at)),
+            subscriptions::deactivation_reason.eq(Some(reason)),
+            subscriptions::last_modified.eq(at),
+        ))
+        .execute(c)?;
+        diesel::update(
+            deliveries::table
+                .filter(deliveries::subscription_id.eq_any(ids))
+                .filter(deliveries::status.eq(PENDING)),
+        )
+        .set((
+            deliveries::status.eq(CANCELLED),
+            deliveries::last_error.eq(Some(format!("subscription removed: {reason}"))),
+            deliveries::updated_at.eq(at),
+        ))
+        .execute(c)?;
+        Ok::<_, diesel::result::Error>(changed)
+    })?;
+    Ok(changed)
+}
