@@ -2,10 +2,16 @@
 //! listener are stored, routed to the subscriptions of their tenant and type,
 //! and delivered, signed and retried, by one actor per endpoint URL.
 
+pub mod api;
 pub mod catalog;
+pub mod cli;
 pub mod config;
+pub mod delivery;
 pub mod endpoint_url;
 pub mod error;
 pub mod event;
+pub mod router;
+pub mod server;
 pub mod signing;
 pub mod store;
+pub mod token;

@@ -1,0 +1,361 @@
+//! The internal listener: event ingest (single and batch), tokens, the
+//! event-type catalog, endpoints, dead letters and health. Every route but
+//! `/health` requires the internal token when one is configured.
+
+use std::sync::atomic::Ordering;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+use super::auth::Operator;
+use super::body::{read_json, typed};
+use super::{State, format_time};
+use crate::catalog;
+use crate::delivery::endpoint::{Job, Status};
+use crate::error::ApiError;
+use crate::event::{Event, EventError, MAX_EVENT_ID_LEN};
+use crate::router::{Endpoints, Incoming, Publish, PublishError, Published, Replay};
+use crate::signing::Secret;
+use crate::store::deliveries::{self, ReplayRefused};
+use crate::store::catalog as catalog_store;
+use crate::token;
+
+/// Most items a list call returns.
+const MAX_PAGE: i64 = 500;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/health", web::get().to(health))
+        .route("/internal/v1/events", web::post().to(push_one))
+        .route("/internal/v1/events/batch", web::post().to(push_batch))
+        .route("/internal/v1/tokens", web::post().to(create_token))
+        .route("/internal/v1/event-types", web::get().to(list_event_types))
+        .route("/internal/v1/event-types/{name}", web::put().to(put_event_type))
+        .route("/internal/v1/endpoints", web::get().to(list_endpoints))
+        .route("/internal/v1/dead-letters", web::get().to(list_dead_letters))
+        .route("/internal/v1/dead-letters/{id}/replay", web::post().to(replay_dead_letter));
+}
+
+async fn health(state: State) -> HttpResponse {
+    let ready = state.ready.load(Ordering::Relaxed);
+    let body = json!({ "status": "ok", "ready": ready });
+    if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+fn event_error(e: EventError) -> ApiError {
+    match e {
+        EventError::Invalid(m) => ApiError::bad_request("invalid_event", m),
+        EventError::UnknownEventType(m) => ApiError::unprocessable("unknown_event_type", m),
+    }
+}
+
+fn publish_error(e: PublishError) -> ApiError {
+    match e {
+        PublishError::Overloaded(_) => ApiError::Unavailable(e.to_string()),
+        PublishError::Storage(_) => ApiError::Internal(e.to_string()),
+    }
+}
+
+/// Sends events to the router and waits for their commit.
+async fn publish(state: &State, events: Vec<Incoming>) -> Result<Vec<Published>, ApiError> {
+    let (reply, answer) = oneshot::channel();
+    state
+        .router
+        .try_send(Publish { events, reply })
+        .map_err(|_| ApiError::Unavailable("hookrelay is overloaded; retry shortly".into()))?;
+    answer
+        .await
+        .map_err(|_| ApiError::Internal("the router dropped a publish".into()))?
+        .map_err(publish_error)
+}
+
+fn published_json(p: &Published) -> Value {
+    json!({ "eventId": p.event_id, "deliveries": p.deliveries })
+}
+
+async fn push_one(
+    _op: Operator,
+    state: State,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let header_key = match req.headers().get("Idempotency-Key") {
+        None => None,
+        Some(v) => {
+            let key = v.to_str().map_err(|_| {
+                ApiError::bad_request("invalid_header", "Idempotency-Key must be printable ASCII")
+            })?;
+            if key.is_empty() || key.len() > MAX_EVENT_ID_LEN {
+                return Err(ApiError::bad_request(
+                    "invalid_header",
+                    format!("Idempotency-Key must be 1 to {MAX_EVENT_ID_LEN} characters"),
+                ));
+            }
+            Some(key.to_string())
+        }
+    };
+    let value = read_json(&req, payload, state.settings.max_body_bytes).await?;
+    let event = Event::from_value(&value, |t| state.catalog.contains(t)).map_err(event_error)?;
+    let idempotency_key = header_key.or_else(|| event.event_id.clone());
+    let mut published = publish(&state, vec![Incoming { event, idempotency_key }]).await?;
+    let p = published
+        .pop()
+        .ok_or_else(|| ApiError::Internal("the router answered no result".into()))?;
+    let mut answer = HttpResponse::Accepted();
+    if p.repeated {
+        answer.insert_header(("Idempotent-Replayed", "true"));
+    }
+    Ok(answer.json(published_json(&p)))
+}
+
+async fn push_batch(
+    _op: Operator,
+    state: State,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let value = read_json(&req, payload, state.settings.max_body_bytes).await?;
+    let Value::Array(items) = value else {
+        return Err(ApiError::bad_request(
+            "invalid_json",
+            "the batch body must be a JSON array of events",
+        ));
+    };
+    let limit = state.settings.max_batch_events;
+    if items.len() > limit {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "the batch has {} events; at most {limit} are accepted per call (--max-batch-events); split it",
+            items.len()
+        )));
+    }
+    let mut results: Vec<Value> = vec![Value::Null; items.len()];
+    let mut valid = Vec::with_capacity(items.len());
+    let mut valid_index = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        match Event::from_value(item, |t| state.catalog.contains(t)) {
+            Ok(event) => {
+                let idempotency_key = event.event_id.clone();
+                valid.push(Incoming { event, idempotency_key });
+                valid_index.push(index);
+            }
+            Err(e) => {
+                let error = event_error(e).body();
+                results[index] = json!({
+                    "index": index,
+                    "status": "rejected",
+                    "error": error["error"],
+                    "message": error["message"],
+                });
+            }
+        }
+    }
+    let accepted = valid.len();
+    let rejected = items.len() - accepted;
+    if accepted > 0 {
+        let published = publish(&state, valid).await?;
+        for (index, p) in valid_index.into_iter().zip(published) {
+            results[index] = json!({
+                "index": index,
+                "status": "accepted",
+                "eventId": p.event_id,
+                "deliveries": p.deliveries,
+            });
+        }
+    }
+    let body = json!({ "results": results, "accepted": accepted, "rejected": rejected });
+    if accepted == 0 && rejected > 0 {
+        let mut body = body;
+        body["error"] = json!("invalid_events");
+        body["message"] = json!("no event of the batch was accepted; see `results` for each one's reason");
+        return Ok(HttpResponse::BadRequest().json(body));
+    }
+    Ok(HttpResponse::Accepted().json(body))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct CreateToken {
+    marketplace_id: i64,
+    user_id: i64,
+}
+
+async fn create_token(
+    _op: Operator,
+    state: State,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body: CreateToken = typed(read_json(&req, payload, state.settings.max_body_bytes).await?)?;
+    let (mp, user) = (body.marketplace_id, body.user_id);
+    let token = state.store.run(move |conn| token::create(conn, mp, user)).await?;
+    Ok(HttpResponse::Created().json(json!({ "token": token, "marketplaceId": mp, "userId": user })))
+}
+
+async fn list_event_types(_op: Operator, state: State) -> HttpResponse {
+    let items: Vec<_> = state
+        .catalog
+        .list()
+        .into_iter()
+        .map(|(name, description)| json!({ "name": name, "description": description }))
+        .collect();
+    HttpResponse::Ok().json(json!({ "eventTypes": items }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutEventType {
+    description: String,
+}
+
+async fn put_event_type(
+    _op: Operator,
+    state: State,
+    name: web::Path<String>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let name = name.into_inner();
+    catalog::validate_name(&name).map_err(|m| ApiError::bad_request("invalid_event_type", m))?;
+    let body: PutEventType = typed(read_json(&req, payload, state.settings.max_body_bytes).await?)?;
+    let description = body.description.trim().to_string();
+    if description.is_empty() || description.len() > 500 {
+        return Err(ApiError::bad_request(
+            "invalid_field",
+            "`description` must be 1 to 500 characters",
+        ));
+    }
+    let (n, d) = (name.clone(), description.clone());
+    let created = state.store.run(move |conn| catalog_store::upsert(conn, &n, &d)).await?;
+    state.catalog.insert(name.clone(), description.clone());
+    let body = json!({ "name": name, "description": description });
+    Ok(if created {
+        HttpResponse::Created().json(body)
+    } else {
+        HttpResponse::Ok().json(body)
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Page {
+    limit: Option<i64>,
+    cursor: Option<String>,
+    endpoint: Option<i64>,
+    subscription: Option<i64>,
+}
+
+fn page(req: &HttpRequest) -> Result<Page, ApiError> {
+    let page = web::Query::<Page>::from_query(req.query_string())
+        .map_err(|e| ApiError::bad_request("invalid_query", format!("bad query parameters: {e}")))?
+        .into_inner();
+    if let Some(l) = page.limit
+        && !(1..=MAX_PAGE).contains(&l)
+    {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("`limit` must be between 1 and {MAX_PAGE}"),
+        ));
+    }
+    Ok(page)
+}
+
+async fn list_endpoints(_op: Operator, state: State, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let page = page(&req)?;
+    let limit = page.limit.unwrap_or(100) as usize;
+    let after: i64 = match page.cursor.as_deref() {
+        None | Some("") => i64::MIN,
+        Some(c) => c
+            .parse()
+            .map_err(|_| ApiError::bad_request("invalid_query", "`cursor` must be a value of `nextCursor`"))?,
+    };
+    let addrs = state
+        .router
+        .send(Endpoints)
+        .await
+        .map_err(|e| ApiError::Internal(format!("router unavailable: {e}")))?;
+    let mut statuses = Vec::with_capacity(addrs.len());
+    for addr in addrs {
+        if let Ok(status) = addr.send(Status).await {
+            statuses.push(status);
+        }
+    }
+    statuses.retain(|s| s.id > after);
+    statuses.sort_by_key(|s| s.id);
+    let more = statuses.len() > limit;
+    statuses.truncate(limit);
+    let next = if more {
+        statuses.last().map(|s| s.id.to_string())
+    } else {
+        None
+    };
+    Ok(HttpResponse::Ok().json(json!({ "endpoints": statuses, "nextCursor": next })))
+}
+
+async fn list_dead_letters(_op: Operator, state: State, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let page = page(&req)?;
+    let limit = page.limit.unwrap_or(100);
+    let (endpoint, subscription, cursor) = (page.endpoint, page.subscription, page.cursor);
+    let mut rows = state
+        .store
+        .run(move |conn| deliveries::dead_letters(conn, endpoint, subscription, cursor.as_deref(), limit + 1))
+        .await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next = if more { rows.last().map(|r| r.id.clone()) } else { None };
+    let items: Vec<_> = rows
+        .into_iter()
+        .map(|r| {
+            json!({
+                "id": r.id,
+                "eventId": r.event_id,
+                "subscriptionId": r.subscription_id,
+                "endpointId": r.endpoint_id,
+                "endpoint": r.endpoint_url,
+                "attempts": r.attempts,
+                "lastError": r.last_error,
+                "failedAt": format_time(r.failed_at),
+                "event": serde_json::from_str::<Value>(&r.body).unwrap_or(Value::String(r.body)),
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "deadLetters": items, "nextCursor": next })))
+}
+
+async fn replay_dead_letter(_op: Operator, state: State, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let lookup = id.clone();
+    let outcome = state.store.run(move |conn| deliveries::replay(conn, &lookup)).await?;
+    let (row, endpoint_id, endpoint_url) = match outcome {
+        Ok(found) => found,
+        Err(ReplayRefused::NotFound) => {
+            return Err(ApiError::NotFound(format!("there is no dead letter `{id}`")));
+        }
+        Err(ReplayRefused::SubscriptionInactive) => {
+            return Err(ApiError::unprocessable(
+                "subscription_inactive",
+                format!("dead letter `{id}` belongs to a subscription that was removed; it cannot be replayed"),
+            ));
+        }
+    };
+    let secret = Secret::parse(&row.secret)
+        .map_err(|e| ApiError::Internal(format!("stored secret unusable: {e}")))?;
+    let job = Job {
+        id: row.id.clone().into(),
+        subscription_id: row.subscription_id,
+        secret: secret.into(),
+        body: row.body.clone().into(),
+        attempts: 0,
+        not_before: None,
+    };
+    state.router.do_send(Replay {
+        endpoint_id,
+        endpoint_url,
+        job,
+    });
+    Ok(HttpResponse::Accepted().json(json!({ "id": row.id, "status": "pending" })))
+}

@@ -1,0 +1,182 @@
+//! The public listener: the subscription API for subscribers (DESIGN.md
+//! section 3). A caller sees and changes only its own subscriptions; any
+//! other id answers 404.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::auth::Caller;
+use super::body::{read_json, typed};
+use super::{State, format_time, path_id};
+use crate::catalog;
+use crate::delivery::endpoint::Status;
+use crate::delivery::sender;
+use crate::endpoint_url::{EndpointError, EndpointUrl};
+use crate::error::ApiError;
+use crate::router::{AddRoute, EndpointAddr, RemoveRoutes};
+use crate::signing::Secret;
+use crate::store::subscriptions::{self, RouteRow};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/subscription/events", web::get().to(list_event_types))
+        .route("/v1/subscription", web::get().to(list))
+        .route("/v1/subscription", web::post().to(create))
+        .route("/v1/subscription/{id}", web::get().to(get))
+        .route("/v1/subscription/{id}", web::delete().to(delete));
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateSubscription {
+    event: String,
+    endpoint: String,
+    secret: String,
+}
+
+fn subscription_json(row: &RouteRow) -> serde_json::Value {
+    json!({
+        "subscriptionId": row.subscription.id,
+        "event": row.subscription.event,
+        "endpoint": row.endpoint_url,
+        "lastModified": format_time(row.subscription.last_modified),
+    })
+}
+
+async fn list_event_types(_caller: Caller, state: State) -> HttpResponse {
+    let events: Vec<_> = state
+        .catalog
+        .list()
+        .into_iter()
+        .map(|(name, description)| json!({ "name": name, "description": description }))
+        .collect();
+    HttpResponse::Ok().json(json!({ "events": events }))
+}
+
+async fn list(caller: Caller, state: State) -> Result<HttpResponse, ApiError> {
+    let rows = state
+        .store
+        .run(move |conn| subscriptions::list_for_owner(conn, caller.marketplace_id, caller.user_id))
+        .await?;
+    let items: Vec<_> = rows.iter().map(subscription_json).collect();
+    Ok(HttpResponse::Ok().json(json!({ "subscriptions": items })))
+}
+
+async fn create(
+    caller: Caller,
+    state: State,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body: CreateSubscription = typed(read_json(&req, payload, state.settings.max_body_bytes).await?)?;
+    let secret = Secret::parse(&body.secret).map_err(|m| ApiError::bad_request("invalid_field", m))?;
+    let endpoint = EndpointUrl::parse(&body.endpoint).map_err(|e| match e {
+        EndpointError::Invalid(m) => ApiError::bad_request("invalid_field", m),
+        other => ApiError::unprocessable("endpoint_refused", other.to_string()),
+    })?;
+    if body.event == catalog::VERIFICATION {
+        return Err(ApiError::unprocessable(
+            "unknown_event_type",
+            "`verification` is hookrelay's own endpoint check and cannot be subscribed to",
+        ));
+    }
+    if !state.catalog.contains(&body.event) {
+        return Err(ApiError::unprocessable(
+            "unknown_event_type",
+            format!(
+                "`{}` is not a subscribable event type; GET /v1/subscription/events lists them",
+                body.event
+            ),
+        ));
+    }
+    endpoint
+        .check_reachable_safely(state.settings.allow_private_endpoints)
+        .await
+        .map_err(|e| match e {
+            EndpointError::Private(m) => ApiError::unprocessable("private_endpoint", m),
+            other => ApiError::unprocessable("endpoint_validation_failed", other.to_string()),
+        })?;
+    let attempt = sender::verify(&endpoint, &secret, state.settings.verification_timeout).await;
+    if let Some(error) = attempt.error {
+        return Err(ApiError::unprocessable(
+            "endpoint_validation_failed",
+            format!(
+                "the endpoint did not accept the verification call ({error}); it must answer a signed POST with any 2xx status within {}. Nothing was stored",
+                humantime::format_duration(state.settings.verification_timeout)
+            ),
+        ));
+    }
+    let url = endpoint.as_str().to_string();
+    let row = state
+        .store
+        .run(move |conn| {
+            let endpoint_id = subscriptions::endpoint_id_for(conn, &url)?;
+            let subscription = subscriptions::insert(
+                conn,
+                caller.marketplace_id,
+                caller.user_id,
+                &body.event,
+                endpoint_id,
+                secret.as_str(),
+            )?;
+            Ok(RouteRow {
+                subscription,
+                endpoint_url: url,
+            })
+        })
+        .await?;
+    log::info!(
+        "subscription {} created: marketplace {} user {} event {} endpoint {}",
+        row.subscription.id,
+        caller.marketplace_id,
+        caller.user_id,
+        row.subscription.event,
+        row.subscription.endpoint_id
+    );
+    let answer = subscription_json(&row);
+    state.router.do_send(AddRoute(row));
+    Ok(HttpResponse::Created().json(answer))
+}
+
+async fn get(caller: Caller, state: State, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = path_id(&id, "subscription")?;
+    let row = state
+        .store
+        .run(move |conn| subscriptions::get_for_owner(conn, id, caller.marketplace_id, caller.user_id))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("there is no subscription {id} of yours")))?;
+    let mut answer = subscription_json(&row);
+    let health = match state.router.send(EndpointAddr(row.subscription.endpoint_id)).await {
+        Ok(Some(addr)) => addr.send(Status).await.ok(),
+        _ => None,
+    };
+    answer["endpointHealth"] = match health {
+        Some(s) => json!({
+            "state": s.state,
+            "consecutiveFailures": s.consecutive_failures,
+            "lastSuccessAt": s.last_success_at,
+            "lastFailureAt": s.last_failure_at,
+            "lastFailureReason": s.last_failure_reason,
+        }),
+        None => json!({ "state": "unknown" }),
+    };
+    Ok(HttpResponse::Ok().json(answer))
+}
+
+async fn delete(caller: Caller, state: State, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = path_id(&id, "subscription")?;
+    let removed = state
+        .store
+        .run(move |conn| {
+            if subscriptions::get_for_owner(conn, id, caller.marketplace_id, caller.user_id)?.is_none() {
+                return Ok(0);
+            }
+            subscriptions::deactivate(conn, &[id], "deleted by its owner")
+        })
+        .await?;
+    if removed == 0 {
+        return Err(ApiError::NotFound(format!("there is no subscription {id} of yours")));
+    }
+    state.router.do_send(RemoveRoutes(vec![id]));
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,153 @@
+//! The recorder actor: collects delivery outcomes and attempt rows from every
+//! endpoint actor and writes them in batches (one transaction per flush, at
+//! most `FLUSH_EVERY` apart), so finishing a delivery costs no database round
+//! trip of its own. Losing an unflushed batch in a crash only means a
+//! delivery is sent again (at-least-once).
+
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use crate::store::Store;
+use crate::store::deliveries::{self, Completion};
+use crate::store::models::NewAttempt;
+
+/// Longest time an outcome waits before it is written.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(20);
+/// Outcomes that trigger a flush without waiting.
+const FLUSH_AT: usize = 2000;
+
+/// One finished attempt: its row, and the delivery's new state.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Record {
+    pub completion: Completion,
+    pub attempt: NewAttempt,
+}
+
+/// Writes everything buffered; answers once it is stored (used on shutdown).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Flush;
+
+pub struct Recorder {
+    store: Store,
+    completions: Vec<Completion>,
+    attempts: Vec<NewAttempt>,
+    writing: bool,
+    timer: Option<SpawnHandle>,
+}
+
+impl Recorder {
+    pub fn new(store: Store) -> Recorder {
+        Recorder {
+            store,
+            completions: Vec::new(),
+            attempts: Vec::new(),
+            writing: false,
+            timer: None,
+        }
+    }
+
+    /// Starts one write of what is buffered, unless one is running already.
+    fn write(&mut self, ctx: &mut Context<Self>) {
+        if self.writing || self.completions.is_empty() && self.attempts.is_empty() {
+            return;
+        }
+        if let Some(t) = self.timer.take() {
+            ctx.cancel_future(t);
+        }
+        self.writing = true;
+        let completions = std::mem::take(&mut self.completions);
+        let attempts = std::mem::take(&mut self.attempts);
+        let store = self.store.clone();
+        let fut = async move {
+            store
+                .run(move |conn| deliveries::record(conn, &completions, &attempts))
+                .await
+        };
+        ctx.spawn(fut.into_actor(self).map(|result, act, ctx| {
+            act.writing = false;
+            if let Err(e) = result {
+                // Internal error, not the endpoint's: the deliveries stay
+                // pending in the database and are sent again after a restart.
+                log::error!("could not record delivery outcomes: {e}");
+            }
+            if act.completions.len() >= FLUSH_AT {
+                act.write(ctx);
+            } else {
+                act.schedule(ctx);
+            }
+        }));
+    }
+
+    fn schedule(&mut self, ctx: &mut Context<Self>) {
+        if self.timer.is_none() && !self.completions.is_empty() {
+            self.timer = Some(ctx.run_later(FLUSH_EVERY, |act, ctx| {
+                act.timer = None;
+                act.write(ctx);
+            }));
+        }
+    }
+}
+
+impl Actor for Recorder {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(100_000);
+    }
+}
+
+impl Handler<Record> for Recorder {
+    type Result = ();
+
+    fn handle(&mut self, msg: Record, ctx: &mut Self::Context) {
+        self.completions.push(msg.completion);
+        self.attempts.push(msg.attempt);
+        if self.completions.len() >= FLUSH_AT {
+            self.write(ctx);
+        } else {
+            self.schedule(ctx);
+        }
+    }
+}
+
+impl Handler<Flush> for Recorder {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, _: Flush, ctx: &mut Self::Context) -> Self::Result {
+        if self.writing {
+            // Let the running write finish, then flush what is left.
+            let addr = ctx.address();
+            return Box::pin(
+                async move {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    let _ = addr.send(Flush).await;
+                }
+                .into_actor(self),
+            );
+        }
+        if let Some(t) = self.timer.take() {
+            ctx.cancel_future(t);
+        }
+        self.writing = true;
+        let completions = std::mem::take(&mut self.completions);
+        let attempts = std::mem::take(&mut self.attempts);
+        let store = self.store.clone();
+        Box::pin(
+            async move {
+                store
+                    .run(move |conn| deliveries::record(conn, &completions, &attempts))
+                    .await
+            }
+            .into_actor(self)
+            .map(|result, act, _| {
+                act.writing = false;
+                if let Err(e) = result {
+                    log::error!("could not record delivery outcomes at shutdown: {e}");
+                }
+            }),
+        )
+    }
+}

@@ -1,0 +1,197 @@
+//! One HTTP request to an endpoint: builds the signed POST, sends it with this
+//! thread's shared `awc::Client` (keep-alive, no redirects), and classifies
+//! what happened into an `Attempt` an operator can read ("answered 500",
+//! "timed out after 10s", "connection refused").
+
+use std::cell::RefCell;
+use std::time::{Duration, Instant};
+
+use awc::error::{ConnectError, SendRequestError};
+use bytes::Bytes;
+
+use crate::endpoint_url::EndpointUrl;
+use crate::signing::{Secret, SignatureHeaders};
+
+/// The `User-Agent` of every request hookrelay sends.
+pub const USER_AGENT: &str = concat!("hookrelay/", env!("CARGO_PKG_VERSION"));
+
+/// How much of a failing answer's body is kept for the operator.
+const ERROR_SNIPPET: usize = 200;
+/// Most bytes read of an endpoint's answer.
+const MAX_RESPONSE_BODY: usize = 64 * 1024;
+
+thread_local! {
+    static CLIENT: RefCell<Option<awc::Client>> = const { RefCell::new(None) };
+}
+
+/// This thread's client (`awc::Client` is `!Send`; one per thread, reused,
+/// its connection pool shared by every actor on the thread).
+pub fn client() -> awc::Client {
+    CLIENT.with(|cell| {
+        cell.borrow_mut()
+            .get_or_insert_with(|| {
+                awc::Client::builder()
+                    .disable_redirects()
+                    .add_default_header(("User-Agent", USER_AGENT))
+                    // The per-request timeout is set on each request.
+                    .timeout(Duration::from_secs(3600))
+                    .connector(
+                        awc::Connector::new()
+                            .timeout(Duration::from_secs(10))
+                            .limit(0),
+                    )
+                    .finish()
+            })
+            .clone()
+    })
+}
+
+/// What one request achieved.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    /// The HTTP status, when the endpoint answered at all.
+    pub status: Option<u16>,
+    /// Why it failed; `None` for a 2xx.
+    pub error: Option<String>,
+    /// The `Retry-After` header of a 429 or 503.
+    pub retry_after: Option<String>,
+    pub duration: Duration,
+}
+
+impl Attempt {
+    pub fn succeeded(&self) -> bool {
+        self.error.is_none()
+    }
+
+    /// The endpoint answered 410 Gone: it asks to be unsubscribed.
+    pub fn gone(&self) -> bool {
+        self.status == Some(410)
+    }
+
+    fn failed(error: String, started: Instant) -> Attempt {
+        Attempt {
+            status: None,
+            error: Some(error),
+            retry_after: None,
+            duration: started.elapsed(),
+        }
+    }
+}
+
+/// POSTs `body`, signed with `secret` under `message_id`, to `url`, and waits
+/// at most `timeout` for the whole answer.
+pub async fn post(
+    url: &EndpointUrl,
+    body: Bytes,
+    secret: &Secret,
+    message_id: &str,
+    timeout: Duration,
+) -> Attempt {
+    let started = Instant::now();
+    let timestamp = chrono::Utc::now().timestamp();
+    let headers: SignatureHeaders = secret.sign(message_id, timestamp, &body);
+    let mut request = client()
+        .post(url.as_str())
+        .timeout(timeout)
+        .insert_header(("Content-Type", "application/json"));
+    for (name, value) in headers.pairs() {
+        request = request.insert_header((name, value));
+    }
+    let exchange = async {
+        let mut response = match request.send_body(body).await {
+            Ok(r) => r,
+            Err(e) => return Attempt::failed(describe_send_error(&e, timeout), started),
+        };
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get("Retry-After")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        // Read the answer so the connection can be reused.
+        let answer = response.body().limit(MAX_RESPONSE_BODY).await.unwrap_or_default();
+        let error = if status.is_success() {
+            None
+        } else {
+            Some(describe_status(status, &answer))
+        };
+        Attempt {
+            status: Some(status.as_u16()),
+            error,
+            retry_after,
+            duration: started.elapsed(),
+        }
+    };
+    match tokio::time::timeout(timeout, exchange).await {
+        Ok(attempt) => attempt,
+        Err(_) => Attempt::failed(format!("timed out after {}", humantime::format_duration(timeout)), started),
+    }
+}
+
+fn describe_status(status: awc::http::StatusCode, body: &[u8]) -> String {
+    let snippet: String = String::from_utf8_lossy(&body[..body.len().min(ERROR_SNIPPET)])
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect();
+    if snippet.trim().is_empty() {
+        format!("endpoint answered {status}")
+    } else {
+        format!("endpoint answered {status}: {}", snippet.trim())
+    }
+}
+
+fn describe_send_error(e: &SendRequestError, timeout: Duration) -> String {
+    match e {
+        SendRequestError::Timeout => {
+            format!("timed out after {}", humantime::format_duration(timeout))
+        }
+        SendRequestError::Connect(ConnectError::Timeout) => "timed out while connecting".into(),
+        SendRequestError::Connect(ConnectError::Io(io))
+            if io.kind() == std::io::ErrorKind::ConnectionRefused =>
+        {
+            "connection refused".into()
+        }
+        SendRequestError::Connect(ConnectError::Resolver(r)) => {
+            format!("could not resolve the host: {r}")
+        }
+        SendRequestError::Connect(ConnectError::Unresolved) => "could not resolve the host".into(),
+        SendRequestError::Connect(ConnectError::SslIsNotSupported) => {
+            "TLS is not supported for this endpoint".into()
+        }
+        SendRequestError::Connect(other) => {
+            let text = other.to_string();
+            if text.to_ascii_lowercase().contains("certificate") || text.contains("tls") {
+                format!("TLS error: {text}")
+            } else {
+                format!("could not connect: {text}")
+            }
+        }
+        other => format!("request failed: {other}"),
+    }
+}
+
+/// The body of a verification call, fields in the documented order, with a
+/// fresh random title each time.
+pub fn verification_body() -> Bytes {
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Verification {
+        event: &'static str,
+        context_object_id: i64,
+        context_object_title: String,
+        timestamp: String,
+    }
+    let body = Verification {
+        event: crate::catalog::VERIFICATION,
+        context_object_id: 0,
+        context_object_title: uuid::Uuid::new_v4().to_string(),
+        timestamp: chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    };
+    Bytes::from(serde_json::to_vec(&body).expect("serializes"))
+}
+
+/// Sends a verification call signed with `secret`.
+pub async fn verify(url: &EndpointUrl, secret: &Secret, timeout: Duration) -> Attempt {
+    let id = format!("verify_{}", uuid::Uuid::now_v7().simple());
+    post(url, verification_body(), secret, &id, timeout).await
+}

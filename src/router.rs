@@ -1,0 +1,452 @@
+//! The Router actor (one per node): owns the routing table
+//! (marketplaceId, event type) → routes and the registry of endpoint actors.
+//! On publish it resolves the routes (never across tenants, skipping the
+//! triggering user's own subscriptions), stores the events with their
+//! deliveries in one transaction shared by every publish that arrived while
+//! the previous commit ran (group commit), answers each publisher after that
+//! commit, and only then hands the deliveries to their endpoint actors.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+use crate::delivery::endpoint::{self, DeliverySettings, EndpointActor, Enqueue, Job};
+use crate::delivery::recorder::Recorder;
+use crate::endpoint_url::EndpointUrl;
+use crate::event::Event;
+use crate::signing::Secret;
+use crate::store::Store;
+use crate::store::events::{PreparedEvent, Stored, store_batch};
+use crate::store::models::{NewDelivery, NewEvent, PENDING};
+use crate::store::subscriptions::RouteRow;
+
+/// Most events stored by one group commit.
+const MAX_GROUP: usize = 10_000;
+/// Events waiting for a commit beyond which publishers are told to retry.
+const MAX_WAITING: usize = 200_000;
+
+/// One subscription as the router sees it.
+#[derive(Clone)]
+struct Route {
+    subscription_id: i64,
+    user_id: i64,
+    endpoint_id: i64,
+    secret: Arc<Secret>,
+}
+
+/// An event to publish, validated.
+pub struct Incoming {
+    pub event: Event,
+    /// `Idempotency-Key` header, or else the event's `eventId`.
+    pub idempotency_key: Option<String>,
+}
+
+/// The result of publishing one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    pub event_id: String,
+    pub deliveries: usize,
+    /// True when the idempotency key was seen before: nothing new was stored.
+    pub repeated: bool,
+}
+
+/// Why a publish failed; the publisher should retry.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PublishError {
+    #[error("hookrelay is overloaded: {0} events are waiting to be stored; retry shortly")]
+    Overloaded(usize),
+    #[error("the events could not be stored: {0}")]
+    Storage(String),
+}
+
+pub type PublishReply = oneshot::Sender<Result<Vec<Published>, PublishError>>;
+
+/// Store and route events; the answer comes on `reply` after the commit.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Publish {
+    pub events: Vec<Incoming>,
+    pub reply: PublishReply,
+}
+
+/// A subscription was created (or found active at start).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AddRoute(pub RouteRow);
+
+/// Subscriptions were deactivated: stop routing to them.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RemoveRoutes(pub Vec<i64>);
+
+/// A dead letter was put back in its queue.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Replay {
+    pub endpoint_id: i64,
+    pub endpoint_url: String,
+    pub job: Job,
+}
+
+/// The actor of one endpoint, if it runs on this node.
+#[derive(Message)]
+#[rtype(result = "Option<Addr<EndpointActor>>")]
+pub struct EndpointAddr(pub i64);
+
+/// The addresses of every endpoint actor.
+#[derive(Message)]
+#[rtype(result = "Vec<Addr<EndpointActor>>")]
+pub struct Endpoints;
+
+struct Waiting {
+    events: Vec<PreparedEvent>,
+    jobs: Vec<Vec<(i64, Job)>>,
+    reply: PublishReply,
+}
+
+pub struct Router {
+    store: Store,
+    recorder: Addr<Recorder>,
+    settings: Arc<DeliverySettings>,
+    arbiters: Vec<ArbiterHandle>,
+    next_arbiter: usize,
+    table: HashMap<(i64, String), Vec<Route>>,
+    /// subscription id → its table key.
+    keys: HashMap<i64, (i64, String)>,
+    endpoints: HashMap<i64, (Arc<EndpointUrl>, Addr<EndpointActor>)>,
+    waiting: Vec<Waiting>,
+    waiting_events: usize,
+    committing: bool,
+}
+
+impl Router {
+    /// A router with the active routes loaded; `backlog` lists endpoints
+    /// that have pending deliveries in the database.
+    pub fn new(
+        store: Store,
+        recorder: Addr<Recorder>,
+        settings: Arc<DeliverySettings>,
+        arbiters: Vec<ArbiterHandle>,
+        routes: Vec<RouteRow>,
+        backlog: Vec<(i64, String)>,
+    ) -> Router {
+        let mut router = Router {
+            store,
+            recorder,
+            settings,
+            arbiters,
+            next_arbiter: 0,
+            table: HashMap::new(),
+            keys: HashMap::new(),
+            endpoints: HashMap::new(),
+            waiting: Vec::new(),
+            waiting_events: 0,
+            committing: false,
+        };
+        for (id, url) in backlog {
+            match EndpointUrl::parse(&url) {
+                Ok(url) => {
+                    router.endpoint(id, Arc::new(url), true);
+                }
+                Err(e) => log::error!("endpoint {id} has an unusable URL `{url}` ({e}); its deliveries wait"),
+            }
+        }
+        for row in routes {
+            router.add_route(row);
+        }
+        router
+    }
+
+    /// The actor of an endpoint, started when missing.
+    fn endpoint(&mut self, id: i64, url: Arc<EndpointUrl>, backlog: bool) -> Addr<EndpointActor> {
+        if let Some((_, addr)) = self.endpoints.get(&id)
+            && addr.connected()
+        {
+            return addr.clone();
+        }
+        let arbiter = &self.arbiters[self.next_arbiter % self.arbiters.len()];
+        self.next_arbiter += 1;
+        let (settings, store, recorder, actor_url) = (
+            self.settings.clone(),
+            self.store.clone(),
+            self.recorder.clone(),
+            url.clone(),
+        );
+        let addr = EndpointActor::start_in_arbiter(arbiter, move |_| {
+            EndpointActor::new(id, actor_url, settings, store, recorder, backlog)
+        });
+        self.endpoints.insert(id, (url, addr.clone()));
+        addr
+    }
+
+    fn add_route(&mut self, row: RouteRow) {
+        let sub = row.subscription;
+        let (url, secret) = match (EndpointUrl::parse(&row.endpoint_url), Secret::parse(&sub.secret)) {
+            (Ok(url), Ok(secret)) => (Arc::new(url), Arc::new(secret)),
+            _ => {
+                log::error!("subscription {} has an unusable endpoint or secret; not routed", sub.id);
+                return;
+            }
+        };
+        let url = match self.endpoints.get(&sub.endpoint_id) {
+            Some((existing, _)) => existing.clone(),
+            None => url,
+        };
+        self.endpoint(sub.endpoint_id, url, false);
+        let key = (sub.marketplace_id, sub.event.clone());
+        let routes = self.table.entry(key.clone()).or_default();
+        routes.retain(|r| r.subscription_id != sub.id);
+        routes.push(Route {
+            subscription_id: sub.id,
+            user_id: sub.user_id,
+            endpoint_id: sub.endpoint_id,
+            secret,
+        });
+        self.keys.insert(sub.id, key);
+    }
+
+    fn remove_route(&mut self, subscription_id: i64) {
+        let Some(key) = self.keys.remove(&subscription_id) else {
+            return;
+        };
+        if let Some(routes) = self.table.get_mut(&key) {
+            if let Some(route) = routes.iter().find(|r| r.subscription_id == subscription_id)
+                && let Some((_, addr)) = self.endpoints.get(&route.endpoint_id)
+            {
+                addr.do_send(endpoint::ForgetSubscription(subscription_id));
+            }
+            routes.retain(|r| r.subscription_id != subscription_id);
+            if routes.is_empty() {
+                self.table.remove(&key);
+            }
+        }
+    }
+
+    /// Resolves routes and builds the rows and jobs of one publish.
+    fn prepare(&self, events: Vec<Incoming>) -> (Vec<PreparedEvent>, Vec<Vec<(i64, Job)>>) {
+        let now = crate::store::now();
+        let mut prepared = Vec::with_capacity(events.len());
+        let mut jobs = Vec::with_capacity(events.len());
+        for incoming in events {
+            let event = incoming.event;
+            let body = event.to_body();
+            let bytes = Bytes::from(body.clone());
+            let event_id = uuid::Uuid::now_v7().to_string();
+            let routes: Vec<&Route> = self
+                .table
+                .get(&(event.marketplace_id, event.event.clone()))
+                .map(|routes| {
+                    routes
+                        .iter()
+                        .filter(|r| Some(r.user_id) != event.triggering_user_id)
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut deliveries = Vec::with_capacity(routes.len());
+            let mut event_jobs = Vec::with_capacity(routes.len());
+            for route in routes {
+                let id = uuid::Uuid::now_v7().to_string();
+                deliveries.push(NewDelivery {
+                    id: id.clone(),
+                    event_id: event_id.clone(),
+                    subscription_id: route.subscription_id,
+                    endpoint_id: route.endpoint_id,
+                    status: PENDING,
+                    attempts: 0,
+                    next_attempt_at: now,
+                    last_error: None,
+                    created_at: now,
+                    updated_at: now,
+                });
+                event_jobs.push((
+                    route.endpoint_id,
+                    Job {
+                        id: Arc::from(id),
+                        subscription_id: route.subscription_id,
+                        secret: route.secret.clone(),
+                        body: bytes.clone(),
+                        attempts: 0,
+                        not_before: None,
+                    },
+                ));
+            }
+            prepared.push(PreparedEvent {
+                event: NewEvent {
+                    id: event_id,
+                    marketplace_id: event.marketplace_id,
+                    event: event.event.clone(),
+                    body,
+                    idempotency_key: incoming.idempotency_key,
+                    delivery_count: deliveries.len() as i32,
+                    created_at: now,
+                },
+                deliveries,
+            });
+            jobs.push(event_jobs);
+        }
+        (prepared, jobs)
+    }
+
+    /// Starts a group commit of everything waiting, unless one is running.
+    fn commit(&mut self, ctx: &mut Context<Self>) {
+        if self.committing || self.waiting.is_empty() {
+            return;
+        }
+        self.committing = true;
+        let mut group = Vec::new();
+        let mut count = 0;
+        while count < MAX_GROUP && !self.waiting.is_empty() {
+            let w = self.waiting.remove(0);
+            count += w.events.len();
+            group.push(w);
+        }
+        self.waiting_events -= count;
+        let mut rows = Vec::with_capacity(count);
+        let mut parts = Vec::with_capacity(group.len());
+        for w in group {
+            let ids: Vec<(String, usize)> = w
+                .events
+                .iter()
+                .map(|p| (p.event.id.clone(), p.deliveries.len()))
+                .collect();
+            rows.extend(w.events);
+            parts.push((ids, w.jobs, w.reply));
+        }
+        let store = self.store.clone();
+        let write = async move { store.run(move |conn| store_batch(conn, &rows)).await };
+        ctx.spawn(write.into_actor(self).map(move |result, act, ctx| {
+            act.committing = false;
+            match result {
+                Ok(stored) => act.committed(parts, stored),
+                Err(e) => {
+                    log::error!("group commit failed: {e}");
+                    for (_, _, reply) in parts {
+                        let _ = reply.send(Err(PublishError::Storage(
+                            "the database refused the write; see the server log".into(),
+                        )));
+                    }
+                }
+            }
+            act.commit(ctx);
+        }));
+    }
+
+    /// Answers the publishers of a stored group and hands out its deliveries.
+    #[allow(clippy::type_complexity)]
+    fn committed(&mut self, parts: Vec<(Vec<(String, usize)>, Vec<Vec<(i64, Job)>>, PublishReply)>, stored: Vec<Stored>) {
+        let mut stored = stored.into_iter();
+        let mut by_endpoint: HashMap<i64, Vec<Job>> = HashMap::new();
+        for (ids, jobs, reply) in parts {
+            let mut results = Vec::with_capacity(ids.len());
+            for ((event_id, count), event_jobs) in ids.into_iter().zip(jobs) {
+                match stored.next() {
+                    Some(Stored::Duplicate { event_id, deliveries }) => results.push(Published {
+                        event_id,
+                        deliveries: deliveries.max(0) as usize,
+                        repeated: true,
+                    }),
+                    _ => {
+                        results.push(Published {
+                            event_id,
+                            deliveries: count,
+                            repeated: false,
+                        });
+                        for (endpoint_id, job) in event_jobs {
+                            by_endpoint.entry(endpoint_id).or_default().push(job);
+                        }
+                    }
+                }
+            }
+            let _ = reply.send(Ok(results));
+        }
+        for (endpoint_id, jobs) in by_endpoint {
+            match self.endpoints.get(&endpoint_id).map(|(url, _)| url.clone()) {
+                Some(url) => self.endpoint(endpoint_id, url, false).do_send(Enqueue(jobs)),
+                None => log::error!("endpoint {endpoint_id} has no actor; its deliveries wait in the database"),
+            }
+        }
+    }
+}
+
+impl Actor for Router {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(100_000);
+    }
+}
+
+impl Handler<Publish> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: Publish, ctx: &mut Self::Context) {
+        if self.waiting_events + msg.events.len() > MAX_WAITING {
+            let _ = msg.reply.send(Err(PublishError::Overloaded(self.waiting_events)));
+            return;
+        }
+        let (events, jobs) = self.prepare(msg.events);
+        self.waiting_events += events.len();
+        self.waiting.push(Waiting {
+            events,
+            jobs,
+            reply: msg.reply,
+        });
+        self.commit(ctx);
+    }
+}
+
+impl Handler<AddRoute> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: AddRoute, _ctx: &mut Self::Context) {
+        self.add_route(msg.0);
+    }
+}
+
+impl Handler<RemoveRoutes> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: RemoveRoutes, _ctx: &mut Self::Context) {
+        for id in msg.0 {
+            self.remove_route(id);
+        }
+    }
+}
+
+impl Handler<Replay> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: Replay, _ctx: &mut Self::Context) {
+        let url = match self.endpoints.get(&msg.endpoint_id) {
+            Some((url, _)) => url.clone(),
+            None => match EndpointUrl::parse(&msg.endpoint_url) {
+                Ok(url) => Arc::new(url),
+                Err(e) => {
+                    log::error!("endpoint {} has an unusable URL ({e}); replay waits", msg.endpoint_id);
+                    return;
+                }
+            },
+        };
+        self.endpoint(msg.endpoint_id, url, false)
+            .do_send(Enqueue(vec![msg.job]));
+    }
+}
+
+impl Handler<Endpoints> for Router {
+    type Result = MessageResult<Endpoints>;
+
+    fn handle(&mut self, _: Endpoints, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.endpoints.values().map(|(_, addr)| addr.clone()).collect())
+    }
+}
+
+impl Handler<EndpointAddr> for Router {
+    type Result = Option<Addr<EndpointActor>>;
+
+    fn handle(&mut self, msg: EndpointAddr, _ctx: &mut Self::Context) -> Self::Result {
+        self.endpoints.get(&msg.0).map(|(_, addr)| addr.clone())
+    }
+}

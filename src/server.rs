@@ -1,0 +1,226 @@
+//! Startup and shutdown of `hookrelay serve`: opens the store, loads the
+//! catalog and routes, starts the recorder, the endpoint arbiters and the
+//! router, binds both listeners (printing one `hookrelay listening …` line
+//! once ready), runs the history cleanup, and on SIGTERM/SIGINT stops
+//! accepting, lets in-flight deliveries finish within the deadline, writes
+//! what is buffered, and returns.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_web::{App, HttpServer, web};
+
+use crate::api::{self, ApiSettings, AppState};
+use crate::catalog::{Catalog, DEFAULT_EVENT_TYPES};
+use crate::config::ServeArgs;
+use crate::delivery::endpoint::{BeginDrain, DeliverySettings, InFlight};
+use crate::delivery::recorder::{Flush, Recorder};
+use crate::router::{Endpoints, Router};
+use crate::store::{self, Store, StoreError};
+
+/// How often old history is cleaned up.
+const CLEANUP_EVERY: Duration = Duration::from_secs(600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr} for the {which} listener: {source}; choose another address with --{which}-addr")]
+    Bind {
+        which: &'static str,
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("could not install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// Opens the database (migrating it) and seeds the default event types.
+pub fn open_store(url: &str, pool_size: u32) -> Result<Store, StoreError> {
+    let store = Store::open(url, pool_size)?;
+    store::catalog::seed(&mut store.conn()?, DEFAULT_EVENT_TYPES)?;
+    Ok(store)
+}
+
+/// Makes the process-wide TLS choice (ring) before any client is built.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Runs the engine until SIGTERM or SIGINT.
+pub async fn run(args: ServeArgs) -> Result<(), StartError> {
+    install_tls_provider();
+    let url = args.database.database_url.clone();
+    let pool_size = args.db_pool_size;
+    let (store, catalog_rows, routes, backlog) = tokio::task::spawn_blocking(move || {
+        let store = open_store(&url, pool_size)?;
+        let mut conn = store.conn()?;
+        let catalog = store::catalog::list(&mut conn)?;
+        let routes = store::subscriptions::all_active(&mut conn)?;
+        let backlog = store::deliveries::endpoints_with_pending(&mut conn)?;
+        drop(conn);
+        Ok::<_, StoreError>((store, catalog, routes, backlog))
+    })
+    .await
+    .map_err(|_| StoreError::TaskFailed)??;
+    log::info!(
+        "database {} ({:?}): {} active subscriptions, {} endpoints with pending deliveries",
+        store::redact(&args.database.database_url),
+        store.backend(),
+        routes.len(),
+        backlog.len()
+    );
+
+    let settings = Arc::new(DeliverySettings {
+        timeout: args.delivery_timeout,
+        retry_schedule: args.retry_schedule.0.clone(),
+        max_in_flight: args.max_in_flight_per_endpoint,
+        allow_private: args.allow_private_endpoints,
+    });
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let arbiters: Vec<Arbiter> = (0..threads).map(|_| Arbiter::new()).collect();
+    let handles = arbiters.iter().map(Arbiter::handle).collect();
+    let recorder = Recorder::new(store.clone()).start();
+    let router = Router::new(
+        store.clone(),
+        recorder.clone(),
+        settings,
+        handles,
+        routes,
+        backlog,
+    )
+    .start();
+
+    let state = AppState {
+        store: store.clone(),
+        router: router.clone(),
+        catalog: Catalog::new(catalog_rows),
+        settings: Arc::new(ApiSettings {
+            allow_private_endpoints: args.allow_private_endpoints,
+            verification_timeout: args.delivery_timeout,
+            max_body_bytes: args.max_body_bytes,
+            max_batch_events: args.max_batch_events,
+            internal_token_hash: args.internal_token.as_deref().map(crate::token::hash),
+        }),
+        ready: Arc::new(AtomicBool::new(false)),
+    };
+
+    let public_state = web::Data::new(state.clone());
+    let public = HttpServer::new(move || {
+        App::new()
+            .app_data(public_state.clone())
+            .configure(api::public::routes)
+            .default_service(web::to(api::not_found))
+    })
+    .workers(threads)
+    .disable_signals()
+    .shutdown_timeout(args.shutdown_timeout.as_secs().max(1))
+    .bind(args.public_addr)
+    .map_err(|source| StartError::Bind {
+        which: "public",
+        addr: args.public_addr,
+        source,
+    })?;
+    let internal_state = web::Data::new(state.clone());
+    let internal = HttpServer::new(move || {
+        App::new()
+            .app_data(internal_state.clone())
+            .configure(api::internal::routes)
+            .default_service(web::to(api::not_found))
+    })
+    .workers(threads)
+    .disable_signals()
+    .shutdown_timeout(args.shutdown_timeout.as_secs().max(1))
+    .bind(args.internal_addr)
+    .map_err(|source| StartError::Bind {
+        which: "internal",
+        addr: args.internal_addr,
+        source,
+    })?;
+
+    let public_addr = public.addrs().first().copied().unwrap_or(args.public_addr);
+    let internal_addr = internal.addrs().first().copied().unwrap_or(args.internal_addr);
+    let public = public.run();
+    let internal = internal.run();
+    let (public_handle, internal_handle) = (public.handle(), internal.handle());
+    actix_rt::spawn(public);
+    actix_rt::spawn(internal);
+    actix_rt::spawn(cleanup_loop(store.clone(), args.history_retention, args.idempotency_retention));
+
+    state.ready.store(true, Ordering::Relaxed);
+    println!("hookrelay listening public=http://{public_addr} internal=http://{internal_addr}");
+    log::info!("hookrelay {} ready: public {public_addr}, internal {internal_addr}", env!("CARGO_PKG_VERSION"));
+
+    wait_for_signal().await.map_err(StartError::Signals)?;
+    log::info!("shutting down: no new requests; waiting up to {} for in-flight work", humantime::format_duration(args.shutdown_timeout));
+    state.ready.store(false, Ordering::Relaxed);
+    let deadline = Instant::now() + args.shutdown_timeout;
+    futures_util::future::join(public_handle.stop(true), internal_handle.stop(true)).await;
+    drain_endpoints(&router, deadline).await;
+    if recorder.send(Flush).await.is_err() {
+        log::error!("could not write the last delivery outcomes; those deliveries will be sent again");
+    }
+    for arbiter in arbiters {
+        arbiter.stop();
+    }
+    log::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
+
+/// Stops every endpoint actor from starting requests and waits until the
+/// ones in flight are done, or the deadline passes (those are sent again
+/// after the restart).
+async fn drain_endpoints(router: &Addr<Router>, deadline: Instant) {
+    let Ok(endpoints) = router.send(Endpoints).await else {
+        return;
+    };
+    for addr in &endpoints {
+        let _ = addr.send(BeginDrain).await;
+    }
+    loop {
+        let mut in_flight = 0;
+        for addr in &endpoints {
+            in_flight += addr.send(InFlight).await.unwrap_or(0);
+        }
+        if in_flight == 0 {
+            return;
+        }
+        if Instant::now() >= deadline {
+            log::warn!("{in_flight} deliveries still in flight at the shutdown deadline; they will be sent again after a restart");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Removes history older than the retention settings, periodically.
+async fn cleanup_loop(store: Store, history: Duration, keys: Duration) {
+    let mut tick = tokio::time::interval(CLEANUP_EVERY);
+    loop {
+        tick.tick().await;
+        let now = chrono::Utc::now();
+        let history_before = (now - chrono::Duration::from_std(history).unwrap_or(chrono::Duration::days(7))).naive_utc();
+        let keys_before = (now - chrono::Duration::from_std(keys).unwrap_or(chrono::Duration::days(1))).naive_utc();
+        match store
+            .run(move |conn| store::deliveries::cleanup(conn, history_before, keys_before))
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => log::info!("cleanup removed {n} rows of old history"),
+            Err(e) => log::error!("history cleanup failed: {e}"),
+        }
+    }
+}
