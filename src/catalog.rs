@@ -115,7 +115,9 @@ impl Catalog {
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, String>> {
-        self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -129,7 +131,11 @@ mod tests {
             validate_name(name).unwrap();
             assert!(!description.is_empty());
         }
-        for required in ["revision_status_updated", "qti_export_ready", "confirm_final_grades"] {
+        for required in [
+            "revision_status_updated",
+            "qti_export_ready",
+            "confirm_final_grades",
+        ] {
             assert!(DEFAULT_EVENT_TYPES.iter().any(|(n, _)| *n == required));
         }
     }

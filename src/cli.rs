@@ -25,7 +25,9 @@ pub fn run(cli: Cli) -> ExitCode {
             .and_then(|store| crate::token::create(&mut store.conn()?, marketplace, user))
             .map(|token| {
                 println!("{token}");
-                eprintln!("token for marketplace {marketplace}, user {user}; it is shown only this once");
+                eprintln!(
+                    "token for marketplace {marketplace}, user {user}; it is shown only this once"
+                );
             })
             .map_err(|e| e.to_string()),
     };

@@ -65,7 +65,11 @@ pub struct ServeArgs {
 
     /// Address of the internal listener (event ingest, tokens, operations,
     /// metrics). Keep it off public networks.
-    #[arg(long, env = "HOOKRELAY_INTERNAL_ADDR", default_value = "127.0.0.1:8081")]
+    #[arg(
+        long,
+        env = "HOOKRELAY_INTERNAL_ADDR",
+        default_value = "127.0.0.1:8081"
+    )]
     pub internal_addr: SocketAddr,
 
     /// Bearer token required on the internal listener (except /health). When
@@ -89,8 +93,28 @@ pub struct ServeArgs {
 
     /// Consecutive failed verification calls after which an endpoint is dead
     /// and its subscriptions are removed.
-    #[arg(long, env = "HOOKRELAY_DEAD_AFTER_FAILED_VERIFICATIONS", default_value_t = 3)]
+    #[arg(
+        long,
+        env = "HOOKRELAY_DEAD_AFTER_FAILED_VERIFICATIONS",
+        default_value_t = 3
+    )]
     pub dead_after_failed_verifications: u32,
+
+    /// Failed delivery attempts in a row after which an endpoint is paused:
+    /// its deliveries are held (in order, in the database) and it is probed
+    /// with verification calls until it answers 2xx again.
+    #[arg(long, env = "HOOKRELAY_PAUSE_AFTER_FAILURES", default_value_t = 3,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub pause_after_failures: u32,
+
+    /// First wait between probes of a paused endpoint; it doubles after each
+    /// failed probe, up to --probe-max-interval.
+    #[arg(long, env = "HOOKRELAY_PROBE_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub probe_interval: Duration,
+
+    /// Longest wait between probes of a paused endpoint.
+    #[arg(long, env = "HOOKRELAY_PROBE_MAX_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    pub probe_max_interval: Duration,
 
     /// Requests in flight (or waiting for a retry) per endpoint. 1 gives strict
     /// per-endpoint ordering.
@@ -169,7 +193,11 @@ mod tests {
         let s = parse_schedule("10s,1m,10m").unwrap();
         assert_eq!(
             s.0,
-            vec![Duration::from_secs(10), Duration::from_secs(60), Duration::from_secs(600)]
+            vec![
+                Duration::from_secs(10),
+                Duration::from_secs(60),
+                Duration::from_secs(600)
+            ]
         );
         assert!(parse_schedule("").unwrap().0.is_empty());
         assert!(parse_schedule("1s,x").is_err());

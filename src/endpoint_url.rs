@@ -103,9 +103,16 @@ impl EndpointUrl {
     }
 }
 
+/// Shows the URL without its password (for logs and operator views).
 impl std::fmt::Display for EndpointUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.0.as_str())
+        if self.0.password().is_some() {
+            let mut shown = self.0.clone();
+            let _ = shown.set_password(Some("***"));
+            f.write_str(shown.as_str())
+        } else {
+            f.write_str(self.0.as_str())
+        }
     }
 }
 
@@ -214,9 +221,18 @@ mod tests {
     fn only_http_and_https_urls_are_endpoints() {
         assert!(EndpointUrl::parse("https://example.com/hook").is_ok());
         assert!(EndpointUrl::parse("http://example.com:8080/hook?x=1").is_ok());
-        assert!(matches!(EndpointUrl::parse("ftp://example.com"), Err(EndpointError::Invalid(_))));
-        assert!(matches!(EndpointUrl::parse("not a url"), Err(EndpointError::Invalid(_))));
-        assert!(matches!(EndpointUrl::parse("mailto:a@b.c"), Err(EndpointError::Invalid(_))));
+        assert!(matches!(
+            EndpointUrl::parse("ftp://example.com"),
+            Err(EndpointError::Invalid(_))
+        ));
+        assert!(matches!(
+            EndpointUrl::parse("not a url"),
+            Err(EndpointError::Invalid(_))
+        ));
+        assert!(matches!(
+            EndpointUrl::parse("mailto:a@b.c"),
+            Err(EndpointError::Invalid(_))
+        ));
     }
 
     #[test]
@@ -252,7 +268,10 @@ mod tests {
 
     #[test]
     fn public_addresses_pass() {
-        for url in ["http://93.184.216.34/", "http://[2606:2800:220:1:248:1893:25c8:1946]/"] {
+        for url in [
+            "http://93.184.216.34/",
+            "http://[2606:2800:220:1:248:1893:25c8:1946]/",
+        ] {
             assert!(!refused(url), "{url} should pass");
         }
     }
@@ -261,7 +280,9 @@ mod tests {
     fn the_refusal_names_the_option() {
         let err = forbidden_network("10.1.2.3".parse().unwrap());
         assert!(err.is_some());
-        let msg = check_ip("10.1.2.3".parse().unwrap(), "10.1.2.3").unwrap_err().to_string();
+        let msg = check_ip("10.1.2.3".parse().unwrap(), "10.1.2.3")
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("--allow-private-endpoints"), "{msg}");
     }
 }

@@ -114,7 +114,10 @@ impl From<actix_web::error::PayloadError> for ApiError {
     fn from(e: actix_web::error::PayloadError) -> Self {
         match e {
             actix_web::error::PayloadError::Overflow => body_too_large(),
-            other => ApiError::bad_request("invalid_body", format!("could not read the request body: {other}")),
+            other => ApiError::bad_request(
+                "invalid_body",
+                format!("could not read the request body: {other}"),
+            ),
         }
     }
 }
@@ -131,6 +134,9 @@ pub fn body_too_large() -> ApiError {
 pub fn from_payload_error(e: &actix_web::error::PayloadError) -> ApiError {
     match e {
         actix_web::error::PayloadError::Overflow => body_too_large(),
-        other => ApiError::bad_request("invalid_body", format!("could not read the request body: {other}")),
+        other => ApiError::bad_request(
+            "invalid_body",
+            format!("could not read the request body: {other}"),
+        ),
     }
 }

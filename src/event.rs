@@ -188,9 +188,11 @@ fn extra_info(v: &Value) -> Result<Value, EventError> {
             )));
         }
     }
-    let kind = one_of("extraInfo.type", required(obj, "type").map_err(|_| {
-        invalid("`extraInfo.type` is required".into())
-    })?, EXTRA_INFO_TYPES)?;
+    let kind = one_of(
+        "extraInfo.type",
+        required(obj, "type").map_err(|_| invalid("`extraInfo.type` is required".into()))?,
+        EXTRA_INFO_TYPES,
+    )?;
     let check_value = |field: &str, value: &Value| -> Result<(), EventError> {
         let ok = match value {
             Value::String(_) => true,
@@ -225,9 +227,15 @@ fn extra_info(v: &Value) -> Result<Value, EventError> {
 impl Event {
     /// Validates a pushed JSON value. `is_known_type` answers whether an event
     /// type is in the catalog.
-    pub fn from_value(value: &Value, is_known_type: impl Fn(&str) -> bool) -> Result<Event, EventError> {
+    pub fn from_value(
+        value: &Value,
+        is_known_type: impl Fn(&str) -> bool,
+    ) -> Result<Event, EventError> {
         let obj = value.as_object().ok_or_else(|| {
-            invalid(format!("an event must be a JSON object, got {}", type_name(value)))
+            invalid(format!(
+                "an event must be a JSON object, got {}",
+                type_name(value)
+            ))
         })?;
         if let Some(unknown) = obj.keys().find(|k| !KNOWN_FIELDS.contains(&k.as_str())) {
             return Err(invalid(format!(
@@ -346,13 +354,26 @@ mod tests {
         assert!(error_of(with("marketplaceId", json!("1"))).contains("marketplaceId"));
         assert!(error_of(with("contextObjectId", json!(1.5))).contains("contextObjectId"));
         assert!(error_of(with("contextObjectType", json!("NOPE"))).contains("contextObjectType"));
-        assert!(error_of(with("associatedObjectType", json!("NOPE"))).contains("associatedObjectType"));
+        assert!(
+            error_of(with("associatedObjectType", json!("NOPE"))).contains("associatedObjectType")
+        );
         assert!(error_of(with("timestamp", json!("2021-06-29 18:16:06"))).contains("timestamp"));
-        assert!(error_of(with("timestamp", json!("2021-06-29T18:16:06.123Z"))).contains("timestamp"));
+        assert!(
+            error_of(with("timestamp", json!("2021-06-29T18:16:06.123Z"))).contains("timestamp")
+        );
         assert!(error_of(with("timestamp", json!("2021-02-30T18:16:06Z"))).contains("timestamp"));
-        assert!(error_of(with("extraInfo", json!({"type": "Bogus", "value": "x"}))).contains("extraInfo.type"));
+        assert!(
+            error_of(with("extraInfo", json!({"type": "Bogus", "value": "x"})))
+                .contains("extraInfo.type")
+        );
         assert!(error_of(with("extraInfo", json!({"type": "String"}))).contains("extraInfo.value"));
-        assert!(error_of(with("extraInfo", json!({"type": "String", "value": {"a": 1}}))).contains("extraInfo.value"));
+        assert!(
+            error_of(with(
+                "extraInfo",
+                json!({"type": "String", "value": {"a": 1}})
+            ))
+            .contains("extraInfo.value")
+        );
         assert!(error_of(with("surprise", json!(1))).contains("surprise"));
         assert!(error_of(json!([1])).contains("object"));
     }

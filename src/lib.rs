@@ -10,6 +10,7 @@ pub mod delivery;
 pub mod endpoint_url;
 pub mod error;
 pub mod event;
+pub mod metrics;
 pub mod router;
 pub mod server;
 pub mod signing;

@@ -13,12 +13,16 @@ use actix::prelude::*;
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use crate::delivery::endpoint::{self, DeliverySettings, EndpointActor, Enqueue, Job};
+use crate::delivery::endpoint::{
+    self, AddSubscription, DeliverySettings, EndpointActor, Enqueue, Job,
+};
 use crate::delivery::recorder::Recorder;
 use crate::endpoint_url::EndpointUrl;
 use crate::event::Event;
+use crate::metrics::METRICS;
 use crate::signing::Secret;
 use crate::store::Store;
+use crate::store::endpoints::HealthRow;
 use crate::store::events::{PreparedEvent, Stored, store_batch};
 use crate::store::models::{NewDelivery, NewEvent, PENDING};
 use crate::store::subscriptions::RouteRow;
@@ -91,6 +95,14 @@ pub struct Replay {
     pub job: Job,
 }
 
+/// An endpoint actor counted itself dead and removed these subscriptions.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct EndpointDied {
+    pub endpoint_id: i64,
+    pub subscription_ids: Vec<i64>,
+}
+
 /// The actor of one endpoint, if it runs on this node.
 #[derive(Message)]
 #[rtype(result = "Option<Addr<EndpointActor>>")]
@@ -101,6 +113,14 @@ pub struct EndpointAddr(pub i64);
 #[rtype(result = "Vec<Addr<EndpointActor>>")]
 pub struct Endpoints;
 
+/// One publish of a group commit: (event id, delivery count, event type)
+/// per event, the deliveries to hand out, and where to answer.
+type CommitPart = (
+    Vec<(String, usize, String)>,
+    Vec<Vec<(i64, Job)>>,
+    PublishReply,
+);
+
 struct Waiting {
     events: Vec<PreparedEvent>,
     jobs: Vec<Vec<(i64, Job)>>,
@@ -108,6 +128,7 @@ struct Waiting {
 }
 
 pub struct Router {
+    me: Addr<Router>,
     store: Store,
     recorder: Addr<Recorder>,
     settings: Arc<DeliverySettings>,
@@ -123,17 +144,48 @@ pub struct Router {
 }
 
 impl Router {
-    /// A router with the active routes loaded; `backlog` lists endpoints
-    /// that have pending deliveries in the database.
-    pub fn new(
+    /// Starts the router with the active routes loaded; `backlog` lists
+    /// endpoints that have pending deliveries in the database, `health` the
+    /// saved health of endpoints.
+    pub fn launch(
         store: Store,
         recorder: Addr<Recorder>,
         settings: Arc<DeliverySettings>,
         arbiters: Vec<ArbiterHandle>,
         routes: Vec<RouteRow>,
         backlog: Vec<(i64, String)>,
+        health: Vec<(i64, HealthRow)>,
+    ) -> Addr<Router> {
+        Router::create(move |ctx| {
+            let mut saved: HashMap<i64, HealthRow> = health.into_iter().collect();
+            let mut router = Router::empty(ctx.address(), store, recorder, settings, arbiters);
+            for (id, url) in backlog {
+                match EndpointUrl::parse(&url) {
+                    Ok(url) => {
+                        router.endpoint(id, Arc::new(url), true, saved.remove(&id));
+                    }
+                    Err(e) => log::error!(
+                        "endpoint {id} has an unusable URL `{url}` ({e}); its deliveries wait"
+                    ),
+                }
+            }
+            for row in routes {
+                let health = saved.remove(&row.subscription.endpoint_id);
+                router.add_route(row, health);
+            }
+            router
+        })
+    }
+
+    fn empty(
+        me: Addr<Router>,
+        store: Store,
+        recorder: Addr<Recorder>,
+        settings: Arc<DeliverySettings>,
+        arbiters: Vec<ArbiterHandle>,
     ) -> Router {
-        let mut router = Router {
+        Router {
+            me,
             store,
             recorder,
             settings,
@@ -145,23 +197,17 @@ impl Router {
             waiting: Vec::new(),
             waiting_events: 0,
             committing: false,
-        };
-        for (id, url) in backlog {
-            match EndpointUrl::parse(&url) {
-                Ok(url) => {
-                    router.endpoint(id, Arc::new(url), true);
-                }
-                Err(e) => log::error!("endpoint {id} has an unusable URL `{url}` ({e}); its deliveries wait"),
-            }
         }
-        for row in routes {
-            router.add_route(row);
-        }
-        router
     }
 
     /// The actor of an endpoint, started when missing.
-    fn endpoint(&mut self, id: i64, url: Arc<EndpointUrl>, backlog: bool) -> Addr<EndpointActor> {
+    fn endpoint(
+        &mut self,
+        id: i64,
+        url: Arc<EndpointUrl>,
+        backlog: bool,
+        saved: Option<HealthRow>,
+    ) -> Addr<EndpointActor> {
         if let Some((_, addr)) = self.endpoints.get(&id)
             && addr.connected()
         {
@@ -169,25 +215,34 @@ impl Router {
         }
         let arbiter = &self.arbiters[self.next_arbiter % self.arbiters.len()];
         self.next_arbiter += 1;
-        let (settings, store, recorder, actor_url) = (
+        let (settings, store, recorder, router, actor_url) = (
             self.settings.clone(),
             self.store.clone(),
             self.recorder.clone(),
+            self.me.clone(),
             url.clone(),
         );
         let addr = EndpointActor::start_in_arbiter(arbiter, move |_| {
-            EndpointActor::new(id, actor_url, settings, store, recorder, backlog)
+            EndpointActor::new(
+                id, actor_url, settings, store, recorder, router, backlog, saved,
+            )
         });
         self.endpoints.insert(id, (url, addr.clone()));
         addr
     }
 
-    fn add_route(&mut self, row: RouteRow) {
+    fn add_route(&mut self, row: RouteRow, saved: Option<HealthRow>) {
         let sub = row.subscription;
-        let (url, secret) = match (EndpointUrl::parse(&row.endpoint_url), Secret::parse(&sub.secret)) {
+        let (url, secret) = match (
+            EndpointUrl::parse(&row.endpoint_url),
+            Secret::parse(&sub.secret),
+        ) {
             (Ok(url), Ok(secret)) => (Arc::new(url), Arc::new(secret)),
             _ => {
-                log::error!("subscription {} has an unusable endpoint or secret; not routed", sub.id);
+                log::error!(
+                    "subscription {} has an unusable endpoint or secret; not routed",
+                    sub.id
+                );
                 return;
             }
         };
@@ -195,7 +250,11 @@ impl Router {
             Some((existing, _)) => existing.clone(),
             None => url,
         };
-        self.endpoint(sub.endpoint_id, url, false);
+        self.endpoint(sub.endpoint_id, url, false, saved)
+            .do_send(AddSubscription {
+                id: sub.id,
+                secret: secret.clone(),
+            });
         let key = (sub.marketplace_id, sub.event.clone());
         let routes = self.table.entry(key.clone()).or_default();
         routes.retain(|r| r.subscription_id != sub.id);
@@ -304,13 +363,20 @@ impl Router {
             group.push(w);
         }
         self.waiting_events -= count;
+        METRICS.group_commit_events.observe(count as f64);
         let mut rows = Vec::with_capacity(count);
         let mut parts = Vec::with_capacity(group.len());
         for w in group {
-            let ids: Vec<(String, usize)> = w
+            let ids: Vec<(String, usize, String)> = w
                 .events
                 .iter()
-                .map(|p| (p.event.id.clone(), p.deliveries.len()))
+                .map(|p| {
+                    (
+                        p.event.id.clone(),
+                        p.deliveries.len(),
+                        p.event.event.clone(),
+                    )
+                })
                 .collect();
             rows.extend(w.events);
             parts.push((ids, w.jobs, w.reply));
@@ -323,6 +389,7 @@ impl Router {
                 Ok(stored) => act.committed(parts, stored),
                 Err(e) => {
                     log::error!("group commit failed: {e}");
+                    METRICS.commit_failures.inc();
                     for (_, _, reply) in parts {
                         let _ = reply.send(Err(PublishError::Storage(
                             "the database refused the write; see the server log".into(),
@@ -335,15 +402,17 @@ impl Router {
     }
 
     /// Answers the publishers of a stored group and hands out its deliveries.
-    #[allow(clippy::type_complexity)]
-    fn committed(&mut self, parts: Vec<(Vec<(String, usize)>, Vec<Vec<(i64, Job)>>, PublishReply)>, stored: Vec<Stored>) {
+    fn committed(&mut self, parts: Vec<CommitPart>, stored: Vec<Stored>) {
         let mut stored = stored.into_iter();
         let mut by_endpoint: HashMap<i64, Vec<Job>> = HashMap::new();
         for (ids, jobs, reply) in parts {
             let mut results = Vec::with_capacity(ids.len());
-            for ((event_id, count), event_jobs) in ids.into_iter().zip(jobs) {
+            for ((event_id, count, event_type), event_jobs) in ids.into_iter().zip(jobs) {
                 match stored.next() {
-                    Some(Stored::Duplicate { event_id, deliveries }) => results.push(Published {
+                    Some(Stored::Duplicate {
+                        event_id,
+                        deliveries,
+                    }) => results.push(Published {
                         event_id,
                         deliveries: deliveries.max(0) as usize,
                         repeated: true,
@@ -354,6 +423,10 @@ impl Router {
                             deliveries: count,
                             repeated: false,
                         });
+                        METRICS
+                            .events_ingested
+                            .with_label_values(&[event_type.as_str()])
+                            .inc();
                         for (endpoint_id, job) in event_jobs {
                             by_endpoint.entry(endpoint_id).or_default().push(job);
                         }
@@ -364,8 +437,12 @@ impl Router {
         }
         for (endpoint_id, jobs) in by_endpoint {
             match self.endpoints.get(&endpoint_id).map(|(url, _)| url.clone()) {
-                Some(url) => self.endpoint(endpoint_id, url, false).do_send(Enqueue(jobs)),
-                None => log::error!("endpoint {endpoint_id} has no actor; its deliveries wait in the database"),
+                Some(url) => self
+                    .endpoint(endpoint_id, url, false, None)
+                    .do_send(Enqueue(jobs)),
+                None => log::error!(
+                    "endpoint {endpoint_id} has no actor; its deliveries wait in the database"
+                ),
             }
         }
     }
@@ -384,7 +461,9 @@ impl Handler<Publish> for Router {
 
     fn handle(&mut self, msg: Publish, ctx: &mut Self::Context) {
         if self.waiting_events + msg.events.len() > MAX_WAITING {
-            let _ = msg.reply.send(Err(PublishError::Overloaded(self.waiting_events)));
+            let _ = msg
+                .reply
+                .send(Err(PublishError::Overloaded(self.waiting_events)));
             return;
         }
         let (events, jobs) = self.prepare(msg.events);
@@ -402,7 +481,7 @@ impl Handler<AddRoute> for Router {
     type Result = ();
 
     fn handle(&mut self, msg: AddRoute, _ctx: &mut Self::Context) {
-        self.add_route(msg.0);
+        self.add_route(msg.0, None);
     }
 }
 
@@ -425,12 +504,15 @@ impl Handler<Replay> for Router {
             None => match EndpointUrl::parse(&msg.endpoint_url) {
                 Ok(url) => Arc::new(url),
                 Err(e) => {
-                    log::error!("endpoint {} has an unusable URL ({e}); replay waits", msg.endpoint_id);
+                    log::error!(
+                        "endpoint {} has an unusable URL ({e}); replay waits",
+                        msg.endpoint_id
+                    );
                     return;
                 }
             },
         };
-        self.endpoint(msg.endpoint_id, url, false)
+        self.endpoint(msg.endpoint_id, url, false, None)
             .do_send(Enqueue(vec![msg.job]));
     }
 }
@@ -439,7 +521,12 @@ impl Handler<Endpoints> for Router {
     type Result = MessageResult<Endpoints>;
 
     fn handle(&mut self, _: Endpoints, _ctx: &mut Self::Context) -> Self::Result {
-        MessageResult(self.endpoints.values().map(|(_, addr)| addr.clone()).collect())
+        MessageResult(
+            self.endpoints
+                .values()
+                .map(|(_, addr)| addr.clone())
+                .collect(),
+        )
     }
 }
 
@@ -448,5 +535,30 @@ impl Handler<EndpointAddr> for Router {
 
     fn handle(&mut self, msg: EndpointAddr, _ctx: &mut Self::Context) -> Self::Result {
         self.endpoints.get(&msg.0).map(|(_, addr)| addr.clone())
+    }
+}
+
+impl Handler<EndpointDied> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: EndpointDied, _ctx: &mut Self::Context) {
+        for id in msg.subscription_ids {
+            self.remove_route(id);
+        }
+        // Routes added meanwhile (a new subscription) start a fresh actor.
+        self.endpoints.remove(&msg.endpoint_id);
+        let still_routed: Vec<(i64, String)> = self
+            .table
+            .iter()
+            .filter(|(_, routes)| routes.iter().any(|r| r.endpoint_id == msg.endpoint_id))
+            .map(|(k, _)| k.clone())
+            .collect();
+        if !still_routed.is_empty() {
+            log::warn!(
+                "endpoint {} died while {} new routes used it; they stay routed to a fresh actor",
+                msg.endpoint_id,
+                still_routed.len()
+            );
+        }
     }
 }

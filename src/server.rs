@@ -16,6 +16,7 @@ use crate::api::{self, ApiSettings, AppState};
 use crate::catalog::{Catalog, DEFAULT_EVENT_TYPES};
 use crate::config::ServeArgs;
 use crate::delivery::endpoint::{BeginDrain, DeliverySettings, InFlight};
+use crate::delivery::health::Policy;
 use crate::delivery::recorder::{Flush, Recorder};
 use crate::router::{Endpoints, Router};
 use crate::store::{self, Store, StoreError};
@@ -27,7 +28,9 @@ const CLEANUP_EVERY: Duration = Duration::from_secs(600);
 pub enum StartError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("cannot listen on {addr} for the {which} listener: {source}; choose another address with --{which}-addr")]
+    #[error(
+        "cannot listen on {addr} for the {which} listener: {source}; choose another address with --{which}-addr"
+    )]
     Bind {
         which: &'static str,
         addr: std::net::SocketAddr,
@@ -54,14 +57,19 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
     install_tls_provider();
     let url = args.database.database_url.clone();
     let pool_size = args.db_pool_size;
-    let (store, catalog_rows, routes, backlog) = tokio::task::spawn_blocking(move || {
+    let (store, catalog_rows, routes, backlog, health) = tokio::task::spawn_blocking(move || {
         let store = open_store(&url, pool_size)?;
         let mut conn = store.conn()?;
         let catalog = store::catalog::list(&mut conn)?;
         let routes = store::subscriptions::all_active(&mut conn)?;
         let backlog = store::deliveries::endpoints_with_pending(&mut conn)?;
+        let mut ids: Vec<i64> = routes.iter().map(|r| r.subscription.endpoint_id).collect();
+        ids.extend(backlog.iter().map(|(id, _)| *id));
+        ids.sort_unstable();
+        ids.dedup();
+        let health = store::endpoints::health_of(&mut conn, &ids)?;
         drop(conn);
-        Ok::<_, StoreError>((store, catalog, routes, backlog))
+        Ok::<_, StoreError>((store, catalog, routes, backlog, health))
     })
     .await
     .map_err(|_| StoreError::TaskFailed)??;
@@ -78,20 +86,27 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
         retry_schedule: args.retry_schedule.0.clone(),
         max_in_flight: args.max_in_flight_per_endpoint,
         allow_private: args.allow_private_endpoints,
+        verify_interval: args.verify_interval,
+        probe_interval: args.probe_interval,
+        probe_max_interval: args.probe_max_interval,
+        policy: Policy {
+            pause_after_failures: args.pause_after_failures,
+            dead_after_failed_verifications: args.dead_after_failed_verifications,
+        },
     });
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let arbiters: Vec<Arbiter> = (0..threads).map(|_| Arbiter::new()).collect();
     let handles = arbiters.iter().map(Arbiter::handle).collect();
     let recorder = Recorder::new(store.clone()).start();
-    let router = Router::new(
+    let router = Router::launch(
         store.clone(),
         recorder.clone(),
         settings,
         handles,
         routes,
         backlog,
-    )
-    .start();
+        health,
+    );
 
     let state = AppState {
         store: store.clone(),
@@ -141,26 +156,42 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
     })?;
 
     let public_addr = public.addrs().first().copied().unwrap_or(args.public_addr);
-    let internal_addr = internal.addrs().first().copied().unwrap_or(args.internal_addr);
+    let internal_addr = internal
+        .addrs()
+        .first()
+        .copied()
+        .unwrap_or(args.internal_addr);
     let public = public.run();
     let internal = internal.run();
     let (public_handle, internal_handle) = (public.handle(), internal.handle());
     actix_rt::spawn(public);
     actix_rt::spawn(internal);
-    actix_rt::spawn(cleanup_loop(store.clone(), args.history_retention, args.idempotency_retention));
+    actix_rt::spawn(cleanup_loop(
+        store.clone(),
+        args.history_retention,
+        args.idempotency_retention,
+    ));
 
     state.ready.store(true, Ordering::Relaxed);
     println!("hookrelay listening public=http://{public_addr} internal=http://{internal_addr}");
-    log::info!("hookrelay {} ready: public {public_addr}, internal {internal_addr}", env!("CARGO_PKG_VERSION"));
+    log::info!(
+        "hookrelay {} ready: public {public_addr}, internal {internal_addr}",
+        env!("CARGO_PKG_VERSION")
+    );
 
     wait_for_signal().await.map_err(StartError::Signals)?;
-    log::info!("shutting down: no new requests; waiting up to {} for in-flight work", humantime::format_duration(args.shutdown_timeout));
+    log::info!(
+        "shutting down: no new requests; waiting up to {} for in-flight work",
+        humantime::format_duration(args.shutdown_timeout)
+    );
     state.ready.store(false, Ordering::Relaxed);
     let deadline = Instant::now() + args.shutdown_timeout;
     futures_util::future::join(public_handle.stop(true), internal_handle.stop(true)).await;
     drain_endpoints(&router, deadline).await;
     if recorder.send(Flush).await.is_err() {
-        log::error!("could not write the last delivery outcomes; those deliveries will be sent again");
+        log::error!(
+            "could not write the last delivery outcomes; those deliveries will be sent again"
+        );
     }
     for arbiter in arbiters {
         arbiter.stop();
@@ -199,7 +230,9 @@ async fn drain_endpoints(router: &Addr<Router>, deadline: Instant) {
             return;
         }
         if Instant::now() >= deadline {
-            log::warn!("{in_flight} deliveries still in flight at the shutdown deadline; they will be sent again after a restart");
+            log::warn!(
+                "{in_flight} deliveries still in flight at the shutdown deadline; they will be sent again after a restart"
+            );
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -212,8 +245,12 @@ async fn cleanup_loop(store: Store, history: Duration, keys: Duration) {
     loop {
         tick.tick().await;
         let now = chrono::Utc::now();
-        let history_before = (now - chrono::Duration::from_std(history).unwrap_or(chrono::Duration::days(7))).naive_utc();
-        let keys_before = (now - chrono::Duration::from_std(keys).unwrap_or(chrono::Duration::days(1))).naive_utc();
+        let history_before = (now
+            - chrono::Duration::from_std(history).unwrap_or(chrono::Duration::days(7)))
+        .naive_utc();
+        let keys_before = (now
+            - chrono::Duration::from_std(keys).unwrap_or(chrono::Duration::days(1)))
+        .naive_utc();
         match store
             .run(move |conn| store::deliveries::cleanup(conn, history_before, keys_before))
             .await

@@ -32,7 +32,9 @@ impl Secret {
             return Err("`secret` must not be empty: choose a random string of at least 16 characters, or a `whsec_`-prefixed base64 key".into());
         }
         if raw.chars().count() > MAX_SECRET_LEN {
-            return Err(format!("`secret` is longer than {MAX_SECRET_LEN} characters"));
+            return Err(format!(
+                "`secret` is longer than {MAX_SECRET_LEN} characters"
+            ));
         }
         let standard_key = match raw.strip_prefix("whsec_") {
             Some(encoded) => STANDARD.decode(encoded).map_err(|e| {

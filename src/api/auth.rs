@@ -24,9 +24,9 @@ fn bearer(req: &HttpRequest) -> Result<String, ApiError> {
         .headers()
         .get("Authorization")
         .ok_or_else(|| ApiError::Unauthorized("send `Authorization: Bearer <token>`".into()))?;
-    let value = header
-        .to_str()
-        .map_err(|_| ApiError::Unauthorized("the Authorization header is not readable text".into()))?;
+    let value = header.to_str().map_err(|_| {
+        ApiError::Unauthorized("the Authorization header is not readable text".into())
+    })?;
     let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
     if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
         return Err(ApiError::Unauthorized(

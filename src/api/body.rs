@@ -9,17 +9,30 @@ use serde_json::Value;
 use crate::error::{ApiError, body_too_large};
 
 /// Reads the whole body, at most `limit` bytes, and parses it as JSON.
-pub async fn read_json(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<Value, ApiError> {
+pub async fn read_json(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<Value, ApiError> {
     let content_type = req
         .headers()
         .get("Content-Type")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     if essence != "application/json" && !essence.ends_with("+json") {
         return Err(ApiError::UnsupportedMediaType(format!(
             "the body must be JSON sent with `Content-Type: application/json` (got `{}`)",
-            if content_type.is_empty() { "no Content-Type" } else { content_type }
+            if content_type.is_empty() {
+                "no Content-Type"
+            } else {
+                content_type
+            }
         )));
     }
     let declared = req
@@ -39,14 +52,21 @@ pub async fn read_json(req: &HttpRequest, mut payload: web::Payload, limit: usiz
         buf.extend_from_slice(&chunk);
     }
     if buf.is_empty() {
-        return Err(ApiError::bad_request("invalid_json", "the request body is empty; send a JSON document"));
+        return Err(ApiError::bad_request(
+            "invalid_json",
+            "the request body is empty; send a JSON document",
+        ));
     }
     serde_json::from_slice(&buf).map_err(|e| {
-        ApiError::bad_request("invalid_json", format!("the request body is not valid JSON: {e}"))
+        ApiError::bad_request(
+            "invalid_json",
+            format!("the request body is not valid JSON: {e}"),
+        )
     })
 }
 
 /// Converts a parsed body into a typed request, naming what is wrong.
 pub fn typed<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
-    serde_json::from_value(value).map_err(|e| ApiError::bad_request("invalid_field", format!("{e}")))
+    serde_json::from_value(value)
+        .map_err(|e| ApiError::bad_request("invalid_field", format!("{e}")))
 }

@@ -16,10 +16,11 @@ use crate::catalog;
 use crate::delivery::endpoint::{Job, Status};
 use crate::error::ApiError;
 use crate::event::{Event, EventError, MAX_EVENT_ID_LEN};
+use crate::metrics::METRICS;
 use crate::router::{Endpoints, Incoming, Publish, PublishError, Published, Replay};
 use crate::signing::Secret;
-use crate::store::deliveries::{self, ReplayRefused};
 use crate::store::catalog as catalog_store;
+use crate::store::deliveries::{self, ReplayRefused};
 use crate::token;
 
 /// Most items a list call returns.
@@ -27,14 +28,24 @@ const MAX_PAGE: i64 = 500;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/health", web::get().to(health))
+        .route("/metrics", web::get().to(metrics))
         .route("/internal/v1/events", web::post().to(push_one))
         .route("/internal/v1/events/batch", web::post().to(push_batch))
         .route("/internal/v1/tokens", web::post().to(create_token))
         .route("/internal/v1/event-types", web::get().to(list_event_types))
-        .route("/internal/v1/event-types/{name}", web::put().to(put_event_type))
+        .route(
+            "/internal/v1/event-types/{name}",
+            web::put().to(put_event_type),
+        )
         .route("/internal/v1/endpoints", web::get().to(list_endpoints))
-        .route("/internal/v1/dead-letters", web::get().to(list_dead_letters))
-        .route("/internal/v1/dead-letters/{id}/replay", web::post().to(replay_dead_letter));
+        .route(
+            "/internal/v1/dead-letters",
+            web::get().to(list_dead_letters),
+        )
+        .route(
+            "/internal/v1/dead-letters/{id}/replay",
+            web::post().to(replay_dead_letter),
+        );
 }
 
 async fn health(state: State) -> HttpResponse {
@@ -47,7 +58,18 @@ async fn health(state: State) -> HttpResponse {
     }
 }
 
+async fn metrics(_op: Operator) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(METRICS.render())
+}
+
 fn event_error(e: EventError) -> ApiError {
+    let code = match &e {
+        EventError::Invalid(_) => "invalid_event",
+        EventError::UnknownEventType(_) => "unknown_event_type",
+    };
+    METRICS.ingest_rejected.with_label_values(&[code]).inc();
     match e {
         EventError::Invalid(m) => ApiError::bad_request("invalid_event", m),
         EventError::UnknownEventType(m) => ApiError::unprocessable("unknown_event_type", m),
@@ -102,7 +124,14 @@ async fn push_one(
     let value = read_json(&req, payload, state.settings.max_body_bytes).await?;
     let event = Event::from_value(&value, |t| state.catalog.contains(t)).map_err(event_error)?;
     let idempotency_key = header_key.or_else(|| event.event_id.clone());
-    let mut published = publish(&state, vec![Incoming { event, idempotency_key }]).await?;
+    let mut published = publish(
+        &state,
+        vec![Incoming {
+            event,
+            idempotency_key,
+        }],
+    )
+    .await?;
     let p = published
         .pop()
         .ok_or_else(|| ApiError::Internal("the router answered no result".into()))?;
@@ -140,7 +169,10 @@ async fn push_batch(
         match Event::from_value(item, |t| state.catalog.contains(t)) {
             Ok(event) => {
                 let idempotency_key = event.event_id.clone();
-                valid.push(Incoming { event, idempotency_key });
+                valid.push(Incoming {
+                    event,
+                    idempotency_key,
+                });
                 valid_index.push(index);
             }
             Err(e) => {
@@ -171,7 +203,8 @@ async fn push_batch(
     if accepted == 0 && rejected > 0 {
         let mut body = body;
         body["error"] = json!("invalid_events");
-        body["message"] = json!("no event of the batch was accepted; see `results` for each one's reason");
+        body["message"] =
+            json!("no event of the batch was accepted; see `results` for each one's reason");
         return Ok(HttpResponse::BadRequest().json(body));
     }
     Ok(HttpResponse::Accepted().json(body))
@@ -192,8 +225,14 @@ async fn create_token(
 ) -> Result<HttpResponse, ApiError> {
     let body: CreateToken = typed(read_json(&req, payload, state.settings.max_body_bytes).await?)?;
     let (mp, user) = (body.marketplace_id, body.user_id);
-    let token = state.store.run(move |conn| token::create(conn, mp, user)).await?;
-    Ok(HttpResponse::Created().json(json!({ "token": token, "marketplaceId": mp, "userId": user })))
+    let token = state
+        .store
+        .run(move |conn| token::create(conn, mp, user))
+        .await?;
+    Ok(
+        HttpResponse::Created()
+            .json(json!({ "token": token, "marketplaceId": mp, "userId": user })),
+    )
 }
 
 async fn list_event_types(_op: Operator, state: State) -> HttpResponse {
@@ -230,7 +269,10 @@ async fn put_event_type(
         ));
     }
     let (n, d) = (name.clone(), description.clone());
-    let created = state.store.run(move |conn| catalog_store::upsert(conn, &n, &d)).await?;
+    let created = state
+        .store
+        .run(move |conn| catalog_store::upsert(conn, &n, &d))
+        .await?;
     state.catalog.insert(name.clone(), description.clone());
     let body = json!({ "name": name, "description": description });
     Ok(if created {
@@ -264,14 +306,18 @@ fn page(req: &HttpRequest) -> Result<Page, ApiError> {
     Ok(page)
 }
 
-async fn list_endpoints(_op: Operator, state: State, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+async fn list_endpoints(
+    _op: Operator,
+    state: State,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let page = page(&req)?;
     let limit = page.limit.unwrap_or(100) as usize;
     let after: i64 = match page.cursor.as_deref() {
         None | Some("") => i64::MIN,
-        Some(c) => c
-            .parse()
-            .map_err(|_| ApiError::bad_request("invalid_query", "`cursor` must be a value of `nextCursor`"))?,
+        Some(c) => c.parse().map_err(|_| {
+            ApiError::bad_request("invalid_query", "`cursor` must be a value of `nextCursor`")
+        })?,
     };
     let addrs = state
         .router
@@ -296,17 +342,27 @@ async fn list_endpoints(_op: Operator, state: State, req: HttpRequest) -> Result
     Ok(HttpResponse::Ok().json(json!({ "endpoints": statuses, "nextCursor": next })))
 }
 
-async fn list_dead_letters(_op: Operator, state: State, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+async fn list_dead_letters(
+    _op: Operator,
+    state: State,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let page = page(&req)?;
     let limit = page.limit.unwrap_or(100);
     let (endpoint, subscription, cursor) = (page.endpoint, page.subscription, page.cursor);
     let mut rows = state
         .store
-        .run(move |conn| deliveries::dead_letters(conn, endpoint, subscription, cursor.as_deref(), limit + 1))
+        .run(move |conn| {
+            deliveries::dead_letters(conn, endpoint, subscription, cursor.as_deref(), limit + 1)
+        })
         .await?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
-    let next = if more { rows.last().map(|r| r.id.clone()) } else { None };
+    let next = if more {
+        rows.last().map(|r| r.id.clone())
+    } else {
+        None
+    };
     let items: Vec<_> = rows
         .into_iter()
         .map(|r| {
@@ -326,19 +382,30 @@ async fn list_dead_letters(_op: Operator, state: State, req: HttpRequest) -> Res
     Ok(HttpResponse::Ok().json(json!({ "deadLetters": items, "nextCursor": next })))
 }
 
-async fn replay_dead_letter(_op: Operator, state: State, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn replay_dead_letter(
+    _op: Operator,
+    state: State,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     let lookup = id.clone();
-    let outcome = state.store.run(move |conn| deliveries::replay(conn, &lookup)).await?;
+    let outcome = state
+        .store
+        .run(move |conn| deliveries::replay(conn, &lookup))
+        .await?;
     let (row, endpoint_id, endpoint_url) = match outcome {
         Ok(found) => found,
         Err(ReplayRefused::NotFound) => {
-            return Err(ApiError::NotFound(format!("there is no dead letter `{id}`")));
+            return Err(ApiError::NotFound(format!(
+                "there is no dead letter `{id}`"
+            )));
         }
         Err(ReplayRefused::SubscriptionInactive) => {
             return Err(ApiError::unprocessable(
                 "subscription_inactive",
-                format!("dead letter `{id}` belongs to a subscription that was removed; it cannot be replayed"),
+                format!(
+                    "dead letter `{id}` belongs to a subscription that was removed; it cannot be replayed"
+                ),
             ));
         }
     };

@@ -68,8 +68,10 @@ async fn create(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let body: CreateSubscription = typed(read_json(&req, payload, state.settings.max_body_bytes).await?)?;
-    let secret = Secret::parse(&body.secret).map_err(|m| ApiError::bad_request("invalid_field", m))?;
+    let body: CreateSubscription =
+        typed(read_json(&req, payload, state.settings.max_body_bytes).await?)?;
+    let secret =
+        Secret::parse(&body.secret).map_err(|m| ApiError::bad_request("invalid_field", m))?;
     let endpoint = EndpointUrl::parse(&body.endpoint).map_err(|e| match e {
         EndpointError::Invalid(m) => ApiError::bad_request("invalid_field", m),
         other => ApiError::unprocessable("endpoint_refused", other.to_string()),
@@ -111,6 +113,7 @@ async fn create(
         .store
         .run(move |conn| {
             let endpoint_id = subscriptions::endpoint_id_for(conn, &url)?;
+            crate::store::endpoints::revive(conn, endpoint_id)?;
             let subscription = subscriptions::insert(
                 conn,
                 caller.marketplace_id,
@@ -138,15 +141,25 @@ async fn create(
     Ok(HttpResponse::Created().json(answer))
 }
 
-async fn get(caller: Caller, state: State, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn get(
+    caller: Caller,
+    state: State,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = path_id(&id, "subscription")?;
     let row = state
         .store
-        .run(move |conn| subscriptions::get_for_owner(conn, id, caller.marketplace_id, caller.user_id))
+        .run(move |conn| {
+            subscriptions::get_for_owner(conn, id, caller.marketplace_id, caller.user_id)
+        })
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("there is no subscription {id} of yours")))?;
     let mut answer = subscription_json(&row);
-    let health = match state.router.send(EndpointAddr(row.subscription.endpoint_id)).await {
+    let health = match state
+        .router
+        .send(EndpointAddr(row.subscription.endpoint_id))
+        .await
+    {
         Ok(Some(addr)) => addr.send(Status).await.ok(),
         _ => None,
     };
@@ -163,19 +176,27 @@ async fn get(caller: Caller, state: State, id: web::Path<String>) -> Result<Http
     Ok(HttpResponse::Ok().json(answer))
 }
 
-async fn delete(caller: Caller, state: State, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn delete(
+    caller: Caller,
+    state: State,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = path_id(&id, "subscription")?;
     let removed = state
         .store
         .run(move |conn| {
-            if subscriptions::get_for_owner(conn, id, caller.marketplace_id, caller.user_id)?.is_none() {
+            if subscriptions::get_for_owner(conn, id, caller.marketplace_id, caller.user_id)?
+                .is_none()
+            {
                 return Ok(0);
             }
             subscriptions::deactivate(conn, &[id], "deleted by its owner")
         })
         .await?;
     if removed == 0 {
-        return Err(ApiError::NotFound(format!("there is no subscription {id} of yours")));
+        return Err(ApiError::NotFound(format!(
+            "there is no subscription {id} of yours"
+        )));
     }
     state.router.do_send(RemoveRoutes(vec![id]));
     Ok(HttpResponse::NoContent().finish())

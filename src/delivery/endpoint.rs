@@ -1,43 +1,59 @@
 //! The endpoint actor: one per distinct endpoint URL, shared by every
 //! subscription (of any tenant) that uses it. It owns the endpoint's FIFO of
 //! pending deliveries, its slots (requests in flight or waiting for a retry,
-//! at most `--max-in-flight-per-endpoint`), its retry timers and its health.
+//! at most `--max-in-flight-per-endpoint`), its retry timers, its
+//! verification timer, its health (`health.rs`) and its metrics.
 //!
 //! ```text
-//!   Router ──Enqueue──►  queue (in memory, a window onto the database queue)
-//!                          │  pump: while a slot is free
+//!   Router ──Enqueue──►  queue (in memory: a bounded window onto the database queue)
+//!                          │  pump: while a slot is free, not paused, not held back
 //!                          ▼
 //!                        send ──► endpoint ──► finish: success │ retry (keeps its slot, waits) │ dead letter
 //!                                                  └──► Recorder (batched writes)
-//!   database ──pending_page──► queue, when the window runs low (after a restart, or a backlog)
+//!   database ──pending_page──► queue, when the window runs low (restart, backlog, pause)
+//!   timers: scheduled verification (--verify-interval) · probes while paused · Retry-After hold
 //! ```
 //!
-//! Every delivery the actor holds is already durable; the actor never needs
-//! to save anything before it acts, and a crash only repeats in-flight
-//! requests.
+//! Every delivery the actor holds is already durable, so it never has to
+//! save a delivery before acting; a crash only repeats in-flight requests.
+//! Health is saved periodically and at once on pause, resume and failed
+//! checks. When the endpoint counts itself dead it removes its
+//! subscriptions (kept with the reason), dead-letters what it holds, tells
+//! the Router, and stops.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 
+use super::health::{Effect, Health, Policy, State};
 use super::recorder::{Record, Recorder};
 use super::retry;
 use super::sender::{self, Attempt};
 use crate::endpoint_url::EndpointUrl;
+use crate::metrics::{AttemptOutcome, EndpointMetrics, METRICS};
+use crate::router::{EndpointDied, Router};
 use crate::signing::Secret;
 use crate::store::Store;
 use crate::store::deliveries::{self, Completion, JobRow};
+use crate::store::endpoints::{self as endpoint_store, HealthRow};
 use crate::store::models::NewAttempt;
 
 /// Pending deliveries read from the database per page.
 const PAGE: usize = 256;
+/// Most deliveries held in memory; beyond it new ones wait in the database.
+const WINDOW: usize = 4 * PAGE;
 /// How long a passed address check is trusted before it is repeated.
 const ADDRESS_CHECK_TTL: Duration = Duration::from_secs(60);
-/// Wait before reading the database again after a failed read.
-const RELOAD_AFTER_ERROR: Duration = Duration::from_secs(1);
+/// Wait before touching the database again after a failed query.
+const AFTER_DB_ERROR: Duration = Duration::from_secs(1);
+/// How often changed health is saved.
+const SAVE_HEALTH_EVERY: Duration = Duration::from_secs(5);
+/// Fraction of the verification interval used to spread first checks.
+const CHECK_JITTER: f64 = 0.1;
 
 /// Delivery settings shared by every endpoint actor.
 #[derive(Debug, Clone)]
@@ -46,6 +62,10 @@ pub struct DeliverySettings {
     pub retry_schedule: Vec<Duration>,
     pub max_in_flight: u32,
     pub allow_private: bool,
+    pub verify_interval: Duration,
+    pub probe_interval: Duration,
+    pub probe_max_interval: Duration,
+    pub policy: Policy,
 }
 
 impl DeliverySettings {
@@ -56,6 +76,15 @@ impl DeliverySettings {
             .copied()
             .max()
             .unwrap_or(Duration::from_secs(60))
+    }
+
+    /// The wait after a 429 without `Retry-After`: twice a first retry step.
+    fn too_many_requests_wait(&self) -> Duration {
+        2 * self
+            .retry_schedule
+            .first()
+            .copied()
+            .unwrap_or(Duration::from_secs(10))
     }
 }
 
@@ -95,6 +124,14 @@ impl Job {
 #[rtype(result = "()")]
 pub struct Enqueue(pub Vec<Job>);
 
+/// A subscription now uses this endpoint (its secret signs verification calls).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AddSubscription {
+    pub id: i64,
+    pub secret: Arc<Secret>,
+}
+
 /// A subscription was removed: drop its queued deliveries.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -126,9 +163,13 @@ pub struct EndpointStatus {
     pub in_flight: u32,
     pub waiting_for_retry: u32,
     pub consecutive_failures: u32,
-    pub last_success_at: Option<chrono::DateTime<chrono::Utc>>,
-    pub last_failure_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub failed_verifications: u32,
+    pub last_success_at: Option<DateTime<Utc>>,
+    pub last_failure_at: Option<DateTime<Utc>>,
     pub last_failure_reason: Option<String>,
+    pub next_verification_at: Option<DateTime<Utc>>,
+    pub held_until: Option<DateTime<Utc>>,
+    pub subscription_count: usize,
 }
 
 /// The window onto the database queue.
@@ -137,18 +178,11 @@ struct Backlog {
     /// The database may hold pending deliveries not yet in memory.
     more_in_db: bool,
     loading: bool,
-    /// Id of the last delivery read from the database.
+    /// Id of the last delivery read from the database (or, once the window
+    /// overflowed, the newest id held in memory).
     cursor: Option<String>,
     /// Deliveries that arrived while a page was being read.
     arrived: Vec<Job>,
-}
-
-#[derive(Default)]
-struct Health {
-    consecutive_failures: u32,
-    last_success_at: Option<chrono::DateTime<chrono::Utc>>,
-    last_failure_at: Option<chrono::DateTime<chrono::Utc>>,
-    last_failure_reason: Option<String>,
 }
 
 pub struct EndpointActor {
@@ -157,39 +191,60 @@ pub struct EndpointActor {
     settings: Arc<DeliverySettings>,
     store: Store,
     recorder: Addr<Recorder>,
+    router: Addr<Router>,
     queue: VecDeque<Job>,
     /// Ids of every delivery held in memory (queued, in flight or waiting).
     known: HashSet<Arc<str>>,
+    /// The newest delivery id held in memory.
+    newest: Option<Arc<str>>,
     /// Requests in flight plus deliveries waiting for their retry.
     slots_used: u32,
     in_flight: u32,
     backlog: Backlog,
     draining: bool,
+    subscriptions: HashMap<i64, Arc<Secret>>,
     /// Subscriptions removed while this actor held deliveries for them.
     removed_subscriptions: HashSet<i64>,
     address_checked_until: Option<Instant>,
     health: Health,
+    health_dirty: bool,
+    /// No request before this (a receiver's `Retry-After`).
+    hold_until: Option<Instant>,
+    wake: Option<SpawnHandle>,
+    probe_timer: Option<SpawnHandle>,
+    failed_probes: u32,
+    next_check_at: Option<DateTime<Utc>>,
+    metrics: EndpointMetrics,
 }
 
 impl EndpointActor {
     /// An actor for `url`; `backlog` says whether the database holds pending
-    /// deliveries for it (after a restart).
+    /// deliveries for it; `saved` is its saved health, if any.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         id: i64,
         url: Arc<EndpointUrl>,
         settings: Arc<DeliverySettings>,
         store: Store,
         recorder: Addr<Recorder>,
+        router: Addr<Router>,
         backlog: bool,
+        saved: Option<HealthRow>,
     ) -> EndpointActor {
+        let (health, next_check_at) = match saved {
+            Some(row) => restore(row),
+            None => (Health::default(), None),
+        };
         EndpointActor {
             id,
             url,
             settings,
             store,
             recorder,
+            router,
             queue: VecDeque::new(),
             known: HashSet::new(),
+            newest: None,
             slots_used: 0,
             in_flight: 0,
             backlog: Backlog {
@@ -197,16 +252,42 @@ impl EndpointActor {
                 ..Backlog::default()
             },
             draining: false,
+            subscriptions: HashMap::new(),
             removed_subscriptions: HashSet::new(),
             address_checked_until: None,
-            health: Health::default(),
+            health,
+            health_dirty: false,
+            hold_until: None,
+            wake: None,
+            probe_timer: None,
+            failed_probes: 0,
+            next_check_at,
+            metrics: EndpointMetrics::new(id),
         }
+    }
+
+    fn sending_allowed(&self) -> bool {
+        !self.draining && matches!(self.health.state, State::Healthy | State::Failing)
     }
 
     /// Starts deliveries while slots are free, and refills the window.
     fn pump(&mut self, ctx: &mut Context<Self>) {
-        if self.draining {
+        self.update_gauges();
+        if !self.sending_allowed() {
             return;
+        }
+        if let Some(until) = self.hold_until {
+            let now = Instant::now();
+            if until > now {
+                if self.wake.is_none() {
+                    self.wake = Some(ctx.run_later(until - now, |act, ctx| {
+                        act.wake = None;
+                        act.pump(ctx);
+                    }));
+                }
+                return;
+            }
+            self.hold_until = None;
         }
         while self.slots_used < self.settings.max_in_flight {
             let Some(job) = self.queue.pop_front() else {
@@ -216,6 +297,21 @@ impl EndpointActor {
             self.start(job, ctx);
         }
         self.refill(ctx);
+        self.update_gauges();
+    }
+
+    fn update_gauges(&self) {
+        self.metrics.queue_depth.set(self.queue.len() as i64);
+        self.metrics.in_flight.set(self.in_flight as i64);
+        self.metrics
+            .consecutive_failures
+            .set(self.health.consecutive_failures as i64);
+        self.metrics
+            .up
+            .set(i64::from(self.health.state == State::Healthy));
+        self.metrics
+            .paused
+            .set(i64::from(self.health.state == State::Paused));
     }
 
     /// Sends `job` now, or when its retry wait is over. It holds a slot.
@@ -235,9 +331,14 @@ impl EndpointActor {
             return;
         }
         if self.removed_subscriptions.contains(&job.subscription_id) {
-            // Its subscription was removed while it waited (the database
-            // row was cancelled with the subscription).
+            // Its subscription was removed while it waited (its row was
+            // cancelled with the subscription).
             self.release(&job);
+            self.pump(ctx);
+            return;
+        }
+        if !self.sending_allowed() || self.hold_until.is_some_and(|t| t > Instant::now()) {
+            self.hold(job);
             self.pump(ctx);
             return;
         }
@@ -253,30 +354,42 @@ impl EndpointActor {
         let id = job.id.clone();
         let request = async move {
             if check_address && let Err(e) = url.check_reachable_safely(false).await {
-                return (
-                    Attempt {
-                        status: None,
-                        error: Some(format!("refused before sending: {e}")),
-                        retry_after: None,
-                        duration: Duration::ZERO,
-                    },
-                    false,
+                let refused = Attempt::failed(
+                    format!("refused before sending: {e}"),
+                    AttemptOutcome::Refused,
+                    Duration::ZERO,
                 );
+                return (refused, false);
             }
-            (sender::post(&url, body, &secret, &id, timeout).await, check_address)
+            (
+                sender::post(&url, body, &secret, &id, timeout).await,
+                check_address,
+            )
         };
-        ctx.spawn(request.into_actor(self).map(move |(attempt, checked), act, ctx| {
-            act.finish(job, attempt, checked, ctx)
-        }));
+        ctx.spawn(
+            request
+                .into_actor(self)
+                .map(move |(attempt, checked), act, ctx| act.finish(job, attempt, checked, ctx)),
+        );
     }
 
-    fn finish(&mut self, mut job: Job, attempt: Attempt, address_checked: bool, ctx: &mut Context<Self>) {
+    fn finish(
+        &mut self,
+        mut job: Job,
+        attempt: Attempt,
+        address_checked: bool,
+        ctx: &mut Context<Self>,
+    ) {
         self.in_flight -= 1;
         if address_checked {
             self.address_checked_until = Some(Instant::now() + ADDRESS_CHECK_TTL);
         }
+        self.metrics.attempt(attempt.outcome);
+        self.metrics
+            .duration
+            .observe(attempt.duration.as_secs_f64());
         job.attempts += 1;
-        let now = chrono::Utc::now();
+        let now = Utc::now();
         let row = NewAttempt {
             delivery_id: job.id.to_string(),
             endpoint_id: self.id,
@@ -286,65 +399,133 @@ impl EndpointActor {
             duration_ms: attempt.duration.as_millis() as i64,
         };
         let attempts = job.attempts as i32;
-        let completion = match &attempt.error {
+        self.health_dirty = true;
+        let (completion, effect) = match &attempt.error {
             None => {
-                self.health.consecutive_failures = 0;
-                self.health.last_success_at = Some(now);
+                let effect = self.health.delivery_succeeded(now);
                 self.release(&job);
-                Completion::Succeeded {
+                self.metrics.succeeded.inc();
+                let completion = Completion::Succeeded {
                     id: job.id.to_string(),
                     attempts,
-                }
+                };
+                (completion, effect)
             }
             Some(error) => {
-                self.health.consecutive_failures += 1;
-                self.health.last_failure_at = Some(now);
-                self.health.last_failure_reason = Some(error.clone());
-                match self.retry_delay(&job, &attempt, now) {
-                    Some(delay) => {
-                        let completion = Completion::Retry {
-                            id: job.id.to_string(),
-                            attempts,
-                            next_attempt_at: (now + delay).naive_utc(),
-                            error: error.clone(),
-                        };
-                        job.not_before = Some(Instant::now() + delay);
-                        self.start(job, ctx);
-                        completion
-                    }
-                    None => {
-                        log::info!(
-                            "endpoint {} ({}): delivery {} is a dead letter after {attempts} attempts: {error}",
-                            self.id,
-                            self.url,
-                            job.id
-                        );
-                        self.release(&job);
-                        Completion::Dead {
-                            id: job.id.to_string(),
-                            attempts,
-                            error: error.clone(),
-                        }
-                    }
-                }
+                let effect =
+                    self.health
+                        .delivery_failed(now, error, attempt.gone(), &self.settings.policy);
+                self.apply_back_pressure(&attempt, now);
+                let completion = self.after_failure(job, &attempt, error, now, ctx);
+                (completion, effect)
             }
         };
         self.recorder.do_send(Record {
             completion,
             attempt: row,
         });
+        self.apply(effect, ctx);
         self.pump(ctx);
     }
 
+    /// Decides what a failed delivery does next: wait for its retry (keeping
+    /// its slot), go back to the queue (endpoint paused), or die.
+    fn after_failure(
+        &mut self,
+        job: Job,
+        attempt: &Attempt,
+        error: &str,
+        now: DateTime<Utc>,
+        ctx: &mut Context<Self>,
+    ) -> Completion {
+        let id = job.id.to_string();
+        let attempts = job.attempts as i32;
+        if self.health.state == State::Dead {
+            self.release(&job);
+            return Completion::Retry {
+                id,
+                attempts,
+                next_attempt_at: now.naive_utc(),
+                error: error.to_string(),
+            };
+        }
+        if self.health.state == State::Paused {
+            // Held, not retried: a paused endpoint spends no retries.
+            self.hold(job);
+            return Completion::Retry {
+                id,
+                attempts,
+                next_attempt_at: now.naive_utc(),
+                error: error.to_string(),
+            };
+        }
+        match self.retry_delay(&job, attempt, now) {
+            Some(delay) => {
+                let mut job = job;
+                job.not_before = Some(Instant::now() + delay);
+                self.start(job, ctx);
+                Completion::Retry {
+                    id,
+                    attempts,
+                    next_attempt_at: (now + delay).naive_utc(),
+                    error: error.to_string(),
+                }
+            }
+            None => {
+                log::info!(
+                    "endpoint {} ({}): delivery {id} is a dead letter after {attempts} attempts: {error}",
+                    self.id,
+                    self.url
+                );
+                self.release(&job);
+                self.metrics.dead.inc();
+                Completion::Dead {
+                    id,
+                    attempts,
+                    error: error.to_string(),
+                }
+            }
+        }
+    }
+
+    /// 429 and 503 hold back every request to the endpoint for as long as it
+    /// asked (`Retry-After`, capped), and a 429 without it for longer than a
+    /// plain failure.
+    fn apply_back_pressure(&mut self, attempt: &Attempt, now: DateTime<Utc>) {
+        let wait = match attempt.status {
+            Some(429) | Some(503) => attempt
+                .retry_after
+                .as_deref()
+                .and_then(|h| retry::retry_after(h, now, self.settings.retry_after_cap()))
+                .or_else(|| {
+                    (attempt.status == Some(429)).then(|| self.settings.too_many_requests_wait())
+                }),
+            _ => None,
+        };
+        if let Some(wait) = wait {
+            let until = Instant::now() + wait;
+            self.hold_until = Some(self.hold_until.map_or(until, |t| t.max(until)));
+        }
+    }
+
     /// The wait before the next attempt of `job`, or `None` when it is dead.
-    fn retry_delay(&self, job: &Job, attempt: &Attempt, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
-        let scheduled = retry::next_delay(&self.settings.retry_schedule, job.attempts, retry::unit_random())?;
+    fn retry_delay(&self, job: &Job, attempt: &Attempt, now: DateTime<Utc>) -> Option<Duration> {
+        let scheduled = retry::next_delay(
+            &self.settings.retry_schedule,
+            job.attempts,
+            retry::unit_random(),
+        )?;
         let asked = match attempt.status {
             Some(429) | Some(503) => attempt
                 .retry_after
                 .as_deref()
                 .and_then(|h| retry::retry_after(h, now, self.settings.retry_after_cap())),
             _ => None,
+        };
+        let scheduled = if attempt.status == Some(429) && asked.is_none() {
+            2 * scheduled
+        } else {
+            scheduled
         };
         Some(asked.map_or(scheduled, |a| a.max(scheduled)))
     }
@@ -353,6 +534,23 @@ impl EndpointActor {
     fn release(&mut self, job: &Job) {
         self.slots_used -= 1;
         self.known.remove(&job.id);
+    }
+
+    /// Gives a delivery's slot back and puts it in the queue in id order
+    /// (it stays known): it is sent again once the endpoint may be used.
+    fn hold(&mut self, mut job: Job) {
+        self.slots_used -= 1;
+        job.not_before = None;
+        let at = self.queue.partition_point(|j| j.id < job.id);
+        self.queue.insert(at, job);
+    }
+
+    fn remember(&mut self, job: Job) {
+        if self.newest.as_ref().is_none_or(|n| job.id > *n) {
+            self.newest = Some(job.id.clone());
+        }
+        self.known.insert(job.id.clone());
+        self.queue.push_back(job);
     }
 
     /// Takes a durable delivery into memory, unless it is already there or
@@ -374,8 +572,15 @@ impl EndpointActor {
         {
             return;
         }
-        self.known.insert(job.id.clone());
-        self.queue.push_back(job);
+        if self.queue.len() >= WINDOW {
+            // The window is full: from here on the database holds the rest.
+            self.backlog.more_in_db = true;
+            self.backlog.cursor = self.newest.as_deref().map(str::to_string);
+            if self.newest.as_ref().is_none_or(|n| job.id > *n) {
+                return;
+            }
+        }
+        self.remember(job);
     }
 
     /// Reads the next page of pending deliveries when the window runs low.
@@ -389,19 +594,32 @@ impl EndpointActor {
         let store = self.store.clone();
         let read = async move {
             store
-                .run(move |conn| deliveries::pending_page(conn, endpoint_id, cursor.as_deref(), PAGE as i64))
+                .run(move |conn| {
+                    deliveries::pending_page(conn, endpoint_id, cursor.as_deref(), PAGE as i64)
+                })
                 .await
         };
-        ctx.spawn(read.into_actor(self).map(|result, act, ctx| act.loaded(result, ctx)));
+        ctx.spawn(
+            read.into_actor(self)
+                .map(|result, act, ctx| act.loaded(result, ctx)),
+        );
     }
 
-    fn loaded(&mut self, result: Result<Vec<JobRow>, crate::store::StoreError>, ctx: &mut Context<Self>) {
+    fn loaded(
+        &mut self,
+        result: Result<Vec<JobRow>, crate::store::StoreError>,
+        ctx: &mut Context<Self>,
+    ) {
         self.backlog.loading = false;
         let rows = match result {
             Ok(rows) => rows,
             Err(e) => {
-                log::error!("endpoint {}: could not read pending deliveries: {e}", self.id);
-                ctx.run_later(RELOAD_AFTER_ERROR, |act, ctx| act.pump(ctx));
+                log::error!(
+                    "endpoint {}: could not read pending deliveries: {e}",
+                    self.id
+                );
+                METRICS.internal_errors.inc();
+                ctx.run_later(AFTER_DB_ERROR, |act, ctx| act.pump(ctx));
                 return;
             }
         };
@@ -415,16 +633,20 @@ impl EndpointActor {
             if self.known.contains(row.id.as_str()) {
                 continue;
             }
-            let secret = match Secret::parse(&row.secret) {
-                Ok(s) => Arc::new(s),
-                Err(e) => {
-                    log::error!("delivery {}: its subscription's secret is unusable ({e}); skipped", row.id);
-                    continue;
-                }
+            let secret = match self.subscriptions.get(&row.subscription_id) {
+                Some(s) => s.clone(),
+                None => match Secret::parse(&row.secret) {
+                    Ok(s) => Arc::new(s),
+                    Err(e) => {
+                        log::error!(
+                            "delivery {}: its subscription's secret is unusable ({e}); skipped",
+                            row.id
+                        );
+                        continue;
+                    }
+                },
             };
-            let job = Job::from_row(row, secret);
-            self.known.insert(job.id.clone());
-            self.queue.push_back(job);
+            self.remember(Job::from_row(row, secret));
         }
         for job in std::mem::take(&mut self.backlog.arrived) {
             self.accept(job);
@@ -432,20 +654,249 @@ impl EndpointActor {
         self.pump(ctx);
     }
 
-    fn state(&self) -> &'static str {
-        if self.health.consecutive_failures == 0 {
-            "healthy"
-        } else {
-            "failing"
+    /// A secret to sign verification calls with.
+    fn any_secret(&self) -> Option<Arc<Secret>> {
+        self.subscriptions
+            .values()
+            .next()
+            .cloned()
+            .or_else(|| self.queue.front().map(|j| j.secret.clone()))
+    }
+
+    fn apply(&mut self, effect: Effect, ctx: &mut Context<Self>) {
+        match effect {
+            Effect::Nothing => {}
+            Effect::Pause => {
+                log::warn!(
+                    "endpoint {} ({}) paused after {} failed attempts in a row (last: {}); holding its deliveries and probing it",
+                    self.id,
+                    self.url,
+                    self.health.consecutive_failures,
+                    self.health.last_failure_reason.as_deref().unwrap_or("?")
+                );
+                self.failed_probes = 0;
+                self.schedule_probe(ctx);
+                self.save_health(ctx);
+            }
+            Effect::Resume => {
+                log::info!(
+                    "endpoint {} ({}) answers again; sending {} held deliveries",
+                    self.id,
+                    self.url,
+                    self.queue.len()
+                );
+                if let Some(t) = self.probe_timer.take() {
+                    ctx.cancel_future(t);
+                }
+                self.save_health(ctx);
+                self.pump(ctx);
+            }
+            Effect::Die(reason) => self.die(reason, ctx),
+        }
+        self.update_gauges();
+    }
+
+    fn schedule_probe(&mut self, ctx: &mut Context<Self>) {
+        if let Some(t) = self.probe_timer.take() {
+            ctx.cancel_future(t);
+        }
+        let factor = 2u32.saturating_pow(self.failed_probes.min(20));
+        let wait = self
+            .settings
+            .probe_interval
+            .saturating_mul(factor)
+            .min(self.settings.probe_max_interval);
+        self.probe_timer = Some(ctx.run_later(wait, |act, ctx| {
+            act.probe_timer = None;
+            act.verify(ctx, false);
+        }));
+    }
+
+    /// Sends a verification call: a scheduled check (`scheduled`) or a
+    /// probe of a paused endpoint.
+    fn verify(&mut self, ctx: &mut Context<Self>, scheduled: bool) {
+        if self.draining || self.health.state == State::Dead {
+            return;
+        }
+        let Some(secret) = self.any_secret() else {
+            // Nothing subscribes here any more; nothing to check for.
+            if scheduled {
+                self.schedule_check(ctx, false);
+            }
+            return;
+        };
+        let url = self.url.clone();
+        let timeout = self.settings.timeout;
+        let call = async move { sender::verify(&url, &secret, timeout).await };
+        ctx.spawn(call.into_actor(self).map(move |attempt, act, ctx| {
+            let now = Utc::now();
+            if attempt.succeeded() {
+                act.metrics.verification_ok.inc();
+            } else {
+                act.metrics.verification_failed.inc();
+            }
+            let effect = if scheduled {
+                act.health.check_answered(
+                    now,
+                    attempt.error.as_deref(),
+                    attempt.gone(),
+                    &act.settings.policy,
+                )
+            } else {
+                act.health
+                    .probe_answered(now, attempt.error.as_deref(), attempt.gone())
+            };
+            if let Some(error) = &attempt.error {
+                log::info!(
+                    "endpoint {}: {} failed: {error}",
+                    act.id,
+                    if scheduled {
+                        "verification call"
+                    } else {
+                        "probe"
+                    }
+                );
+            }
+            let paused_before = act.health.state == State::Paused;
+            act.apply(effect, ctx);
+            if act.health.state == State::Dead {
+                return;
+            }
+            if scheduled {
+                act.schedule_check(ctx, false);
+                act.save_health(ctx);
+            } else if paused_before && act.health.state == State::Paused {
+                act.failed_probes += 1;
+                act.schedule_probe(ctx);
+            }
+        }));
+    }
+
+    /// Schedules the next verification call; the first one after a start is
+    /// spread over a fraction of the interval.
+    fn schedule_check(&mut self, ctx: &mut Context<Self>, first: bool) {
+        let interval = self.settings.verify_interval;
+        let now = Utc::now();
+        let wait = match (first, self.next_check_at) {
+            (true, Some(at)) if at > now => (at - now).to_std().unwrap_or(interval),
+            (true, _) => interval.mul_f64(1.0 - CHECK_JITTER * retry::unit_random()),
+            (false, _) => interval,
+        };
+        self.next_check_at = chrono::Duration::from_std(wait).ok().map(|d| now + d);
+        ctx.run_later(wait, |act, ctx| act.verify(ctx, true));
+    }
+
+    /// The endpoint is dead: remove its subscriptions, dead-letter what it
+    /// holds, tell the router, stop.
+    fn die(&mut self, reason: String, ctx: &mut Context<Self>) {
+        log::warn!(
+            "endpoint {} ({}) is dead: {reason}; removing its {} subscriptions",
+            self.id,
+            self.url,
+            self.subscriptions.len()
+        );
+        self.metrics.up.set(0);
+        let (store, id) = (self.store.clone(), self.id);
+        let why = reason.clone();
+        let bury = async move {
+            store
+                .run(move |conn| endpoint_store::bury(conn, id, &why))
+                .await
+        };
+        ctx.spawn(
+            bury.into_actor(self)
+                .map(move |result, act, ctx| match result {
+                    Ok(subscription_ids) => {
+                        METRICS
+                            .auto_unsubscribed
+                            .inc_by(subscription_ids.len() as u64);
+                        for _ in 0..act.known.len() {
+                            act.metrics.dead.inc();
+                        }
+                        act.router.do_send(EndpointDied {
+                            endpoint_id: act.id,
+                            subscription_ids,
+                        });
+                        act.metrics.remove_gauges();
+                        ctx.stop();
+                    }
+                    Err(e) => {
+                        log::error!(
+                            "endpoint {}: could not remove its subscriptions: {e}; retrying",
+                            act.id
+                        );
+                        METRICS.internal_errors.inc();
+                        ctx.run_later(AFTER_DB_ERROR, move |act, ctx| act.die(reason, ctx));
+                    }
+                }),
+        );
+    }
+
+    fn health_row(&self) -> HealthRow {
+        HealthRow {
+            state: self.health.state.as_str().to_string(),
+            consecutive_failures: self.health.consecutive_failures as i32,
+            failed_verifications: self.health.failed_verifications as i32,
+            last_success_at: self.health.last_success_at.map(|t| t.naive_utc()),
+            last_failure_at: self.health.last_failure_at.map(|t| t.naive_utc()),
+            last_failure_reason: self.health.last_failure_reason.clone(),
+            next_verification_at: self.next_check_at.map(|t| t.naive_utc()),
         }
     }
+
+    fn save_health(&mut self, ctx: &mut Context<Self>) {
+        self.health_dirty = false;
+        let (store, row) = (self.store.clone(), (self.id, self.health_row()));
+        let save = async move {
+            store
+                .run(move |conn| endpoint_store::save_health(conn, &[row]))
+                .await
+        };
+        ctx.spawn(save.into_actor(self).map(|result, act, _| {
+            if let Err(e) = result {
+                log::error!("endpoint {}: could not save its health: {e}", act.id);
+                act.health_dirty = true;
+            }
+        }));
+    }
+}
+
+/// Health and next check time from a saved row. A dead row belongs to an
+/// endpoint someone subscribed to again: it starts healthy.
+fn restore(row: HealthRow) -> (Health, Option<DateTime<Utc>>) {
+    let state = match State::parse(&row.state) {
+        State::Dead => State::Healthy,
+        s => s,
+    };
+    let health = Health {
+        state,
+        consecutive_failures: row.consecutive_failures.max(0) as u32,
+        failed_verifications: row.failed_verifications.max(0) as u32,
+        last_success_at: row.last_success_at.map(|t| t.and_utc()),
+        last_failure_at: row.last_failure_at.map(|t| t.and_utc()),
+        last_failure_reason: row.last_failure_reason,
+    };
+    (health, row.next_verification_at.map(|t| t.and_utc()))
 }
 
 impl Actor for EndpointActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        self.schedule_check(ctx, true);
+        if self.health.state == State::Paused {
+            self.schedule_probe(ctx);
+        }
+        ctx.run_interval(SAVE_HEALTH_EVERY, |act, ctx| {
+            if act.health_dirty {
+                act.save_health(ctx);
+            }
+        });
         self.pump(ctx);
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.metrics.remove_gauges();
     }
 }
 
@@ -460,10 +911,20 @@ impl Handler<Enqueue> for EndpointActor {
     }
 }
 
+impl Handler<AddSubscription> for EndpointActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: AddSubscription, _ctx: &mut Self::Context) {
+        self.removed_subscriptions.remove(&msg.id);
+        self.subscriptions.insert(msg.id, msg.secret);
+    }
+}
+
 impl Handler<ForgetSubscription> for EndpointActor {
     type Result = ();
 
     fn handle(&mut self, msg: ForgetSubscription, _ctx: &mut Self::Context) {
+        self.subscriptions.remove(&msg.0);
         self.removed_subscriptions.insert(msg.0);
         let known = &mut self.known;
         self.queue.retain(|job| {
@@ -473,15 +934,21 @@ impl Handler<ForgetSubscription> for EndpointActor {
             }
             keep
         });
-        self.backlog.arrived.retain(|job| job.subscription_id != msg.0);
+        self.backlog
+            .arrived
+            .retain(|job| job.subscription_id != msg.0);
+        self.update_gauges();
     }
 }
 
 impl Handler<BeginDrain> for EndpointActor {
     type Result = u32;
 
-    fn handle(&mut self, _: BeginDrain, _ctx: &mut Self::Context) -> u32 {
+    fn handle(&mut self, _: BeginDrain, ctx: &mut Self::Context) -> u32 {
         self.draining = true;
+        if self.health_dirty {
+            self.save_health(ctx);
+        }
         self.in_flight
     }
 }
@@ -498,18 +965,28 @@ impl Handler<Status> for EndpointActor {
     type Result = MessageResult<Status>;
 
     fn handle(&mut self, _: Status, _ctx: &mut Self::Context) -> Self::Result {
+        let held_until = self.hold_until.and_then(|t| {
+            let left = t.checked_duration_since(Instant::now())?;
+            chrono::Duration::from_std(left)
+                .ok()
+                .map(|d| Utc::now() + d)
+        });
         MessageResult(EndpointStatus {
             id: self.id,
             url: self.url.to_string(),
-            state: self.state(),
-            queue_depth: self.queue.len() + self.slots_used as usize - self.in_flight as usize,
+            state: self.health.state.as_str(),
+            queue_depth: self.queue.len() + (self.slots_used - self.in_flight) as usize,
             backlog_in_database: self.backlog.more_in_db,
             in_flight: self.in_flight,
             waiting_for_retry: self.slots_used - self.in_flight,
             consecutive_failures: self.health.consecutive_failures,
+            failed_verifications: self.health.failed_verifications,
             last_success_at: self.health.last_success_at,
             last_failure_at: self.health.last_failure_at,
             last_failure_reason: self.health.last_failure_reason.clone(),
+            next_verification_at: self.next_check_at,
+            held_until,
+            subscription_count: self.subscriptions.len(),
         })
     }
 }

@@ -3,6 +3,7 @@
 //! per-endpoint actor that ties them together (`endpoint`).
 
 pub mod endpoint;
+pub mod health;
 pub mod recorder;
 pub mod retry;
 pub mod sender;

@@ -18,13 +18,19 @@ pub fn next_delay(schedule: &[Duration], attempts_made: u32, unit: f64) -> Optio
 
 /// The delay a receiver asked for with `Retry-After` (seconds, or an HTTP
 /// date), capped at `cap` so a receiver cannot park deliveries forever.
-pub fn retry_after(header: &str, now: chrono::DateTime<chrono::Utc>, cap: Duration) -> Option<Duration> {
+pub fn retry_after(
+    header: &str,
+    now: chrono::DateTime<chrono::Utc>,
+    cap: Duration,
+) -> Option<Duration> {
     let header = header.trim();
     let asked = if let Ok(secs) = header.parse::<u64>() {
         Duration::from_secs(secs)
     } else {
         let at = chrono::DateTime::parse_from_rfc2822(header).ok()?;
-        (at.with_timezone(&chrono::Utc) - now).to_std().unwrap_or(Duration::ZERO)
+        (at.with_timezone(&chrono::Utc) - now)
+            .to_std()
+            .unwrap_or(Duration::ZERO)
     };
     Some(asked.min(cap))
 }
@@ -39,7 +45,11 @@ mod tests {
     use super::*;
 
     fn schedule() -> Vec<Duration> {
-        vec![Duration::from_secs(10), Duration::from_secs(60), Duration::from_secs(600)]
+        vec![
+            Duration::from_secs(10),
+            Duration::from_secs(60),
+            Duration::from_secs(600),
+        ]
     }
 
     #[test]
@@ -63,7 +73,9 @@ mod tests {
 
     #[test]
     fn retry_after_reads_seconds_and_dates_and_is_capped() {
-        let now = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap().to_utc();
+        let now = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .unwrap()
+            .to_utc();
         let cap = Duration::from_secs(600);
         assert_eq!(retry_after("2", now, cap), Some(Duration::from_secs(2)));
         assert_eq!(retry_after("99999", now, cap), Some(cap));

@@ -10,6 +10,7 @@ use awc::error::{ConnectError, SendRequestError};
 use bytes::Bytes;
 
 use crate::endpoint_url::EndpointUrl;
+use crate::metrics::AttemptOutcome;
 use crate::signing::{Secret, SignatureHeaders};
 
 /// The `User-Agent` of every request hookrelay sends.
@@ -56,6 +57,8 @@ pub struct Attempt {
     /// The `Retry-After` header of a 429 or 503.
     pub retry_after: Option<String>,
     pub duration: Duration,
+    /// The kind of outcome, for metrics.
+    pub outcome: AttemptOutcome,
 }
 
 impl Attempt {
@@ -68,12 +71,14 @@ impl Attempt {
         self.status == Some(410)
     }
 
-    fn failed(error: String, started: Instant) -> Attempt {
+    /// An attempt that got no answer.
+    pub fn failed(error: String, outcome: AttemptOutcome, duration: Duration) -> Attempt {
         Attempt {
             status: None,
             error: Some(error),
             retry_after: None,
-            duration: started.elapsed(),
+            duration,
+            outcome,
         }
     }
 }
@@ -100,7 +105,18 @@ pub async fn post(
     let exchange = async {
         let mut response = match request.send_body(body).await {
             Ok(r) => r,
-            Err(e) => return Attempt::failed(describe_send_error(&e, timeout), started),
+            Err(e) => {
+                let outcome = match e {
+                    SendRequestError::Timeout
+                    | SendRequestError::Connect(ConnectError::Timeout) => AttemptOutcome::Timeout,
+                    _ => AttemptOutcome::ConnectError,
+                };
+                return Attempt::failed(
+                    describe_send_error(&e, timeout),
+                    outcome,
+                    started.elapsed(),
+                );
+            }
         };
         let status = response.status();
         let retry_after = response
@@ -109,22 +125,34 @@ pub async fn post(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         // Read the answer so the connection can be reused.
-        let answer = response.body().limit(MAX_RESPONSE_BODY).await.unwrap_or_default();
-        let error = if status.is_success() {
-            None
+        let answer = response
+            .body()
+            .limit(MAX_RESPONSE_BODY)
+            .await
+            .unwrap_or_default();
+        let (error, outcome) = if status.is_success() {
+            (None, AttemptOutcome::Success)
         } else {
-            Some(describe_status(status, &answer))
+            (
+                Some(describe_status(status, &answer)),
+                AttemptOutcome::HttpError,
+            )
         };
         Attempt {
             status: Some(status.as_u16()),
             error,
             retry_after,
             duration: started.elapsed(),
+            outcome,
         }
     };
     match tokio::time::timeout(timeout, exchange).await {
         Ok(attempt) => attempt,
-        Err(_) => Attempt::failed(format!("timed out after {}", humantime::format_duration(timeout)), started),
+        Err(_) => Attempt::failed(
+            format!("timed out after {}", humantime::format_duration(timeout)),
+            AttemptOutcome::Timeout,
+            started.elapsed(),
+        ),
     }
 }
 

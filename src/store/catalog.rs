@@ -10,7 +10,13 @@ pub fn seed(conn: &mut Conn, defaults: &[(&str, &str)]) -> Result<(), StoreError
     let at = now();
     let rows: Vec<_> = defaults
         .iter()
-        .map(|(n, d)| (dsl::name.eq(*n), dsl::description.eq(*d), dsl::created_at.eq(at)))
+        .map(|(n, d)| {
+            (
+                dsl::name.eq(*n),
+                dsl::description.eq(*d),
+                dsl::created_at.eq(at),
+            )
+        })
         .collect();
     crate::db_run!(conn, c => diesel::insert_into(dsl::event_types)
         .values(&rows)

@@ -24,7 +24,12 @@ pub struct JobRow {
 
 /// The pending deliveries of one endpoint after `after` (by id, which is
 /// time-ordered), oldest first.
-pub fn pending_page(conn: &mut Conn, endpoint_id: i64, after: Option<&str>, limit: i64) -> Result<Vec<JobRow>, StoreError> {
+pub fn pending_page(
+    conn: &mut Conn,
+    endpoint_id: i64,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<JobRow>, StoreError> {
     let after = after.unwrap_or("");
     Ok(crate::db_run!(conn, c => deliveries::table
         .inner_join(events::table)
@@ -61,13 +66,29 @@ pub fn endpoints_with_pending(conn: &mut Conn) -> Result<Vec<(i64, String)>, Sto
 /// The state a finished attempt leaves a delivery in.
 #[derive(Debug, Clone)]
 pub enum Completion {
-    Succeeded { id: String, attempts: i32 },
-    Retry { id: String, attempts: i32, next_attempt_at: NaiveDateTime, error: String },
-    Dead { id: String, attempts: i32, error: String },
+    Succeeded {
+        id: String,
+        attempts: i32,
+    },
+    Retry {
+        id: String,
+        attempts: i32,
+        next_attempt_at: NaiveDateTime,
+        error: String,
+    },
+    Dead {
+        id: String,
+        attempts: i32,
+        error: String,
+    },
 }
 
 /// Records a batch of outcomes and attempt rows in one transaction.
-pub fn record(conn: &mut Conn, completions: &[Completion], attempt_rows: &[NewAttempt]) -> Result<(), StoreError> {
+pub fn record(
+    conn: &mut Conn,
+    completions: &[Completion],
+    attempt_rows: &[NewAttempt],
+) -> Result<(), StoreError> {
     let at = now();
     let succeeded_first: Vec<&str> = completions
         .iter()
@@ -183,7 +204,10 @@ pub enum ReplayRefused {
 
 /// Puts a dead letter back in its endpoint's queue with a fresh retry
 /// schedule. Returns the job and its endpoint (id, URL).
-pub fn replay(conn: &mut Conn, id: &str) -> Result<Result<(JobRow, i64, String), ReplayRefused>, StoreError> {
+pub fn replay(
+    conn: &mut Conn,
+    id: &str,
+) -> Result<Result<(JobRow, i64, String), ReplayRefused>, StoreError> {
     let at = now();
     Ok(crate::db_transaction!(conn, c => {
         let found: Option<(i64, bool, String)> = deliveries::table
@@ -229,7 +253,11 @@ pub fn replay(conn: &mut Conn, id: &str) -> Result<Result<(JobRow, i64, String),
 /// Removes history older than `history_before` (attempts, finished
 /// deliveries and events left without deliveries) and forgets idempotency
 /// keys older than `keys_before`. Returns the number of rows removed.
-pub fn cleanup(conn: &mut Conn, history_before: NaiveDateTime, keys_before: NaiveDateTime) -> Result<usize, StoreError> {
+pub fn cleanup(
+    conn: &mut Conn,
+    history_before: NaiveDateTime,
+    keys_before: NaiveDateTime,
+) -> Result<usize, StoreError> {
     Ok(crate::db_run!(conn, c => {
         let mut removed = diesel::delete(attempts::table.filter(attempts::attempted_at.lt(history_before))).execute(c)?;
         removed += diesel::delete(

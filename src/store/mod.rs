@@ -6,6 +6,7 @@
 
 pub mod catalog;
 pub mod deliveries;
+pub mod endpoints;
 pub mod events;
 pub mod models;
 pub mod schema;
@@ -134,8 +135,8 @@ impl Store {
                 let path = url.strip_prefix("sqlite://").unwrap_or(url);
                 // WAL is a property of the file: set it once, on one connection,
                 // before the pool opens several (doing it per connection races).
-                let mut first = SqliteConnection::establish(path)
-                    .map_err(|e| connect_error(e.to_string()))?;
+                let mut first =
+                    SqliteConnection::establish(path).map_err(|e| connect_error(e.to_string()))?;
                 first
                     .batch_execute(&format!(
                         "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA journal_mode = WAL;"

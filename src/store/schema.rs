@@ -35,6 +35,15 @@ diesel::table! {
         id -> BigInt,
         url -> Text,
         created_at -> Timestamp,
+        state -> Text,
+        consecutive_failures -> Integer,
+        failed_verifications -> Integer,
+        last_success_at -> Nullable<Timestamp>,
+        last_failure_at -> Nullable<Timestamp>,
+        last_failure_reason -> Nullable<Text>,
+        next_verification_at -> Nullable<Timestamp>,
+        dead_at -> Nullable<Timestamp>,
+        dead_reason -> Nullable<Text>,
     }
 }
 

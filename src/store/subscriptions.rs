@@ -56,14 +56,20 @@ pub fn insert(
         created_at: at,
         last_modified: at,
     };
-    Ok(crate::db_run!(conn, c => diesel::insert_into(subscriptions::table)
+    Ok(
+        crate::db_run!(conn, c => diesel::insert_into(subscriptions::table)
         .values(&row)
         .returning(Subscription::as_returning())
-        .get_result(c))?)
+        .get_result(c))?,
+    )
 }
 
 /// The caller's active subscriptions, oldest first.
-pub fn list_for_owner(conn: &mut Conn, marketplace_id: i64, user_id: i64) -> Result<Vec<RouteRow>, StoreError> {
+pub fn list_for_owner(
+    conn: &mut Conn,
+    marketplace_id: i64,
+    user_id: i64,
+) -> Result<Vec<RouteRow>, StoreError> {
     let rows: Vec<(Subscription, String)> = crate::db_run!(conn, c => subscriptions::table
         .inner_join(endpoints::table)
         .filter(subscriptions::marketplace_id.eq(marketplace_id))
@@ -76,7 +82,12 @@ pub fn list_for_owner(conn: &mut Conn, marketplace_id: i64, user_id: i64) -> Res
 }
 
 /// One of the caller's active subscriptions.
-pub fn get_for_owner(conn: &mut Conn, id: i64, marketplace_id: i64, user_id: i64) -> Result<Option<RouteRow>, StoreError> {
+pub fn get_for_owner(
+    conn: &mut Conn,
+    id: i64,
+    marketplace_id: i64,
+    user_id: i64,
+) -> Result<Option<RouteRow>, StoreError> {
     let row: Option<(Subscription, String)> = crate::db_run!(conn, c => subscriptions::table
         .inner_join(endpoints::table)
         .filter(subscriptions::id.eq(id))

@@ -6,7 +6,12 @@ use super::models::NewToken;
 use super::schema::tokens::dsl;
 use super::{Conn, StoreError, now};
 
-pub fn insert(conn: &mut Conn, token_hash: &str, marketplace_id: i64, user_id: i64) -> Result<(), StoreError> {
+pub fn insert(
+    conn: &mut Conn,
+    token_hash: &str,
+    marketplace_id: i64,
+    user_id: i64,
+) -> Result<(), StoreError> {
     let row = NewToken {
         token_hash,
         marketplace_id,

@@ -15,7 +15,16 @@ CREATE TABLE event_types (
 CREATE TABLE endpoints (
     id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
     url TEXT NOT NULL UNIQUE,
-    created_at TIMESTAMP NOT NULL
+    created_at TIMESTAMP NOT NULL,
+    state TEXT NOT NULL DEFAULT 'healthy',
+    consecutive_failures INTEGER NOT NULL DEFAULT 0,
+    failed_verifications INTEGER NOT NULL DEFAULT 0,
+    last_success_at TIMESTAMP,
+    last_failure_at TIMESTAMP,
+    last_failure_reason TEXT,
+    next_verification_at TIMESTAMP,
+    dead_at TIMESTAMP,
+    dead_reason TEXT
 );
 
 CREATE TABLE subscriptions (

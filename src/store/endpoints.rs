@@ -1,0 +1,111 @@
+//! Queries on `endpoints`: the saved health of each endpoint (so a restart
+//! or another node continues where the actor was), and the transaction that
+//! removes a dead endpoint's subscriptions.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::models::{DEAD, PENDING};
+use super::schema::{deliveries, endpoints, subscriptions};
+use super::{Conn, StoreError, now};
+
+/// An endpoint's saved health.
+#[derive(Debug, Clone, Queryable, Selectable, AsChangeset)]
+#[diesel(table_name = endpoints, treat_none_as_null = true)]
+pub struct HealthRow {
+    pub state: String,
+    pub consecutive_failures: i32,
+    pub failed_verifications: i32,
+    pub last_success_at: Option<NaiveDateTime>,
+    pub last_failure_at: Option<NaiveDateTime>,
+    pub last_failure_reason: Option<String>,
+    pub next_verification_at: Option<NaiveDateTime>,
+}
+
+/// The saved health of every endpoint in `ids`.
+pub fn health_of(conn: &mut Conn, ids: &[i64]) -> Result<Vec<(i64, HealthRow)>, StoreError> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(1000) {
+        let rows: Vec<(i64, HealthRow)> = crate::db_run!(conn, c => endpoints::table
+            .filter(endpoints::id.eq_any(chunk))
+            .select((endpoints::id, HealthRow::as_select()))
+            .load(c))?;
+        out.extend(rows);
+    }
+    Ok(out)
+}
+
+/// Saves the health of several endpoints in one transaction.
+pub fn save_health(conn: &mut Conn, rows: &[(i64, HealthRow)]) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    crate::db_transaction!(conn, c => {
+        for (id, row) in rows {
+            diesel::update(endpoints::table.find(id)).set(row).execute(c)?;
+        }
+        Ok::<_, diesel::result::Error>(())
+    })?;
+    Ok(())
+}
+
+/// Marks the endpoint dead, deactivates its active subscriptions (kept with
+/// the reason) and turns their pending deliveries into dead letters, in one
+/// transaction. Returns the ids of the subscriptions it removed.
+pub fn bury(conn: &mut Conn, endpoint_id: i64, reason: &str) -> Result<Vec<i64>, StoreError> {
+    let at = now();
+    let why = format!("auto-unsubscribed: {reason}");
+    Ok(crate::db_transaction!(conn, c => {
+        let ids: Vec<i64> = subscriptions::table
+            .filter(subscriptions::endpoint_id.eq(endpoint_id))
+            .filter(subscriptions::active.eq(true))
+            .select(subscriptions::id)
+            .load(c)?;
+        diesel::update(subscriptions::table.filter(subscriptions::id.eq_any(&ids)))
+            .set((
+                subscriptions::active.eq(false),
+                subscriptions::deactivated_at.eq(Some(at)),
+                subscriptions::deactivation_reason.eq(Some(&why)),
+                subscriptions::last_modified.eq(at),
+            ))
+            .execute(c)?;
+        diesel::update(
+            deliveries::table
+                .filter(deliveries::endpoint_id.eq(endpoint_id))
+                .filter(deliveries::status.eq(PENDING)),
+        )
+        .set((
+            deliveries::status.eq(DEAD),
+            deliveries::last_error.eq(Some(format!("endpoint removed: {reason}"))),
+            deliveries::updated_at.eq(at),
+        ))
+        .execute(c)?;
+        diesel::update(endpoints::table.find(endpoint_id))
+            .set((
+                endpoints::state.eq(DEAD),
+                endpoints::dead_at.eq(Some(at)),
+                endpoints::dead_reason.eq(Some(reason)),
+            ))
+            .execute(c)?;
+        Ok::<_, diesel::result::Error>(ids)
+    })?)
+}
+
+/// Clears the dead mark of an endpoint that is subscribed to again (its new
+/// subscription just passed the verification call).
+pub fn revive(conn: &mut Conn, endpoint_id: i64) -> Result<(), StoreError> {
+    crate::db_run!(conn, c => diesel::update(
+        endpoints::table
+            .find(endpoint_id)
+            .filter(endpoints::state.eq(DEAD)),
+    )
+    .set((
+        endpoints::state.eq("healthy"),
+        endpoints::consecutive_failures.eq(0),
+        endpoints::failed_verifications.eq(0),
+        endpoints::dead_at.eq(None::<NaiveDateTime>),
+        endpoints::dead_reason.eq(None::<String>),
+    ))
+    .execute(c))?;
+    Ok(())
+}
