@@ -107,6 +107,14 @@ impl Catalog {
             .insert(name, description);
     }
 
+    /// Replaces the whole catalog (after reading it from the database).
+    pub fn replace(&self, entries: impl IntoIterator<Item = (String, String)>) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = entries.into_iter().collect();
+    }
+
     pub fn list(&self) -> Vec<(String, String)> {
         self.read()
             .iter()

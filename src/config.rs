@@ -150,6 +150,16 @@ pub struct ServeArgs {
     #[arg(long, env = "HOOKRELAY_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
 
+    /// This node's name in logs, /health, /metrics and endpoint ownership.
+    /// Defaults to host name, process id and a random suffix.
+    #[arg(long, env = "HOOKRELAY_NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// PostgreSQL only: how long an endpoint lease lasts without renewal.
+    /// A dead node's endpoints are taken over after about this long.
+    #[arg(long, env = "HOOKRELAY_LEASE_TTL", default_value = "15s", value_parser = parse_duration)]
+    pub lease_ttl: Duration,
+
     /// Database connections in the pool.
     #[arg(long, env = "HOOKRELAY_DB_POOL_SIZE", default_value_t = 8)]
     pub db_pool_size: u32,

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod catalog;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod delivery;
 pub mod endpoint_url;

@@ -3,7 +3,8 @@
 //! its URL), and `EndpointMetrics`, the handles an endpoint actor resolves
 //! once so that recording costs an atomic add. Scraping reads only memory.
 
-use std::sync::LazyLock;
+use std::collections::HashMap;
+use std::sync::{LazyLock, OnceLock};
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -47,9 +48,19 @@ fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
     c
 }
 
+static NODE: OnceLock<String> = OnceLock::new();
+
+/// Sets the `node` label every series carries; call before the first use.
+pub fn set_node(node: &str) {
+    let _ = NODE.set(node.to_string());
+}
+
 impl Metrics {
     fn new() -> Metrics {
-        let r = Registry::new();
+        let labels = NODE
+            .get()
+            .map(|n| HashMap::from([("node".to_string(), n.clone())]));
+        let r = Registry::new_custom(None, labels).expect("valid registry labels");
         let duration = HistogramVec::new(
             HistogramOpts::new(
                 "hookrelay_delivery_duration_seconds",

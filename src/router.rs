@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 use crate::delivery::endpoint::{
     self, AddSubscription, DeliverySettings, EndpointActor, Enqueue, Job,
 };
-use crate::delivery::recorder::Recorder;
+use crate::delivery::recorder::{Flush, Recorder};
 use crate::endpoint_url::EndpointUrl;
 use crate::event::Event;
 use crate::metrics::METRICS;
@@ -24,6 +24,7 @@ use crate::signing::Secret;
 use crate::store::Store;
 use crate::store::endpoints::HealthRow;
 use crate::store::events::{PreparedEvent, Stored, store_batch};
+use crate::store::leases::{self, Acquired};
 use crate::store::models::{NewDelivery, NewEvent, PENDING};
 use crate::store::subscriptions::RouteRow;
 
@@ -124,6 +125,8 @@ type CommitPart = (
 struct Waiting {
     events: Vec<PreparedEvent>,
     jobs: Vec<Vec<(i64, Job)>>,
+    /// Endpoints of these events that other nodes own.
+    remote: Vec<i64>,
     reply: PublishReply,
 }
 
@@ -134,127 +137,186 @@ pub struct Router {
     settings: Arc<DeliverySettings>,
     arbiters: Vec<ArbiterHandle>,
     next_arbiter: usize,
+    /// True on a single-node (SQLite) store: this node owns every endpoint.
+    /// Otherwise it owns the endpoints it holds leases on.
+    owns_all: bool,
     table: HashMap<(i64, String), Vec<Route>>,
     /// subscription id → its table key.
     keys: HashMap<i64, (i64, String)>,
-    endpoints: HashMap<i64, (Arc<EndpointUrl>, Addr<EndpointActor>)>,
+    /// endpoint id → its URL and the secrets of its subscriptions.
+    known_endpoints: HashMap<i64, EndpointInfo>,
+    /// The endpoint actors running on this node.
+    actors: HashMap<i64, Addr<EndpointActor>>,
     waiting: Vec<Waiting>,
     waiting_events: usize,
     committing: bool,
 }
 
+/// What the router starts from.
+pub struct Initial {
+    /// This node owns every endpoint (single node on SQLite).
+    pub owns_all: bool,
+    /// Every active subscription.
+    pub routes: Vec<RouteRow>,
+    /// Endpoints with pending deliveries (used when `owns_all`).
+    pub backlog: Vec<(i64, String)>,
+    /// Saved health of endpoints (used when `owns_all`).
+    pub health: Vec<(i64, HealthRow)>,
+}
+
+struct EndpointInfo {
+    url: Arc<EndpointUrl>,
+    subscriptions: HashMap<i64, Arc<Secret>>,
+}
+
 impl Router {
-    /// Starts the router with the active routes loaded; `backlog` lists
-    /// endpoints that have pending deliveries in the database, `health` the
-    /// saved health of endpoints.
+    /// Starts the router with the active routes loaded. With `owns_all`,
+    /// every endpoint's actor runs here: `backlog` lists endpoints that have
+    /// pending deliveries, `health` their saved health. Otherwise actors
+    /// start as leases are acquired.
     pub fn launch(
         store: Store,
         recorder: Addr<Recorder>,
         settings: Arc<DeliverySettings>,
         arbiters: Vec<ArbiterHandle>,
-        routes: Vec<RouteRow>,
-        backlog: Vec<(i64, String)>,
-        health: Vec<(i64, HealthRow)>,
+        initial: Initial,
     ) -> Addr<Router> {
+        let Initial {
+            owns_all,
+            routes,
+            backlog,
+            health,
+        } = initial;
         Router::create(move |ctx| {
             let mut saved: HashMap<i64, HealthRow> = health.into_iter().collect();
-            let mut router = Router::empty(ctx.address(), store, recorder, settings, arbiters);
-            for (id, url) in backlog {
-                match EndpointUrl::parse(&url) {
-                    Ok(url) => {
-                        router.endpoint(id, Arc::new(url), true, saved.remove(&id));
-                    }
-                    Err(e) => log::error!(
-                        "endpoint {id} has an unusable URL `{url}` ({e}); its deliveries wait"
-                    ),
-                }
-            }
+            let mut router = Router {
+                me: ctx.address(),
+                store,
+                recorder,
+                settings,
+                arbiters,
+                next_arbiter: 0,
+                owns_all,
+                table: HashMap::new(),
+                keys: HashMap::new(),
+                known_endpoints: HashMap::new(),
+                actors: HashMap::new(),
+                waiting: Vec::new(),
+                waiting_events: 0,
+                committing: false,
+            };
             for row in routes {
-                let health = saved.remove(&row.subscription.endpoint_id);
-                router.add_route(row, health);
+                router.add_route(row);
+            }
+            if owns_all {
+                for (id, url) in backlog {
+                    router.learn_endpoint(id, &url);
+                    router.start_actor(id, true, saved.remove(&id));
+                }
+                let ids: Vec<i64> = router.known_endpoints.keys().copied().collect();
+                for id in ids {
+                    router.start_actor(id, false, saved.remove(&id));
+                }
             }
             router
         })
     }
 
-    fn empty(
-        me: Addr<Router>,
-        store: Store,
-        recorder: Addr<Recorder>,
-        settings: Arc<DeliverySettings>,
-        arbiters: Vec<ArbiterHandle>,
-    ) -> Router {
-        Router {
-            me,
-            store,
-            recorder,
-            settings,
-            arbiters,
-            next_arbiter: 0,
-            table: HashMap::new(),
-            keys: HashMap::new(),
-            endpoints: HashMap::new(),
-            waiting: Vec::new(),
-            waiting_events: 0,
-            committing: false,
+    fn learn_endpoint(&mut self, id: i64, url: &str) -> bool {
+        if self.known_endpoints.contains_key(&id) {
+            return true;
+        }
+        match EndpointUrl::parse(url) {
+            Ok(url) => {
+                self.known_endpoints.insert(
+                    id,
+                    EndpointInfo {
+                        url: Arc::new(url),
+                        subscriptions: HashMap::new(),
+                    },
+                );
+                true
+            }
+            Err(e) => {
+                log::error!("endpoint {id} has an unusable URL ({e}); its deliveries wait");
+                false
+            }
         }
     }
 
-    /// The actor of an endpoint, started when missing.
-    fn endpoint(
+    /// Starts the actor of an endpoint this node owns, unless it runs.
+    fn start_actor(
         &mut self,
         id: i64,
-        url: Arc<EndpointUrl>,
         backlog: bool,
         saved: Option<HealthRow>,
-    ) -> Addr<EndpointActor> {
-        if let Some((_, addr)) = self.endpoints.get(&id)
+    ) -> Option<Addr<EndpointActor>> {
+        if let Some(addr) = self.actors.get(&id)
             && addr.connected()
         {
-            return addr.clone();
+            return Some(addr.clone());
         }
+        let info = self.known_endpoints.get(&id)?;
         let arbiter = &self.arbiters[self.next_arbiter % self.arbiters.len()];
         self.next_arbiter += 1;
-        let (settings, store, recorder, router, actor_url) = (
+        let (settings, store, recorder, router, url) = (
             self.settings.clone(),
             self.store.clone(),
             self.recorder.clone(),
             self.me.clone(),
-            url.clone(),
+            info.url.clone(),
         );
         let addr = EndpointActor::start_in_arbiter(arbiter, move |_| {
-            EndpointActor::new(
-                id, actor_url, settings, store, recorder, router, backlog, saved,
-            )
+            EndpointActor::new(id, url, settings, store, recorder, router, backlog, saved)
         });
-        self.endpoints.insert(id, (url, addr.clone()));
-        addr
+        for (sub, secret) in &info.subscriptions {
+            addr.do_send(AddSubscription {
+                id: *sub,
+                secret: secret.clone(),
+            });
+        }
+        self.actors.insert(id, addr.clone());
+        Some(addr)
     }
 
-    fn add_route(&mut self, row: RouteRow, saved: Option<HealthRow>) {
+    /// The running actor of an endpoint, started if this node owns it.
+    fn actor(&mut self, id: i64) -> Option<Addr<EndpointActor>> {
+        match self.actors.get(&id) {
+            Some(addr) if addr.connected() => Some(addr.clone()),
+            _ if self.owns_all => self.start_actor(id, true, None),
+            _ => None,
+        }
+    }
+
+    fn add_route(&mut self, row: RouteRow) {
         let sub = row.subscription;
-        let (url, secret) = match (
-            EndpointUrl::parse(&row.endpoint_url),
-            Secret::parse(&sub.secret),
-        ) {
-            (Ok(url), Ok(secret)) => (Arc::new(url), Arc::new(secret)),
-            _ => {
+        let secret = match Secret::parse(&sub.secret) {
+            Ok(secret) => Arc::new(secret),
+            Err(e) => {
                 log::error!(
-                    "subscription {} has an unusable endpoint or secret; not routed",
+                    "subscription {} has an unusable secret ({e}); not routed",
                     sub.id
                 );
                 return;
             }
         };
-        let url = match self.endpoints.get(&sub.endpoint_id) {
-            Some((existing, _)) => existing.clone(),
-            None => url,
+        if !self.learn_endpoint(sub.endpoint_id, &row.endpoint_url) {
+            return;
+        }
+        if let Some(info) = self.known_endpoints.get_mut(&sub.endpoint_id) {
+            info.subscriptions.insert(sub.id, secret.clone());
+        }
+        let running = match self.actors.get(&sub.endpoint_id) {
+            Some(addr) if addr.connected() => Some(addr.clone()),
+            _ if self.owns_all => self.start_actor(sub.endpoint_id, false, None),
+            _ => None,
         };
-        self.endpoint(sub.endpoint_id, url, false, saved)
-            .do_send(AddSubscription {
+        if let Some(addr) = running {
+            addr.do_send(AddSubscription {
                 id: sub.id,
                 secret: secret.clone(),
             });
+        }
         let key = (sub.marketplace_id, sub.event.clone());
         let routes = self.table.entry(key.clone()).or_default();
         routes.retain(|r| r.subscription_id != sub.id);
@@ -272,10 +334,14 @@ impl Router {
             return;
         };
         if let Some(routes) = self.table.get_mut(&key) {
-            if let Some(route) = routes.iter().find(|r| r.subscription_id == subscription_id)
-                && let Some((_, addr)) = self.endpoints.get(&route.endpoint_id)
-            {
-                addr.do_send(endpoint::ForgetSubscription(subscription_id));
+            if let Some(route) = routes.iter().find(|r| r.subscription_id == subscription_id) {
+                let endpoint_id = route.endpoint_id;
+                if let Some(info) = self.known_endpoints.get_mut(&endpoint_id) {
+                    info.subscriptions.remove(&subscription_id);
+                }
+                if let Some(addr) = self.actors.get(&endpoint_id) {
+                    addr.do_send(endpoint::ForgetSubscription(subscription_id));
+                }
             }
             routes.retain(|r| r.subscription_id != subscription_id);
             if routes.is_empty() {
@@ -366,7 +432,9 @@ impl Router {
         METRICS.group_commit_events.observe(count as f64);
         let mut rows = Vec::with_capacity(count);
         let mut parts = Vec::with_capacity(group.len());
+        let mut notify = Vec::new();
         for w in group {
+            notify.extend(w.remote);
             let ids: Vec<(String, usize, String)> = w
                 .events
                 .iter()
@@ -382,7 +450,11 @@ impl Router {
             parts.push((ids, w.jobs, w.reply));
         }
         let store = self.store.clone();
-        let write = async move { store.run(move |conn| store_batch(conn, &rows)).await };
+        let write = async move {
+            store
+                .run(move |conn| store_batch(conn, &rows, &notify))
+                .await
+        };
         ctx.spawn(write.into_actor(self).map(move |result, act, ctx| {
             act.committing = false;
             match result {
@@ -436,13 +508,10 @@ impl Router {
             let _ = reply.send(Ok(results));
         }
         for (endpoint_id, jobs) in by_endpoint {
-            match self.endpoints.get(&endpoint_id).map(|(url, _)| url.clone()) {
-                Some(url) => self
-                    .endpoint(endpoint_id, url, false, None)
-                    .do_send(Enqueue(jobs)),
-                None => log::error!(
-                    "endpoint {endpoint_id} has no actor; its deliveries wait in the database"
-                ),
+            // Normally running; if this node lost the endpoint meanwhile, its
+            // new owner reads these deliveries from the database.
+            if let Some(addr) = self.actor(endpoint_id) {
+                addr.do_send(Enqueue(jobs));
             }
         }
     }
@@ -467,10 +536,21 @@ impl Handler<Publish> for Router {
             return;
         }
         let (events, jobs) = self.prepare(msg.events);
+        let mut remote: Vec<i64> = Vec::new();
+        if !self.owns_all {
+            for (endpoint_id, _) in jobs.iter().flatten() {
+                if !self.actors.contains_key(endpoint_id) {
+                    remote.push(*endpoint_id);
+                }
+            }
+            remote.sort_unstable();
+            remote.dedup();
+        }
         self.waiting_events += events.len();
         self.waiting.push(Waiting {
             events,
             jobs,
+            remote,
             reply: msg.reply,
         });
         self.commit(ctx);
@@ -481,7 +561,7 @@ impl Handler<AddRoute> for Router {
     type Result = ();
 
     fn handle(&mut self, msg: AddRoute, _ctx: &mut Self::Context) {
-        self.add_route(msg.0, None);
+        self.add_route(msg.0);
     }
 }
 
@@ -498,22 +578,24 @@ impl Handler<RemoveRoutes> for Router {
 impl Handler<Replay> for Router {
     type Result = ();
 
-    fn handle(&mut self, msg: Replay, _ctx: &mut Self::Context) {
-        let url = match self.endpoints.get(&msg.endpoint_id) {
-            Some((url, _)) => url.clone(),
-            None => match EndpointUrl::parse(&msg.endpoint_url) {
-                Ok(url) => Arc::new(url),
-                Err(e) => {
-                    log::error!(
-                        "endpoint {} has an unusable URL ({e}); replay waits",
-                        msg.endpoint_id
-                    );
-                    return;
-                }
-            },
-        };
-        self.endpoint(msg.endpoint_id, url, false, None)
-            .do_send(Enqueue(vec![msg.job]));
+    fn handle(&mut self, msg: Replay, ctx: &mut Self::Context) {
+        if !self.learn_endpoint(msg.endpoint_id, &msg.endpoint_url) {
+            return;
+        }
+        match self.actor(msg.endpoint_id) {
+            Some(addr) => addr.do_send(Enqueue(vec![msg.job])),
+            None => {
+                // Another node owns it: tell it to read its queue.
+                let store = self.store.clone();
+                let ids = vec![msg.endpoint_id];
+                let notify = async move { store.run(move |conn| leases::notify(conn, &ids)).await };
+                ctx.spawn(notify.into_actor(self).map(|result, _, _| {
+                    if let Err(e) = result {
+                        log::error!("could not notify the owner of a replayed delivery: {e}");
+                    }
+                }));
+            }
+        }
     }
 }
 
@@ -521,12 +603,7 @@ impl Handler<Endpoints> for Router {
     type Result = MessageResult<Endpoints>;
 
     fn handle(&mut self, _: Endpoints, _ctx: &mut Self::Context) -> Self::Result {
-        MessageResult(
-            self.endpoints
-                .values()
-                .map(|(_, addr)| addr.clone())
-                .collect(),
-        )
+        MessageResult(self.actors.values().cloned().collect())
     }
 }
 
@@ -534,7 +611,7 @@ impl Handler<EndpointAddr> for Router {
     type Result = Option<Addr<EndpointActor>>;
 
     fn handle(&mut self, msg: EndpointAddr, _ctx: &mut Self::Context) -> Self::Result {
-        self.endpoints.get(&msg.0).map(|(_, addr)| addr.clone())
+        self.actors.get(&msg.0).cloned()
     }
 }
 
@@ -545,20 +622,96 @@ impl Handler<EndpointDied> for Router {
         for id in msg.subscription_ids {
             self.remove_route(id);
         }
-        // Routes added meanwhile (a new subscription) start a fresh actor.
-        self.endpoints.remove(&msg.endpoint_id);
-        let still_routed: Vec<(i64, String)> = self
-            .table
+        self.actors.remove(&msg.endpoint_id);
+        // A subscription created while it died starts a fresh actor.
+        let resubscribed = self
+            .known_endpoints
+            .get(&msg.endpoint_id)
+            .is_some_and(|info| !info.subscriptions.is_empty());
+        if resubscribed && self.owns_all {
+            self.start_actor(msg.endpoint_id, true, None);
+        }
+    }
+}
+
+/// This node now holds leases on these endpoints: start their actors.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct LeasesAcquired(pub Vec<Acquired>);
+
+/// This node lost these leases (expired or could not be renewed): stop
+/// their actors at once. Another node may own them already.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct LeasesLost(pub Vec<i64>);
+
+/// Hand these endpoints over: stop their actors once in-flight requests are
+/// done (or `deadline`), write their outcomes, then answer.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ReleaseEndpoints {
+    pub ids: Vec<i64>,
+    pub deadline: std::time::Instant,
+}
+
+/// Other nodes stored deliveries for these endpoints.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WorkArrived(pub Vec<i64>);
+
+impl Handler<LeasesAcquired> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: LeasesAcquired, _ctx: &mut Self::Context) {
+        for acquired in msg.0 {
+            if self.learn_endpoint(acquired.id, &acquired.url) {
+                let health = acquired.health();
+                self.start_actor(acquired.id, true, Some(health));
+            }
+        }
+    }
+}
+
+impl Handler<LeasesLost> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: LeasesLost, _ctx: &mut Self::Context) {
+        for id in msg.0 {
+            if let Some(addr) = self.actors.remove(&id) {
+                addr.do_send(endpoint::StopNow);
+            }
+        }
+    }
+}
+
+impl Handler<ReleaseEndpoints> for Router {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, msg: ReleaseEndpoints, _ctx: &mut Self::Context) -> Self::Result {
+        let addrs: Vec<_> = msg
+            .ids
             .iter()
-            .filter(|(_, routes)| routes.iter().any(|r| r.endpoint_id == msg.endpoint_id))
-            .map(|(k, _)| k.clone())
+            .filter_map(|id| self.actors.remove(id))
             .collect();
-        if !still_routed.is_empty() {
-            log::warn!(
-                "endpoint {} died while {} new routes used it; they stay routed to a fresh actor",
-                msg.endpoint_id,
-                still_routed.len()
-            );
+        let recorder = self.recorder.clone();
+        Box::pin(async move {
+            endpoint::drain(&addrs, msg.deadline).await;
+            for addr in &addrs {
+                let _ = addr.send(endpoint::StopNow).await;
+            }
+            let _ = recorder.send(Flush).await;
+        })
+    }
+}
+
+impl Handler<WorkArrived> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: WorkArrived, _ctx: &mut Self::Context) {
+        for id in msg.0 {
+            if let Some(addr) = self.actors.get(&id) {
+                addr.do_send(endpoint::Poke);
+            }
         }
     }
 }

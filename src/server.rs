@@ -14,12 +14,15 @@ use actix_web::{App, HttpServer, web};
 
 use crate::api::{self, ApiSettings, AppState};
 use crate::catalog::{Catalog, DEFAULT_EVENT_TYPES};
+use crate::cluster::lease::LeaseManager;
+use crate::cluster::{default_node_id, listener, sync};
 use crate::config::ServeArgs;
-use crate::delivery::endpoint::{BeginDrain, DeliverySettings, InFlight};
+use crate::delivery::endpoint::{DeliverySettings, drain};
 use crate::delivery::health::Policy;
 use crate::delivery::recorder::{Flush, Recorder};
-use crate::router::{Endpoints, Router};
-use crate::store::{self, Store, StoreError};
+use crate::metrics;
+use crate::router::{Endpoints, Initial, Router};
+use crate::store::{self, Backend, Store, StoreError};
 
 /// How often old history is cleaned up.
 const CLEANUP_EVERY: Duration = Duration::from_secs(600);
@@ -55,30 +58,24 @@ pub fn install_tls_provider() {
 /// Runs the engine until SIGTERM or SIGINT.
 pub async fn run(args: ServeArgs) -> Result<(), StartError> {
     install_tls_provider();
+    let node_id: Arc<str> = Arc::from(args.node_id.clone().unwrap_or_else(default_node_id));
+    metrics::set_node(&node_id);
     let url = args.database.database_url.clone();
     let pool_size = args.db_pool_size;
-    let (store, catalog_rows, routes, backlog, health) = tokio::task::spawn_blocking(move || {
+    let (store, loaded) = tokio::task::spawn_blocking(move || {
         let store = open_store(&url, pool_size)?;
-        let mut conn = store.conn()?;
-        let catalog = store::catalog::list(&mut conn)?;
-        let routes = store::subscriptions::all_active(&mut conn)?;
-        let backlog = store::deliveries::endpoints_with_pending(&mut conn)?;
-        let mut ids: Vec<i64> = routes.iter().map(|r| r.subscription.endpoint_id).collect();
-        ids.extend(backlog.iter().map(|(id, _)| *id));
-        ids.sort_unstable();
-        ids.dedup();
-        let health = store::endpoints::health_of(&mut conn, &ids)?;
-        drop(conn);
-        Ok::<_, StoreError>((store, catalog, routes, backlog, health))
+        let loaded = load(&store)?;
+        Ok::<_, StoreError>((store, loaded))
     })
     .await
     .map_err(|_| StoreError::TaskFailed)??;
+    let clustered = store.backend() == Backend::Postgres;
     log::info!(
-        "database {} ({:?}): {} active subscriptions, {} endpoints with pending deliveries",
+        "node {node_id}: database {} ({:?}): {} active subscriptions, {} endpoints with pending deliveries",
         store::redact(&args.database.database_url),
         store.backend(),
-        routes.len(),
-        backlog.len()
+        loaded.routes.len(),
+        loaded.backlog.len()
     );
 
     let settings = Arc::new(DeliverySettings {
@@ -98,20 +95,51 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
     let arbiters: Vec<Arbiter> = (0..threads).map(|_| Arbiter::new()).collect();
     let handles = arbiters.iter().map(Arbiter::handle).collect();
     let recorder = Recorder::new(store.clone()).start();
+    let catalog = Catalog::new(loaded.catalog);
+    // On PostgreSQL, endpoint actors start as this node acquires leases.
+    let (backlog, health) = if clustered {
+        (Vec::new(), Vec::new())
+    } else {
+        (loaded.backlog, loaded.health)
+    };
     let router = Router::launch(
         store.clone(),
         recorder.clone(),
         settings,
         handles,
-        routes,
-        backlog,
-        health,
+        Initial {
+            owns_all: !clustered,
+            routes: loaded.routes,
+            backlog,
+            health,
+        },
     );
+    let stop_listener = Arc::new(AtomicBool::new(false));
+    if clustered {
+        LeaseManager::new(
+            store.clone(),
+            node_id.clone(),
+            args.lease_ttl,
+            router.clone(),
+        )
+        .start();
+        listener::spawn(
+            args.database.database_url.clone(),
+            router.clone(),
+            stop_listener.clone(),
+        );
+        actix_rt::spawn(sync::run(
+            store.clone(),
+            router.clone(),
+            catalog.clone(),
+            node_id.to_string(),
+        ));
+    }
 
     let state = AppState {
         store: store.clone(),
         router: router.clone(),
-        catalog: Catalog::new(catalog_rows),
+        catalog,
         settings: Arc::new(ApiSettings {
             allow_private_endpoints: args.allow_private_endpoints,
             verification_timeout: args.delivery_timeout,
@@ -120,6 +148,7 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
             internal_token_hash: args.internal_token.as_deref().map(crate::token::hash),
         }),
         ready: Arc::new(AtomicBool::new(false)),
+        node_id: node_id.clone(),
     };
 
     let public_state = web::Data::new(state.clone());
@@ -175,7 +204,7 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
     state.ready.store(true, Ordering::Relaxed);
     println!("hookrelay listening public=http://{public_addr} internal=http://{internal_addr}");
     log::info!(
-        "hookrelay {} ready: public {public_addr}, internal {internal_addr}",
+        "hookrelay {} node {node_id} ready: public {public_addr}, internal {internal_addr}",
         env!("CARGO_PKG_VERSION")
     );
 
@@ -187,17 +216,55 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
     state.ready.store(false, Ordering::Relaxed);
     let deadline = Instant::now() + args.shutdown_timeout;
     futures_util::future::join(public_handle.stop(true), internal_handle.stop(true)).await;
-    drain_endpoints(&router, deadline).await;
+    if let Ok(endpoints) = router.send(Endpoints).await {
+        drain(&endpoints, deadline).await;
+    }
     if recorder.send(Flush).await.is_err() {
         log::error!(
             "could not write the last delivery outcomes; those deliveries will be sent again"
         );
+    }
+    if clustered {
+        stop_listener.store(true, Ordering::Relaxed);
+        let node = node_id.to_string();
+        if let Err(e) = store
+            .run(move |conn| store::leases::leave(conn, &node))
+            .await
+        {
+            log::warn!("could not hand over leases ({e}); other nodes take over when they expire");
+        }
     }
     for arbiter in arbiters {
         arbiter.stop();
     }
     log::info!("stopped");
     Ok(())
+}
+
+/// What a node reads from the database at start.
+struct Loaded {
+    catalog: Vec<(String, String)>,
+    routes: Vec<store::subscriptions::RouteRow>,
+    backlog: Vec<(i64, String)>,
+    health: Vec<(i64, store::endpoints::HealthRow)>,
+}
+
+fn load(store: &Store) -> Result<Loaded, StoreError> {
+    let mut conn = store.conn()?;
+    let catalog = store::catalog::list(&mut conn)?;
+    let routes = store::subscriptions::all_active(&mut conn)?;
+    let backlog = store::deliveries::endpoints_with_pending(&mut conn)?;
+    let mut ids: Vec<i64> = routes.iter().map(|r| r.subscription.endpoint_id).collect();
+    ids.extend(backlog.iter().map(|(id, _)| *id));
+    ids.sort_unstable();
+    ids.dedup();
+    let health = store::endpoints::health_of(&mut conn, &ids)?;
+    Ok(Loaded {
+        catalog,
+        routes,
+        backlog,
+        health,
+    })
 }
 
 async fn wait_for_signal() -> std::io::Result<()> {
@@ -209,34 +276,6 @@ async fn wait_for_signal() -> std::io::Result<()> {
         _ = int.recv() => {}
     }
     Ok(())
-}
-
-/// Stops every endpoint actor from starting requests and waits until the
-/// ones in flight are done, or the deadline passes (those are sent again
-/// after the restart).
-async fn drain_endpoints(router: &Addr<Router>, deadline: Instant) {
-    let Ok(endpoints) = router.send(Endpoints).await else {
-        return;
-    };
-    for addr in &endpoints {
-        let _ = addr.send(BeginDrain).await;
-    }
-    loop {
-        let mut in_flight = 0;
-        for addr in &endpoints {
-            in_flight += addr.send(InFlight).await.unwrap_or(0);
-        }
-        if in_flight == 0 {
-            return;
-        }
-        if Instant::now() >= deadline {
-            log::warn!(
-                "{in_flight} deliveries still in flight at the shutdown deadline; they will be sent again after a restart"
-            );
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Removes history older than the retention settings, periodically.

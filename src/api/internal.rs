@@ -17,10 +17,11 @@ use crate::delivery::endpoint::{Job, Status};
 use crate::error::ApiError;
 use crate::event::{Event, EventError, MAX_EVENT_ID_LEN};
 use crate::metrics::METRICS;
-use crate::router::{Endpoints, Incoming, Publish, PublishError, Published, Replay};
+use crate::router::{EndpointAddr, Incoming, Publish, PublishError, Published, Replay};
 use crate::signing::Secret;
 use crate::store::catalog as catalog_store;
 use crate::store::deliveries::{self, ReplayRefused};
+use crate::store::{Backend, endpoints};
 use crate::token;
 
 /// Most items a list call returns.
@@ -50,7 +51,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 async fn health(state: State) -> HttpResponse {
     let ready = state.ready.load(Ordering::Relaxed);
-    let body = json!({ "status": "ok", "ready": ready });
+    let body = json!({
+        "status": "ok",
+        "ready": ready,
+        "node": &*state.node_id,
+        "backend": format!("{:?}", state.store.backend()).to_lowercase(),
+    });
     if ready {
         HttpResponse::Ok().json(body)
     } else {
@@ -312,34 +318,61 @@ async fn list_endpoints(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let page = page(&req)?;
-    let limit = page.limit.unwrap_or(100) as usize;
+    let limit = page.limit.unwrap_or(100);
     let after: i64 = match page.cursor.as_deref() {
-        None | Some("") => i64::MIN,
+        None | Some("") => 0,
         Some(c) => c.parse().map_err(|_| {
             ApiError::bad_request("invalid_query", "`cursor` must be a value of `nextCursor`")
         })?,
     };
-    let addrs = state
-        .router
-        .send(Endpoints)
-        .await
-        .map_err(|e| ApiError::Internal(format!("router unavailable: {e}")))?;
-    let mut statuses = Vec::with_capacity(addrs.len());
-    for addr in addrs {
-        if let Ok(status) = addr.send(Status).await {
-            statuses.push(status);
-        }
-    }
-    statuses.retain(|s| s.id > after);
-    statuses.sort_by_key(|s| s.id);
-    let more = statuses.len() > limit;
-    statuses.truncate(limit);
+    let mut rows = state
+        .store
+        .run(move |conn| endpoints::page(conn, after, limit + 1))
+        .await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
     let next = if more {
-        statuses.last().map(|s| s.id.to_string())
+        rows.last().map(|(r, _)| r.id.to_string())
     } else {
         None
     };
-    Ok(HttpResponse::Ok().json(json!({ "endpoints": statuses, "nextCursor": next })))
+    let single_node = state.store.backend() == Backend::Sqlite;
+    let mut items = Vec::with_capacity(rows.len());
+    for (row, subscriptions) in rows {
+        let local = match state.router.send(EndpointAddr(row.id)).await {
+            Ok(Some(addr)) => addr.send(Status).await.ok(),
+            _ => None,
+        };
+        let owner = match (&local, single_node, row.health.state.as_str()) {
+            (_, _, "dead") => None,
+            (Some(_), _, _) | (None, true, _) => Some(state.node_id.to_string()),
+            (None, false, _) => row.owner_node.clone(),
+        };
+        let mut item = match local {
+            // The owning actor on this node knows the live figures.
+            Some(s) => serde_json::to_value(&s).unwrap_or_default(),
+            None => json!({
+                "id": row.id,
+                "url": row.url,
+                "state": row.health.state,
+                "queueDepth": null,
+                "inFlight": null,
+                "consecutiveFailures": row.health.consecutive_failures,
+                "failedVerifications": row.health.failed_verifications,
+                "lastSuccessAt": row.health.last_success_at.map(|t| t.and_utc()),
+                "lastFailureAt": row.health.last_failure_at.map(|t| t.and_utc()),
+                "lastFailureReason": row.health.last_failure_reason,
+                "nextVerificationAt": row.health.next_verification_at.map(|t| t.and_utc()),
+            }),
+        };
+        item["subscriptionCount"] = json!(subscriptions);
+        item["ownerNode"] = json!(owner);
+        if row.dead_reason.is_some() && row.health.state == "dead" {
+            item["deadReason"] = json!(row.dead_reason);
+        }
+        items.push(item);
+    }
+    Ok(HttpResponse::Ok().json(json!({ "endpoints": items, "nextCursor": next })))
 }
 
 async fn list_dead_letters(

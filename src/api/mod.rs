@@ -38,6 +38,8 @@ pub struct AppState {
     pub catalog: Catalog,
     pub settings: Arc<ApiSettings>,
     pub ready: Arc<std::sync::atomic::AtomicBool>,
+    /// This node's id.
+    pub node_id: Arc<str>,
 }
 
 pub type State = web::Data<AppState>;

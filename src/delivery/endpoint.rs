@@ -52,6 +52,9 @@ const ADDRESS_CHECK_TTL: Duration = Duration::from_secs(60);
 const AFTER_DB_ERROR: Duration = Duration::from_secs(1);
 /// How often changed health is saved.
 const SAVE_HEALTH_EVERY: Duration = Duration::from_secs(5);
+/// How long finished deliveries are remembered, so a re-read of the queue
+/// before the recorder has written their outcome does not send them again.
+const REMEMBER_DONE: Duration = Duration::from_secs(10);
 /// Fraction of the verification interval used to spread first checks.
 const CHECK_JITTER: f64 = 0.1;
 
@@ -142,6 +145,56 @@ pub struct ForgetSubscription(pub i64);
 #[rtype(result = "u32")]
 pub struct BeginDrain;
 
+/// Saves health and stops the actor now (its lease is gone or handed over).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopNow;
+
+/// Another node stored deliveries for this endpoint: read the queue again.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Poke;
+
+/// How far back a poke re-reads the queue: deliveries are ordered by a
+/// time-based id written by whichever node accepted the event, so a node
+/// whose clock runs behind writes ids older than the reader's cursor.
+const CLOCK_SKEW_MARGIN: Duration = Duration::from_secs(10);
+
+/// The smallest delivery id created at `at` (ids are UUIDv7 strings, whose
+/// first 12 hex digits are the millisecond timestamp).
+fn first_id_at(at: DateTime<Utc>) -> String {
+    let ms = at.timestamp_millis().max(0) as u64;
+    format!(
+        "{:08x}-{:04x}-0000-0000-000000000000",
+        ms >> 16,
+        ms & 0xffff
+    )
+}
+
+/// Stops `endpoints` from starting requests and waits until the ones in
+/// flight are done, or the deadline passes (those are sent again later).
+pub async fn drain(endpoints: &[Addr<EndpointActor>], deadline: Instant) {
+    for addr in endpoints {
+        let _ = addr.send(BeginDrain).await;
+    }
+    loop {
+        let mut in_flight = 0;
+        for addr in endpoints {
+            in_flight += addr.send(InFlight).await.unwrap_or(0);
+        }
+        if in_flight == 0 {
+            return;
+        }
+        if Instant::now() >= deadline {
+            log::warn!(
+                "{in_flight} deliveries still in flight at the deadline; they will be sent again"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The number of requests in flight.
 #[derive(Message)]
 #[rtype(result = "u32")]
@@ -197,6 +250,9 @@ pub struct EndpointActor {
     known: HashSet<Arc<str>>,
     /// The newest delivery id held in memory.
     newest: Option<Arc<str>>,
+    /// Deliveries finished lately whose outcome may not be written yet.
+    recently_done: HashSet<Arc<str>>,
+    done_order: VecDeque<(Instant, Arc<str>)>,
     /// Requests in flight plus deliveries waiting for their retry.
     slots_used: u32,
     in_flight: u32,
@@ -245,6 +301,8 @@ impl EndpointActor {
             queue: VecDeque::new(),
             known: HashSet::new(),
             newest: None,
+            recently_done: HashSet::new(),
+            done_order: VecDeque::new(),
             slots_used: 0,
             in_flight: 0,
             backlog: Backlog {
@@ -534,6 +592,16 @@ impl EndpointActor {
     fn release(&mut self, job: &Job) {
         self.slots_used -= 1;
         self.known.remove(&job.id);
+        let now = Instant::now();
+        while let Some((at, _)) = self.done_order.front()
+            && now.duration_since(*at) > REMEMBER_DONE
+        {
+            if let Some((_, id)) = self.done_order.pop_front() {
+                self.recently_done.remove(&id);
+            }
+        }
+        self.recently_done.insert(job.id.clone());
+        self.done_order.push_back((now, job.id.clone()));
     }
 
     /// Gives a delivery's slot back and puts it in the queue in id order
@@ -556,7 +624,7 @@ impl EndpointActor {
     /// Takes a durable delivery into memory, unless it is already there or
     /// the window will read it from the database later.
     fn accept(&mut self, job: Job) {
-        if self.known.contains(&job.id) {
+        if self.known.contains(&job.id) || self.recently_done.contains(&job.id) {
             return;
         }
         if self.backlog.loading {
@@ -630,7 +698,8 @@ impl EndpointActor {
             self.backlog.cursor = Some(last.id.clone());
         }
         for row in rows {
-            if self.known.contains(row.id.as_str()) {
+            if self.known.contains(row.id.as_str()) || self.recently_done.contains(row.id.as_str())
+            {
                 continue;
             }
             let secret = match self.subscriptions.get(&row.subscription_id) {
@@ -953,6 +1022,34 @@ impl Handler<BeginDrain> for EndpointActor {
     }
 }
 
+impl Handler<StopNow> for EndpointActor {
+    type Result = ();
+
+    fn handle(&mut self, _: StopNow, ctx: &mut Self::Context) {
+        self.draining = true;
+        if self.health_dirty {
+            self.save_health(ctx);
+        }
+        self.metrics.remove_gauges();
+        ctx.stop();
+    }
+}
+
+impl Handler<Poke> for EndpointActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Poke, ctx: &mut Self::Context) {
+        let floor = first_id_at(Utc::now() - CLOCK_SKEW_MARGIN);
+        self.backlog.more_in_db = true;
+        if let Some(cursor) = &self.backlog.cursor
+            && *cursor > floor
+        {
+            self.backlog.cursor = Some(floor);
+        }
+        self.pump(ctx);
+    }
+}
+
 impl Handler<InFlight> for EndpointActor {
     type Result = u32;
 
@@ -988,5 +1085,19 @@ impl Handler<Status> for EndpointActor {
             held_until,
             subscription_count: self.subscriptions.len(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_id_of_a_millisecond_sorts_before_every_id_made_then() {
+        let at = Utc::now();
+        let floor = first_id_at(at - chrono::Duration::milliseconds(1));
+        let id = uuid::Uuid::now_v7().to_string();
+        assert!(floor < id, "{floor} < {id}");
+        assert!(first_id_at(at + chrono::Duration::seconds(5)) > id);
     }
 }

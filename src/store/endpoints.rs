@@ -109,3 +109,48 @@ pub fn revive(conn: &mut Conn, endpoint_id: i64) -> Result<(), StoreError> {
     .execute(c))?;
     Ok(())
 }
+
+/// An endpoint as listed to operators.
+#[derive(Debug, Clone, Queryable)]
+pub struct EndpointRow {
+    pub id: i64,
+    pub url: String,
+    pub health: HealthRow,
+    pub owner_node: Option<String>,
+    pub dead_reason: Option<String>,
+}
+
+/// Endpoints after `after` (by id), with their active subscription counts.
+pub fn page(
+    conn: &mut Conn,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<(EndpointRow, i64)>, StoreError> {
+    let rows: Vec<EndpointRow> = crate::db_run!(conn, c => endpoints::table
+        .filter(endpoints::id.gt(after))
+        .order(endpoints::id)
+        .limit(limit)
+        .select((
+            endpoints::id,
+            endpoints::url,
+            HealthRow::as_select(),
+            endpoints::owner_node,
+            endpoints::dead_reason,
+        ))
+        .load(c))?;
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let counts: Vec<(i64, i64)> = crate::db_run!(conn, c => subscriptions::table
+        .filter(subscriptions::endpoint_id.eq_any(&ids))
+        .filter(subscriptions::active.eq(true))
+        .group_by(subscriptions::endpoint_id)
+        .select((subscriptions::endpoint_id, diesel::dsl::count_star()))
+        .load(c))?;
+    let counts: std::collections::HashMap<i64, i64> = counts.into_iter().collect();
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let n = counts.get(&r.id).copied().unwrap_or(0);
+            (r, n)
+        })
+        .collect())
+}

@@ -14,6 +14,24 @@ use super::{Conn, StoreError};
 /// limits of both backends.
 const INSERT_CHUNK: usize = 1000;
 
+/// Telling other nodes about new work: a PostgreSQL NOTIFY; nothing on
+/// SQLite, where one node owns every endpoint.
+trait NotifyWork {
+    fn notify_work(&mut self, endpoint_ids: &[i64]) -> QueryResult<()>;
+}
+
+impl NotifyWork for diesel::SqliteConnection {
+    fn notify_work(&mut self, _endpoint_ids: &[i64]) -> QueryResult<()> {
+        Ok(())
+    }
+}
+
+impl NotifyWork for diesel::PgConnection {
+    fn notify_work(&mut self, endpoint_ids: &[i64]) -> QueryResult<()> {
+        super::leases::notify_work(self, endpoint_ids)
+    }
+}
+
 /// One event ready to store, with its deliveries.
 #[derive(Debug, Clone)]
 pub struct PreparedEvent {
@@ -32,7 +50,13 @@ pub enum Stored {
 }
 
 /// Stores `batch` in one transaction and says, per event, whether it was new.
-pub fn store_batch(conn: &mut Conn, batch: &[PreparedEvent]) -> Result<Vec<Stored>, StoreError> {
+/// `notify` lists endpoints owned by other nodes, whose owners are told of
+/// the new work when the transaction commits.
+pub fn store_batch(
+    conn: &mut Conn,
+    batch: &[PreparedEvent],
+    notify: &[i64],
+) -> Result<Vec<Stored>, StoreError> {
     Ok(crate::db_transaction!(conn, c => {
         let keys: Vec<&str> = batch
             .iter()
@@ -73,6 +97,9 @@ pub fn store_batch(conn: &mut Conn, batch: &[PreparedEvent]) -> Result<Vec<Store
         for chunk in new_deliveries.chunks(INSERT_CHUNK) {
             let rows: Vec<NewDelivery> = chunk.iter().map(|d| (*d).clone()).collect();
             diesel::insert_into(deliveries::table).values(&rows).execute(c)?;
+        }
+        if !notify.is_empty() {
+            NotifyWork::notify_work(c, notify)?;
         }
         Ok::<_, diesel::result::Error>(outcome)
     })?)

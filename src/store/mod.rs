@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod deliveries;
 pub mod endpoints;
 pub mod events;
+pub mod leases;
 pub mod models;
 pub mod schema;
 pub mod subscriptions;

@@ -44,6 +44,16 @@ diesel::table! {
         next_verification_at -> Nullable<Timestamp>,
         dead_at -> Nullable<Timestamp>,
         dead_reason -> Nullable<Text>,
+        owner_node -> Nullable<Text>,
+        lease_expires_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    nodes (id) {
+        id -> Text,
+        started_at -> Timestamp,
+        heartbeat_at -> Timestamp,
     }
 }
 
@@ -103,6 +113,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     endpoints,
     event_types,
     events,
+    nodes,
     subscriptions,
     tokens,
 );

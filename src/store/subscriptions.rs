@@ -150,3 +150,15 @@ pub fn deactivate(conn: &mut Conn, ids: &[i64], reason: &str) -> Result<usize, S
     })?;
     Ok(changed)
 }
+
+/// Subscriptions created or changed (including deactivated) at or after
+/// `since`, oldest change first.
+pub fn changed_since(conn: &mut Conn, since: NaiveDateTime) -> Result<Vec<RouteRow>, StoreError> {
+    let rows: Vec<(Subscription, String)> = crate::db_run!(conn, c => subscriptions::table
+        .inner_join(endpoints::table)
+        .filter(subscriptions::last_modified.ge(since))
+        .order(subscriptions::last_modified)
+        .select((Subscription::as_select(), endpoints::url))
+        .load(c))?;
+    Ok(rows.into_iter().map(into_route).collect())
+}

@@ -1,0 +1,27 @@
+//! Several `hookrelay serve` nodes on one PostgreSQL database. PostgreSQL
+//! holds all shared state; nodes coordinate only through it:
+//! - `lease`: each endpoint is owned by one node at a time under a lease that
+//!   the node renews; nodes take unowned or expired endpoints up to a fair
+//!   share and hand surplus ones over when a node joins;
+//! - `listener`: LISTEN for work stored by other nodes for endpoints this
+//!   node owns (NOTIFY is sent inside the storing transaction);
+//! - `sync`: a polling loop that applies subscription and catalog changes
+//!   made on other nodes, and catches work whose notification was missed.
+//!
+//! A SQLite database has one node, which owns every endpoint; none of this
+//! runs then.
+
+pub mod lease;
+pub mod listener;
+pub mod sync;
+
+/// A node id that is unique enough: host name, process id, random suffix.
+pub fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".into());
+    let suffix: u16 = rand::random();
+    format!("{host}-{}-{suffix:04x}", std::process::id())
+}

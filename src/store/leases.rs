@@ -1,0 +1,233 @@
+//! Endpoint leases for several nodes on one PostgreSQL database: node
+//! heartbeats, renewing, acquiring (skipping rows another node is taking)
+//! and releasing leases, and the fallback poll for new work. Lease times use
+//! the database clock (UTC), never a node's own, so clock skew between nodes
+//! cannot make two of them believe they own one endpoint. PostgreSQL only:
+//! a SQLite database has one node, which owns every endpoint.
+
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamp};
+use diesel::{PgConnection, sql_query};
+
+use super::endpoints::HealthRow;
+use super::{Conn, StoreError};
+
+/// The database's current UTC time, as stored.
+const NOW: &str = "(now() AT TIME ZONE 'UTC')";
+
+fn pg(conn: &mut Conn) -> Result<&mut PgConnection, StoreError> {
+    match conn {
+        Conn::Pg(c) => Ok(&mut *c),
+        Conn::Sqlite(_) => Err(StoreError::Query(diesel::result::Error::QueryBuilderError(
+            "leases exist only on PostgreSQL".into(),
+        ))),
+    }
+}
+
+#[derive(QueryableByName)]
+struct Id {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// An endpoint whose lease this node just took, with its saved health.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct Acquired {
+    #[diesel(sql_type = BigInt)]
+    pub id: i64,
+    #[diesel(sql_type = Text)]
+    pub url: String,
+    #[diesel(sql_type = Text)]
+    pub state: String,
+    #[diesel(sql_type = Integer)]
+    pub consecutive_failures: i32,
+    #[diesel(sql_type = Integer)]
+    pub failed_verifications: i32,
+    #[diesel(sql_type = Nullable<Timestamp>)]
+    pub last_success_at: Option<chrono::NaiveDateTime>,
+    #[diesel(sql_type = Nullable<Timestamp>)]
+    pub last_failure_at: Option<chrono::NaiveDateTime>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub last_failure_reason: Option<String>,
+    #[diesel(sql_type = Nullable<Timestamp>)]
+    pub next_verification_at: Option<chrono::NaiveDateTime>,
+}
+
+impl Acquired {
+    pub fn health(&self) -> HealthRow {
+        HealthRow {
+            state: self.state.clone(),
+            consecutive_failures: self.consecutive_failures,
+            failed_verifications: self.failed_verifications,
+            last_success_at: self.last_success_at,
+            last_failure_at: self.last_failure_at,
+            last_failure_reason: self.last_failure_reason.clone(),
+            next_verification_at: self.next_verification_at,
+        }
+    }
+}
+
+/// What one lease round found.
+#[derive(Debug, Default)]
+pub struct Round {
+    /// Endpoints this node still holds (renewed).
+    pub held: Vec<i64>,
+    /// Endpoints this node took now.
+    pub acquired: Vec<Acquired>,
+    /// This node's fair share: endpoints needing an owner / live nodes.
+    pub fair_share: usize,
+    pub live_nodes: i64,
+}
+
+/// Endpoints that need an owner: not dead, with an active subscription or a
+/// pending delivery.
+const NEEDS_OWNER: &str = "e.state <> 'dead' AND (
+        EXISTS (SELECT 1 FROM subscriptions s WHERE s.endpoint_id = e.id AND s.active)
+        OR EXISTS (SELECT 1 FROM deliveries d WHERE d.endpoint_id = e.id AND d.status = 'pending'))";
+
+/// One lease round: heartbeat, renew what this node holds, and take
+/// unowned or expired endpoints up to the fair share.
+pub fn round(conn: &mut Conn, node: &str, ttl_ms: i64) -> Result<Round, StoreError> {
+    let c = pg(conn)?;
+    sql_query(format!(
+        "INSERT INTO nodes (id, started_at, heartbeat_at) VALUES ($1, {NOW}, {NOW})
+         ON CONFLICT (id) DO UPDATE SET heartbeat_at = {NOW}"
+    ))
+    .bind::<Text, _>(node)
+    .execute(c)?;
+    let held: Vec<i64> = sql_query(format!(
+        "UPDATE endpoints SET lease_expires_at = {NOW} + $2 * interval '1 millisecond'
+         WHERE owner_node = $1 AND state <> 'dead' RETURNING id"
+    ))
+    .bind::<Text, _>(node)
+    .bind::<BigInt, _>(ttl_ms)
+    .load::<Id>(c)?
+    .into_iter()
+    .map(|r| r.id)
+    .collect();
+    let live_nodes = sql_query(format!(
+        "SELECT count(*) AS n FROM nodes WHERE heartbeat_at > {NOW} - $1 * interval '1 millisecond'"
+    ))
+    .bind::<BigInt, _>(ttl_ms)
+    .get_result::<Count>(c)?
+    .n
+    .max(1);
+    let needing = sql_query(format!(
+        "SELECT count(*) AS n FROM endpoints e WHERE {NEEDS_OWNER}"
+    ))
+    .get_result::<Count>(c)?
+    .n;
+    let fair_share = ((needing + live_nodes - 1) / live_nodes) as usize;
+    let mut acquired = Vec::new();
+    if held.len() < fair_share {
+        acquired = sql_query(format!(
+            "UPDATE endpoints SET owner_node = $1, lease_expires_at = {NOW} + $2 * interval '1 millisecond'
+             WHERE id IN (
+                 SELECT e.id FROM endpoints e
+                 WHERE (e.owner_node IS NULL OR e.lease_expires_at IS NULL OR e.lease_expires_at < {NOW})
+                   AND {NEEDS_OWNER}
+                 ORDER BY e.id
+                 LIMIT $3
+                 FOR UPDATE SKIP LOCKED)
+             RETURNING id, url, state, consecutive_failures, failed_verifications, last_success_at,
+                       last_failure_at, last_failure_reason, next_verification_at"
+        ))
+        .bind::<Text, _>(node)
+        .bind::<BigInt, _>(ttl_ms)
+        .bind::<BigInt, _>((fair_share - held.len()) as i64)
+        .load::<Acquired>(c)?;
+    }
+    Ok(Round {
+        held,
+        acquired,
+        fair_share,
+        live_nodes,
+    })
+}
+
+/// Gives up leases (after their actors stopped), so another node can take
+/// them at once.
+pub fn release(conn: &mut Conn, node: &str, ids: &[i64]) -> Result<usize, StoreError> {
+    let c = pg(conn)?;
+    Ok(sql_query(
+        "UPDATE endpoints SET owner_node = NULL, lease_expires_at = NULL
+         WHERE owner_node = $1 AND id = ANY($2)",
+    )
+    .bind::<Text, _>(node)
+    .bind::<Array<BigInt>, _>(ids)
+    .execute(c)?)
+}
+
+/// Leaves the cluster (graceful shutdown): releases every lease and removes
+/// the node's heartbeat, so the fair shares are recomputed at once.
+pub fn leave(conn: &mut Conn, node: &str) -> Result<(), StoreError> {
+    let c = pg(conn)?;
+    sql_query(
+        "UPDATE endpoints SET owner_node = NULL, lease_expires_at = NULL WHERE owner_node = $1",
+    )
+    .bind::<Text, _>(node)
+    .execute(c)?;
+    sql_query("DELETE FROM nodes WHERE id = $1")
+        .bind::<Text, _>(node)
+        .execute(c)?;
+    Ok(())
+}
+
+/// Endpoints held by `node` that received deliveries in the last
+/// `window_ms` (the fallback when a notification was missed).
+pub fn recent_work(conn: &mut Conn, node: &str, window_ms: i64) -> Result<Vec<i64>, StoreError> {
+    let c = pg(conn)?;
+    // created_at is written by the node that accepted the event; the window
+    // is wide enough to cover clock skew between nodes.
+    Ok(sql_query(
+        "SELECT DISTINCT d.endpoint_id AS id FROM deliveries d
+         JOIN endpoints e ON e.id = d.endpoint_id
+         WHERE e.owner_node = $1 AND d.status = 'pending'
+           AND d.created_at > (now() AT TIME ZONE 'UTC') - $2 * interval '1 millisecond'",
+    )
+    .bind::<Text, _>(node)
+    .bind::<BigInt, _>(window_ms)
+    .load::<Id>(c)?
+    .into_iter()
+    .map(|r| r.id)
+    .collect())
+}
+
+/// Channel of the work notifications: payload is comma-separated endpoint ids.
+pub const WORK_CHANNEL: &str = "hookrelay_work";
+
+/// Notifies the owners of `endpoint_ids` that they have new deliveries
+/// (delivered when the surrounding transaction commits).
+pub fn notify_work(c: &mut PgConnection, endpoint_ids: &[i64]) -> QueryResult<()> {
+    let mut ids: Vec<i64> = endpoint_ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    // NOTIFY payloads are limited to 8000 bytes.
+    for chunk in ids.chunks(400) {
+        let payload = chunk
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        sql_query("SELECT pg_notify($1, $2)")
+            .bind::<Text, _>(WORK_CHANNEL)
+            .bind::<Text, _>(payload)
+            .execute(c)?;
+    }
+    Ok(())
+}
+
+/// Notifies the owners of `endpoint_ids` now, outside a commit (after a
+/// replay). Nothing to do on SQLite, where this node owns everything.
+pub fn notify(conn: &mut Conn, endpoint_ids: &[i64]) -> Result<(), StoreError> {
+    match conn {
+        Conn::Pg(c) => Ok(notify_work(c, endpoint_ids)?),
+        Conn::Sqlite(_) => Ok(()),
+    }
+}
