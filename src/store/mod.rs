@@ -220,3 +220,47 @@ pub fn redact(url: &str) -> String {
 pub fn now() -> chrono::NaiveDateTime {
     chrono::Utc::now().naive_utc()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_migrations_revert_and_reapply() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+        conn.run_pending_migrations(SQLITE_MIGRATIONS).unwrap();
+        conn.revert_all_migrations(SQLITE_MIGRATIONS).unwrap();
+        conn.run_pending_migrations(SQLITE_MIGRATIONS).unwrap();
+    }
+
+    #[test]
+    fn postgres_migrations_revert_and_reapply() {
+        let Ok(url) = std::env::var("HOOKRELAY_TEST_POSTGRES_URL") else {
+            eprintln!("HOOKRELAY_TEST_POSTGRES_URL not set: PostgreSQL migration test skipped");
+            return;
+        };
+        let name = format!("hookrelay_mig_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = PgConnection::establish(&url).unwrap();
+        admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+        let base = url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&url);
+        {
+            let mut conn = PgConnection::establish(&format!("{base}/{name}")).unwrap();
+            conn.run_pending_migrations(POSTGRES_MIGRATIONS).unwrap();
+            conn.revert_all_migrations(POSTGRES_MIGRATIONS).unwrap();
+            conn.run_pending_migrations(POSTGRES_MIGRATIONS).unwrap();
+        }
+        admin
+            .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
+            .unwrap();
+    }
+
+    #[test]
+    fn the_backend_follows_the_url_scheme() {
+        assert_eq!(Backend::from_url("postgres://u@h/db"), Backend::Postgres);
+        assert_eq!(Backend::from_url("postgresql://u@h/db"), Backend::Postgres);
+        assert_eq!(Backend::from_url("hookrelay.db"), Backend::Sqlite);
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+    }
+}
