@@ -205,18 +205,23 @@ impl Router {
                 waiting_events: 0,
                 committing: false,
             };
+            if owns_all {
+                // Endpoints with a backlog start by reading it; the others
+                // start empty. Either way with their saved health.
+                for (id, url) in backlog {
+                    if router.learn_endpoint(id, &url) {
+                        router.start_actor(id, true, saved.remove(&id));
+                    }
+                }
+                for row in &routes {
+                    let id = row.subscription.endpoint_id;
+                    if router.learn_endpoint(id, &row.endpoint_url) {
+                        router.start_actor(id, false, saved.remove(&id));
+                    }
+                }
+            }
             for row in routes {
                 router.add_route(row);
-            }
-            if owns_all {
-                for (id, url) in backlog {
-                    router.learn_endpoint(id, &url);
-                    router.start_actor(id, true, saved.remove(&id));
-                }
-                let ids: Vec<i64> = router.known_endpoints.keys().copied().collect();
-                for id in ids {
-                    router.start_actor(id, false, saved.remove(&id));
-                }
             }
             router
         })
@@ -583,7 +588,7 @@ impl Handler<Replay> for Router {
             return;
         }
         match self.actor(msg.endpoint_id) {
-            Some(addr) => addr.do_send(Enqueue(vec![msg.job])),
+            Some(addr) => addr.do_send(endpoint::Replayed(msg.job)),
             None => {
                 // Another node owns it: tell it to read its queue.
                 let store = self.store.clone();

@@ -122,10 +122,35 @@ impl Job {
     }
 }
 
+/// The kinds of verification call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Check {
+    /// Every `--verify-interval`; failures count toward death.
+    Scheduled,
+    /// After a run of failed deliveries: is the endpoint down?
+    Suspicion,
+    /// While paused, on backoff, until it answers.
+    Probe,
+}
+
+impl Check {
+    fn name(self) -> &'static str {
+        match self {
+            Check::Scheduled => "verification call",
+            Check::Suspicion | Check::Probe => "probe",
+        }
+    }
+}
+
 /// New durable deliveries for this endpoint, in order.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Enqueue(pub Vec<Job>);
+
+/// A dead letter put back in the queue by an operator.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Replayed(pub Job);
 
 /// A subscription now uses this endpoint (its secret signs verification calls).
 #[derive(Message)]
@@ -269,6 +294,8 @@ pub struct EndpointActor {
     wake: Option<SpawnHandle>,
     probe_timer: Option<SpawnHandle>,
     failed_probes: u32,
+    /// A probe after a run of failures is on its way.
+    suspecting: bool,
     next_check_at: Option<DateTime<Utc>>,
     metrics: EndpointMetrics,
 }
@@ -319,6 +346,7 @@ impl EndpointActor {
             wake: None,
             probe_timer: None,
             failed_probes: 0,
+            suspecting: false,
             next_check_at,
             metrics: EndpointMetrics::new(id),
         }
@@ -508,7 +536,11 @@ impl EndpointActor {
             };
         }
         if self.health.state == State::Paused {
-            // Held, not retried: a paused endpoint spends no retries.
+            // Held, not retried: the endpoint is down, and this attempt does
+            // not count against the delivery.
+            let mut job = job;
+            job.attempts = job.attempts.saturating_sub(1);
+            let attempts = job.attempts as i32;
             self.hold(job);
             return Completion::Retry {
                 id,
@@ -735,6 +767,12 @@ impl EndpointActor {
     fn apply(&mut self, effect: Effect, ctx: &mut Context<Self>) {
         match effect {
             Effect::Nothing => {}
+            Effect::Probe => {
+                if !self.suspecting {
+                    self.suspecting = true;
+                    self.verify(ctx, Check::Suspicion);
+                }
+            }
             Effect::Pause => {
                 log::warn!(
                     "endpoint {} ({}) paused after {} failed attempts in a row (last: {}); holding its deliveries and probing it",
@@ -777,20 +815,21 @@ impl EndpointActor {
             .min(self.settings.probe_max_interval);
         self.probe_timer = Some(ctx.run_later(wait, |act, ctx| {
             act.probe_timer = None;
-            act.verify(ctx, false);
+            act.verify(ctx, Check::Probe);
         }));
     }
 
-    /// Sends a verification call: a scheduled check (`scheduled`) or a
-    /// probe of a paused endpoint.
-    fn verify(&mut self, ctx: &mut Context<Self>, scheduled: bool) {
+    /// Sends a verification call of the given kind.
+    fn verify(&mut self, ctx: &mut Context<Self>, kind: Check) {
         if self.draining || self.health.state == State::Dead {
             return;
         }
         let Some(secret) = self.any_secret() else {
             // Nothing subscribes here any more; nothing to check for.
-            if scheduled {
-                self.schedule_check(ctx, false);
+            match kind {
+                Check::Scheduled => self.schedule_check(ctx, false),
+                Check::Suspicion => self.suspecting = false,
+                Check::Probe => {}
             }
             return;
         };
@@ -804,39 +843,36 @@ impl EndpointActor {
             } else {
                 act.metrics.verification_failed.inc();
             }
-            let effect = if scheduled {
-                act.health.check_answered(
-                    now,
-                    attempt.error.as_deref(),
-                    attempt.gone(),
-                    &act.settings.policy,
-                )
-            } else {
-                act.health
-                    .probe_answered(now, attempt.error.as_deref(), attempt.gone())
+            let (error, gone) = (attempt.error.as_deref(), attempt.gone());
+            let effect = match kind {
+                Check::Scheduled => {
+                    act.health
+                        .check_answered(now, error, gone, &act.settings.policy)
+                }
+                Check::Probe => act.health.probe_answered(now, error, gone),
+                Check::Suspicion => {
+                    act.suspecting = false;
+                    act.health.suspicion_answered(now, error, gone)
+                }
             };
-            if let Some(error) = &attempt.error {
-                log::info!(
-                    "endpoint {}: {} failed: {error}",
-                    act.id,
-                    if scheduled {
-                        "verification call"
-                    } else {
-                        "probe"
-                    }
-                );
+            if let Some(error) = error {
+                log::info!("endpoint {}: {} failed: {error}", act.id, kind.name());
             }
             let paused_before = act.health.state == State::Paused;
             act.apply(effect, ctx);
             if act.health.state == State::Dead {
                 return;
             }
-            if scheduled {
-                act.schedule_check(ctx, false);
-                act.save_health(ctx);
-            } else if paused_before && act.health.state == State::Paused {
-                act.failed_probes += 1;
-                act.schedule_probe(ctx);
+            match kind {
+                Check::Scheduled => {
+                    act.schedule_check(ctx, false);
+                    act.save_health(ctx);
+                }
+                Check::Probe if paused_before && act.health.state == State::Paused => {
+                    act.failed_probes += 1;
+                    act.schedule_probe(ctx);
+                }
+                _ => {}
             }
         }));
     }
@@ -852,7 +888,7 @@ impl EndpointActor {
             (false, _) => interval,
         };
         self.next_check_at = chrono::Duration::from_std(wait).ok().map(|d| now + d);
-        ctx.run_later(wait, |act, ctx| act.verify(ctx, true));
+        ctx.run_later(wait, |act, ctx| act.verify(ctx, Check::Scheduled));
     }
 
     /// The endpoint is dead: remove its subscriptions, dead-letter what it
@@ -976,6 +1012,17 @@ impl Handler<Enqueue> for EndpointActor {
         for job in msg.0 {
             self.accept(job);
         }
+        self.pump(ctx);
+    }
+}
+
+impl Handler<Replayed> for EndpointActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Replayed, ctx: &mut Self::Context) {
+        // It may have died moments ago; it is pending again now.
+        self.recently_done.remove(&msg.0.id);
+        self.accept(msg.0);
         self.pump(ctx);
     }
 }

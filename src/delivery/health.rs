@@ -4,9 +4,12 @@
 //! `Effect` it answers.
 //!
 //! ```text
-//!  healthy ──failure──► failing ──N failures in a row──► paused (probing)
-//!     ▲                    │                               │
-//!     └──── any 2xx ───────┴───────── probe / check 2xx ───┘
+//!  healthy ──failure──► failing ──N failures in a row──► probe now
+//!     ▲                    │                          │ 2xx: the endpoint is up; the
+//!     │                    │                          │ deliveries themselves fail and
+//!     │                    │                          │ use up their retries
+//!     │                    │                          ▼ no answer / error
+//!     └──── any 2xx ───────┴──── probe / check 2xx ── paused (held, probed on backoff)
 //!  any state ── 410 Gone, or `dead_after` scheduled checks failed ──► dead
 //! ```
 //! Probes (while paused) never count toward death; only the scheduled
@@ -56,6 +59,9 @@ pub struct Policy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
     Nothing,
+    /// Send a verification call now to tell a down endpoint from
+    /// deliveries it refuses.
+    Probe,
     /// Stop sending deliveries and start probing.
     Pause,
     /// The endpoint answers again: send what is held, oldest first.
@@ -116,14 +122,36 @@ impl Health {
             State::Healthy | State::Failing
                 if self.consecutive_failures >= policy.pause_after_failures =>
             {
-                self.state = State::Paused;
-                Effect::Pause
+                self.state = State::Failing;
+                Effect::Probe
             }
             State::Healthy => {
                 self.state = State::Failing;
                 Effect::Nothing
             }
             _ => Effect::Nothing,
+        }
+    }
+
+    /// The answer to the probe sent after a run of failures: an endpoint that
+    /// answers is up (its failures are about the deliveries); one that does
+    /// not is paused.
+    pub fn suspicion_answered(
+        &mut self,
+        now: DateTime<Utc>,
+        error: Option<&str>,
+        gone: bool,
+    ) -> Effect {
+        match error {
+            _ if self.state != State::Failing => Effect::Nothing,
+            None => self.alive(now),
+            Some(_) if gone => self.die(gone_reason("verification call")),
+            Some(reason) => {
+                self.last_failure_at = Some(now);
+                self.last_failure_reason = Some(format!("probe: {reason}"));
+                self.state = State::Paused;
+                Effect::Pause
+            }
         }
     }
 
@@ -215,48 +243,57 @@ mod tests {
         Utc::now()
     }
 
+    fn fail(h: &mut Health) -> Effect {
+        h.delivery_failed(now(), "500", false, &POLICY)
+    }
+
     #[test]
-    fn one_failure_makes_it_failing_and_a_run_of_them_pauses_it() {
+    fn one_failure_makes_it_failing_and_a_run_of_them_asks_for_a_probe() {
         let mut h = Health::default();
-        assert_eq!(
-            h.delivery_failed(now(), "500", false, &POLICY),
-            Effect::Nothing
-        );
+        assert_eq!(fail(&mut h), Effect::Nothing);
         assert_eq!(h.state, State::Failing);
+        assert_eq!(fail(&mut h), Effect::Nothing);
+        assert_eq!(fail(&mut h), Effect::Probe);
+        assert_eq!(h.state, State::Failing);
+    }
+
+    #[test]
+    fn a_failed_probe_pauses_and_an_answered_one_does_not() {
+        let mut h = Health::default();
+        for _ in 0..3 {
+            fail(&mut h);
+        }
+        assert_eq!(h.suspicion_answered(now(), None, false), Effect::Nothing);
+        assert_eq!(h.state, State::Healthy);
+        assert_eq!(h.consecutive_failures, 0);
+        for _ in 0..3 {
+            fail(&mut h);
+        }
         assert_eq!(
-            h.delivery_failed(now(), "500", false, &POLICY),
-            Effect::Nothing
-        );
-        assert_eq!(
-            h.delivery_failed(now(), "500", false, &POLICY),
+            h.suspicion_answered(now(), Some("timed out"), false),
             Effect::Pause
         );
         assert_eq!(h.state, State::Paused);
-        assert_eq!(
-            h.delivery_failed(now(), "500", false, &POLICY),
-            Effect::Nothing
-        );
+        assert_eq!(fail(&mut h), Effect::Nothing);
     }
 
     #[test]
     fn a_success_between_failures_resets_the_run() {
         let mut h = Health::default();
-        h.delivery_failed(now(), "500", false, &POLICY);
-        h.delivery_failed(now(), "500", false, &POLICY);
+        fail(&mut h);
+        fail(&mut h);
         h.delivery_succeeded(now());
         assert_eq!(h.state, State::Healthy);
-        assert_eq!(
-            h.delivery_failed(now(), "500", false, &POLICY),
-            Effect::Nothing
-        );
+        assert_eq!(fail(&mut h), Effect::Nothing);
     }
 
     #[test]
     fn a_paused_endpoint_resumes_on_a_good_probe_and_probes_never_kill() {
         let mut h = Health::default();
         for _ in 0..3 {
-            h.delivery_failed(now(), "500", false, &POLICY);
+            fail(&mut h);
         }
+        h.suspicion_answered(now(), Some("500"), false);
         for _ in 0..10 {
             assert_eq!(
                 h.probe_answered(now(), Some("timed out"), false),
@@ -283,6 +320,8 @@ mod tests {
             h.check_answered(now(), Some("500"), false, &POLICY),
             Effect::Die(_)
         ));
+        assert_eq!(h.state, State::Dead);
+        assert_eq!(h.delivery_succeeded(now()), Effect::Nothing);
         assert_eq!(h.state, State::Dead);
     }
 

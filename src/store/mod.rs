@@ -243,7 +243,9 @@ mod tests {
         };
         let name = format!("hookrelay_mig_{}", uuid::Uuid::new_v4().simple());
         let mut admin = PgConnection::establish(&url).unwrap();
-        admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap();
         let base = url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&url);
         {
             let mut conn = PgConnection::establish(&format!("{base}/{name}")).unwrap();

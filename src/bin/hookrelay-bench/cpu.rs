@@ -1,0 +1,156 @@
+//! CPU use during a measurement, from /proc: the whole machine, the
+//! hookrelay child, the bench itself, and the rest (other work on a shared
+//! machine, which skews the figures). Linux only; elsewhere it reports
+//! nothing.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use serde_json::{Value, json};
+
+/// Clock ticks per second of /proc times (USER_HZ, 100 on Linux).
+const TICKS_PER_SEC: f64 = 100.0;
+
+pub struct Snapshot {
+    at: Instant,
+    /// (busy, total) ticks summed over all CPUs.
+    machine: Option<(u64, u64)>,
+    hookrelay: Option<u64>,
+    /// hookrelay's threads: tid → (name, ticks).
+    threads: HashMap<String, (String, u64)>,
+    bench: Option<u64>,
+}
+
+/// Every thread of a process with its name and CPU ticks.
+fn thread_ticks(pid: u32) -> HashMap<String, (String, u64)> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return HashMap::new();
+    };
+    dir.filter_map(|e| {
+        let tid = e.ok()?.file_name().to_string_lossy().into_owned();
+        let ticks = process_ticks(&format!("{pid}/task/{tid}"))?;
+        let name = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")).ok()?;
+        Some((tid, (name.trim().to_string(), ticks)))
+    })
+    .collect()
+}
+
+fn machine_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest is in user).
+    if v.len() < 8 {
+        return None;
+    }
+    let idle = v[3] + v[4];
+    let busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
+    Some((busy, busy + idle))
+}
+
+/// utime + stime of a process (all its threads), in ticks.
+fn process_ticks(pid: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // Fields 14 and 15 of the file; `after` starts at field 3.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+pub fn snapshot(hookrelay_pid: Option<u32>) -> Snapshot {
+    Snapshot {
+        at: Instant::now(),
+        machine: machine_ticks(),
+        hookrelay: hookrelay_pid.and_then(|p| process_ticks(&p.to_string())),
+        threads: hookrelay_pid.map(thread_ticks).unwrap_or_default(),
+        bench: process_ticks("self"),
+    }
+}
+
+/// CPU use between two snapshots, in cores (1.0 = one core busy the whole
+/// time).
+pub fn usage(from: &Snapshot, to: &Snapshot) -> Value {
+    let secs = to.at.duration_since(from.at).as_secs_f64();
+    if secs <= 0.0 {
+        return Value::Null;
+    }
+    let cores = |a: Option<u64>, b: Option<u64>| {
+        a.zip(b)
+            .map(|(a, b)| b.saturating_sub(a) as f64 / TICKS_PER_SEC / secs)
+    };
+    let nproc = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let machine = from
+        .machine
+        .zip(to.machine)
+        .and_then(|((b0, t0), (b1, t1))| {
+            let total = t1.saturating_sub(t0);
+            (total > 0).then(|| b1.saturating_sub(b0) as f64 / total as f64 * nproc)
+        });
+    let hookrelay = cores(from.hookrelay, to.hookrelay);
+    let bench = cores(from.bench, to.bench);
+    let other = machine.map(|m| (m - hookrelay.unwrap_or(0.0) - bench.unwrap_or(0.0)).max(0.0));
+    let round = |x: Option<f64>| x.map(|v| (v * 100.0).round() / 100.0);
+    // hookrelay's busiest threads: one near 1.0 core is a serial bottleneck.
+    let mut threads: Vec<(String, f64)> = to
+        .threads
+        .iter()
+        .map(|(tid, (name, ticks))| {
+            let before = from.threads.get(tid).map_or(0, |(_, t)| *t);
+            let cores = ticks.saturating_sub(before) as f64 / TICKS_PER_SEC / secs;
+            (format!("{name} ({tid})"), (cores * 100.0).round() / 100.0)
+        })
+        .filter(|(_, cores)| *cores >= 0.01)
+        .collect();
+    threads.sort_by(|a, b| b.1.total_cmp(&a.1));
+    json!({
+        "seconds": secs,
+        "machine_cores_busy": round(machine),
+        "hookrelay_cores": round(hookrelay),
+        "bench_cores": round(bench),
+        "other_cores": round(other),
+        "hookrelay_threads": threads,
+    })
+}
+
+/// Busy cores of the whole machine over `window`.
+pub fn machine_busy(window: std::time::Duration) -> Option<f64> {
+    let from = snapshot(None);
+    std::thread::sleep(window);
+    usage(&from, &snapshot(None))["machine_cores_busy"].as_f64()
+}
+
+/// Waits, at most `max`, until the machine is nearly idle (less than
+/// `below` cores busy over half a second) so other work on a shared machine
+/// skews the next figure less. Returns the last busy reading.
+pub fn wait_quiet(max: std::time::Duration, below: f64) -> Option<f64> {
+    let until = Instant::now() + max;
+    loop {
+        let busy = machine_busy(std::time::Duration::from_millis(500));
+        if busy.is_none_or(|b| b < below) || Instant::now() >= until {
+            return busy;
+        }
+    }
+}
+
+/// The largest `other_cores` reading anywhere in a figure's detail.
+pub fn other_load(detail: &Value) -> Option<f64> {
+    match detail {
+        Value::Object(map) => map
+            .iter()
+            .filter_map(|(k, v)| {
+                if k == "other_cores" {
+                    v.as_f64()
+                } else {
+                    other_load(v)
+                }
+            })
+            .reduce(f64::max),
+        _ => None,
+    }
+}

@@ -1,0 +1,307 @@
+//! `hookrelay-bench`: measures the real `hookrelay` binary (started as a
+//! child process on a fresh SQLite file) against loopback baselines, all on
+//! 127.0.0.1. See BENCHMARKS.md for what each figure means.
+//!
+//! ```text
+//! cargo run --release --bin hookrelay-bench -- [--smoke] [--out FILE.json] [--runs N]
+//! ```
+
+mod clock;
+mod cpu;
+mod figures;
+mod instance;
+mod load;
+mod receiver;
+mod report;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+
+use clap::Parser;
+use serde_json::{Value, json};
+
+use figures::{Bench, Measured, Sizes};
+use instance::Launch;
+use receiver::ReceiverServer;
+
+/// Busy cores (of the machine, or of other processes during a figure)
+/// above which the machine counts as noisy.
+const QUIET_BELOW: f64 = 0.3;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "hookrelay-bench",
+    about = "Throughput and latency of hookrelay against loopback baselines (127.0.0.1 only)"
+)]
+struct Args {
+    /// One run with tiny sizes (about 20 s in all): proves the bench works,
+    /// measures nothing worth quoting.
+    #[arg(long)]
+    smoke: bool,
+
+    /// Where to write the JSON results.
+    #[arg(long, default_value = "target/bench.json")]
+    out: PathBuf,
+
+    /// Runs of every figure; the report gives the median.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    runs: u32,
+
+    /// Only these figures (1-6), comma separated.
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=6))]
+    figures: Vec<u8>,
+
+    /// The hookrelay binary (default: `hookrelay` next to this program).
+    #[arg(long)]
+    hookrelay: Option<PathBuf>,
+
+    /// Before each figure, wait up to this many seconds for the machine to
+    /// be nearly idle (under 0.3 busy cores); 0 disables. Not in --smoke.
+    #[arg(long, default_value_t = 60)]
+    quiet_wait: u64,
+
+    /// A command put in front of hookrelay, split on spaces, for profiling,
+    /// e.g. "valgrind --tool=callgrind". hookrelay then gets SIGTERM (not
+    /// SIGKILL) at the end so the profiler can write its output.
+    #[arg(long)]
+    wrapper: Option<String>,
+}
+
+fn git(args: &[&str]) -> Option<String> {
+    let out = Command::new("git").args(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// The 1-minute load average (other work on the machine skews the figures).
+fn loadavg() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn machine() -> Value {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_string());
+    let os = std::fs::read_to_string("/etc/os-release")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+        .map(|v| v.trim_matches('"').to_string());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .ok()
+        .map(|s| s.trim().to_string());
+    json!({
+        "nproc": std::thread::available_parallelism().map_or(1, |n| n.get()),
+        "cpu": cpu,
+        "os": os,
+        "kernel": kernel,
+        "date": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "git_rev": git(&["rev-parse", "HEAD"]),
+        "git_dirty": git(&["status", "--porcelain", "--untracked-files=no"]).map(|s| !s.is_empty()),
+        "build": if cfg!(debug_assertions) { "debug" } else { "release" },
+    })
+}
+
+fn run_figure(bench: &Bench, figure: u8) -> Result<Measured, String> {
+    match figure {
+        1 => figures::loopback(bench),
+        2 => figures::batch(bench, 1, bench.sizes.batch_events),
+        3 => figures::batch(bench, 10, bench.sizes.batch_fanout10_events),
+        4 => figures::single(bench),
+        5 => figures::ingest(bench),
+        _ => figures::latency(bench),
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    clock::init();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match bench(args) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("hookrelay-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs everything; `Ok(false)` when some figure failed.
+fn bench(args: Args) -> Result<bool, String> {
+    let binary = match args.hookrelay {
+        Some(b) => b,
+        None => std::env::current_exe()
+            .map_err(|e| format!("cannot find this program's path: {e}"))?
+            .with_file_name("hookrelay"),
+    };
+    if !binary.is_file() {
+        return Err(format!(
+            "{} does not exist; build it first with `cargo build --release --bin hookrelay` \
+             (or run the bench with `cargo run --release --bin hookrelay-bench`, which builds it)",
+            binary.display()
+        ));
+    }
+    if cfg!(debug_assertions) {
+        eprintln!("warning: this is a debug build of the bench; use --release for real numbers");
+    }
+    let sizes = if args.smoke {
+        Sizes::smoke()
+    } else {
+        Sizes::full()
+    };
+    let runs = if args.smoke { 1 } else { args.runs };
+    let mut selected = if args.figures.is_empty() {
+        (1..=6).collect()
+    } else {
+        args.figures.clone()
+    };
+    selected.sort_unstable();
+    selected.dedup();
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let receiver = ReceiverServer::start(threads)?;
+    let bench = Bench {
+        receiver,
+        launch: Launch {
+            binary: binary.clone(),
+            wrapper: args
+                .wrapper
+                .as_deref()
+                .map(|w| w.split_whitespace().map(str::to_string).collect())
+                .unwrap_or_default(),
+            max_in_flight: 32,
+        },
+        sizes,
+        threads,
+    };
+    eprintln!(
+        "hookrelay-bench: {} ({} cores), {} run(s) of figures {:?}{}",
+        binary.display(),
+        threads,
+        runs,
+        selected,
+        if args.smoke { ", smoke sizes" } else { "" }
+    );
+
+    let mut values: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
+    let mut details = Vec::new();
+    let mut failures = Vec::new();
+    let mut noise: BTreeMap<u8, Vec<f64>> = BTreeMap::new();
+    for run in 1..=runs {
+        let mut detail = serde_json::Map::new();
+        detail.insert("loadavg_before".into(), json!(loadavg()));
+        for &figure in &selected {
+            if !args.smoke && args.quiet_wait > 0 {
+                let busy = cpu::wait_quiet(Duration::from_secs(args.quiet_wait), QUIET_BELOW);
+                if let Some(b) = busy.filter(|b| *b >= QUIET_BELOW) {
+                    eprintln!(
+                        "warning: the machine stayed busy ({b:.2} cores) for {}s; measuring anyway",
+                        args.quiet_wait
+                    );
+                }
+            }
+            let started = std::time::Instant::now();
+            match run_figure(&bench, figure) {
+                Ok(m) => {
+                    let shown: Vec<String> = m
+                        .values
+                        .iter()
+                        .map(|(id, v)| {
+                            let unit = report::METRICS
+                                .iter()
+                                .find(|x| x.id == *id)
+                                .map_or("", |x| x.unit);
+                            format!("{id} {} {unit}", report::number(*v, unit))
+                        })
+                        .collect();
+                    let other = cpu::other_load(&m.detail);
+                    eprintln!(
+                        "run {run}/{runs} figure {figure}: {} ({:.1}s{})",
+                        shown.join(", "),
+                        started.elapsed().as_secs_f64(),
+                        other.map_or(String::new(), |o| format!(
+                            ", other processes used {o:.2} cores{}",
+                            if o >= QUIET_BELOW { ": NOISY" } else { "" }
+                        ))
+                    );
+                    if let Some(o) = other {
+                        noise.entry(figure).or_default().push(o);
+                    }
+                    for (id, v) in m.values {
+                        values.entry(id).or_default().push(v);
+                    }
+                    detail.insert(figure.to_string(), m.detail);
+                }
+                Err(e) => {
+                    eprintln!("run {run}/{runs} figure {figure}: FAILED: {e}");
+                    detail.insert(figure.to_string(), json!({ "error": e }));
+                    failures.push(format!("run {run} figure {figure}: {e}"));
+                }
+            }
+        }
+        detail.insert("loadavg_after".into(), json!(loadavg()));
+        details.push(Value::Object(detail));
+    }
+    bench.receiver.stop();
+
+    let rows = report::summarise(&values, &selected);
+    println!();
+    if args.smoke {
+        println!("(smoke sizes: these numbers only show that the bench runs; do not quote them)");
+    }
+    print!("{}", report::table(&rows));
+    let noisy: Vec<String> = noise
+        .iter()
+        .filter_map(|(f, v)| {
+            let worst = v.iter().copied().reduce(f64::max)?;
+            (worst >= QUIET_BELOW).then(|| format!("figure {f} ({worst:.2} cores)"))
+        })
+        .collect();
+    if !noisy.is_empty() {
+        println!(
+            "\nnote: other processes were busy during {}; those numbers are lower than a quiet machine gives",
+            noisy.join(", ")
+        );
+    }
+    if !failures.is_empty() {
+        println!("\n{} failure(s):", failures.len());
+        for f in &failures {
+            println!("  {}", f.lines().next().unwrap_or(""));
+        }
+    }
+    let document = json!({
+        "tool": "hookrelay-bench",
+        "smoke": args.smoke,
+        "runs": runs,
+        "figures_run": selected,
+        "machine": machine(),
+        "sizes": bench.sizes,
+        "hookrelay_args": format!(
+            "serve --database-url <temp>/bench.db --public-addr 127.0.0.1:0 --internal-addr 127.0.0.1:0 \
+             --allow-private-endpoints --max-in-flight-per-endpoint {}", bench.launch.max_in_flight),
+        "figures": report::rows_json(&rows),
+        "other_processes_cores_by_figure": noise,
+        "run_details": details,
+        "failures": failures,
+    });
+    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let text = serde_json::to_string_pretty(&document).map_err(|e| e.to_string())?;
+    std::fs::write(&args.out, text + "\n")
+        .map_err(|e| format!("cannot write {}: {e}", args.out.display()))?;
+    println!("\nresults written to {}", args.out.display());
+    Ok(failures.is_empty())
+}

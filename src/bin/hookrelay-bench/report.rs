@@ -1,0 +1,292 @@
+//! The figures' names, units, baselines and targets; medians over runs; the
+//! stdout table and the JSON document.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+/// An issue target for a figure.
+#[derive(Clone, Copy, Debug)]
+pub enum Target {
+    /// value / baseline ≥ this.
+    RatioAtLeast(f64),
+    /// value ≤ this.
+    AtMost(f64),
+}
+
+pub struct Metric {
+    pub id: &'static str,
+    /// Which of the six figures measures it.
+    pub figure: u8,
+    pub label: &'static str,
+    pub unit: &'static str,
+    pub baseline: Option<&'static str>,
+    pub target: Option<Target>,
+}
+
+const fn metric(
+    id: &'static str,
+    figure: u8,
+    label: &'static str,
+    unit: &'static str,
+    baseline: Option<&'static str>,
+    target: Option<Target>,
+) -> Metric {
+    Metric {
+        id,
+        figure,
+        label,
+        unit,
+        baseline,
+        target,
+    }
+}
+
+pub const METRICS: &[Metric] = &[
+    metric(
+        "loopback",
+        1,
+        "1  loopback limit: bare awc -> receiver, 32 in flight",
+        "req/s",
+        None,
+        None,
+    ),
+    metric(
+        "batch1_delivery",
+        2,
+        "2  batch push, fan-out 1: delivery",
+        "deliveries/s",
+        Some("loopback"),
+        Some(Target::RatioAtLeast(0.60)),
+    ),
+    metric(
+        "batch1_ingest",
+        2,
+        "2  batch push, fan-out 1: ingest (until last 202)",
+        "events/s",
+        None,
+        None,
+    ),
+    metric(
+        "batch10_delivery",
+        3,
+        "3  batch push, fan-out 10: delivery",
+        "deliveries/s",
+        Some("loopback"),
+        None,
+    ),
+    metric(
+        "batch10_ingest",
+        3,
+        "3  batch push, fan-out 10: ingest (until last 202)",
+        "events/s",
+        None,
+        None,
+    ),
+    metric(
+        "single_delivery",
+        4,
+        "4  single pushes, 32 clients, fan-out 1: delivery",
+        "deliveries/s",
+        Some("loopback"),
+        Some(Target::RatioAtLeast(0.30)),
+    ),
+    metric(
+        "single_push_ingest",
+        4,
+        "4  single pushes, 32 clients: ingest (until last 202)",
+        "events/s",
+        None,
+        None,
+    ),
+    metric(
+        "bare_handler",
+        5,
+        "5  bare actix-web handler, 64 clients (baseline)",
+        "req/s",
+        None,
+        None,
+    ),
+    metric(
+        "single_ingest",
+        5,
+        "5  hookrelay single-event ingest, 64 clients",
+        "accepted/s",
+        Some("bare_handler"),
+        Some(Target::RatioAtLeast(0.50)),
+    ),
+    metric(
+        "latency_p50",
+        6,
+        "6  push->arrival latency at 1,000/s: p50",
+        "ms",
+        None,
+        None,
+    ),
+    metric(
+        "latency_p99",
+        6,
+        "6  push->arrival latency at 1,000/s: p99",
+        "ms",
+        None,
+        Some(Target::AtMost(10.0)),
+    ),
+    metric(
+        "latency_p999",
+        6,
+        "6  push->arrival latency at 1,000/s: p99.9",
+        "ms",
+        None,
+        None,
+    ),
+    metric(
+        "push_ack_p99",
+        6,
+        "6  push->202 at 1,000/s: p99",
+        "ms",
+        None,
+        None,
+    ),
+];
+
+pub fn median(values: &[f64]) -> Option<f64> {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+/// One metric summarised over the runs.
+pub struct Row {
+    pub metric: &'static Metric,
+    pub values: Vec<f64>,
+    pub median: Option<f64>,
+    pub ratio: Option<f64>,
+    pub met: Option<bool>,
+}
+
+pub fn summarise(values: &BTreeMap<&'static str, Vec<f64>>, figures: &[u8]) -> Vec<Row> {
+    let med = |id: &str| values.get(id).and_then(|v| median(v));
+    METRICS
+        .iter()
+        .filter(|m| figures.contains(&m.figure))
+        .map(|m| {
+            let median = med(m.id);
+            let ratio = match (median, m.baseline.and_then(med)) {
+                (Some(v), Some(b)) if b > 0.0 => Some(v / b),
+                _ => None,
+            };
+            let met = match m.target {
+                Some(Target::RatioAtLeast(t)) => ratio.map(|r| r >= t),
+                Some(Target::AtMost(t)) => median.map(|v| v <= t),
+                None => None,
+            };
+            Row {
+                metric: m,
+                values: values.get(m.id).cloned().unwrap_or_default(),
+                median,
+                ratio,
+                met,
+            }
+        })
+        .collect()
+}
+
+/// 12345.6 → "12,346"; small values keep two decimals.
+pub fn number(v: f64, unit: &str) -> String {
+    if unit == "ms" || v.abs() < 100.0 {
+        return format!("{v:.2}");
+    }
+    let digits = format!("{:.0}", v.abs());
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if v < 0.0 { format!("-{out}") } else { out }
+}
+
+fn target_text(m: &Metric) -> String {
+    match (m.target, m.baseline) {
+        (Some(Target::RatioAtLeast(t)), Some(b)) => format!(">= {:.0}% of {b}", t * 100.0),
+        (Some(Target::AtMost(t)), _) => format!("<= {t} {}", m.unit),
+        _ => String::new(),
+    }
+}
+
+pub fn table(rows: &[Row]) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "{:<56} {:>12} {:<13} {:>7}  {:<27} {}\n",
+        "figure", "median", "unit", "ratio", "target", "met"
+    ));
+    out.push_str(&format!("{}\n", "-".repeat(124)));
+    for r in rows {
+        let value = r
+            .median
+            .map_or("FAILED".to_string(), |v| number(v, r.metric.unit));
+        let ratio = r
+            .ratio
+            .map_or(String::from("-"), |x| format!("{:.0}%", x * 100.0));
+        let met = match r.met {
+            Some(true) => "yes",
+            Some(false) => "NO",
+            None => "",
+        };
+        out.push_str(&format!(
+            "{:<56} {:>12} {:<13} {:>7}  {:<27} {}\n",
+            r.metric.label,
+            value,
+            r.metric.unit,
+            ratio,
+            target_text(r.metric),
+            met
+        ));
+    }
+    out
+}
+
+pub fn rows_json(rows: &[Row]) -> Value {
+    Value::Array(
+        rows.iter()
+            .map(|r| {
+                json!({
+                    "id": r.metric.id,
+                    "figure": r.metric.figure,
+                    "label": r.metric.label,
+                    "unit": r.metric.unit,
+                    "median": r.median,
+                    "runs": r.values,
+                    "baseline": r.metric.baseline,
+                    "ratio_to_baseline": r.ratio,
+                    "target": target_text(r.metric),
+                    "target_met": r.met,
+                })
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians_and_numbers() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0]), Some(2.5));
+        assert_eq!(median(&[]), None);
+        assert_eq!(number(1234567.4, "req/s"), "1,234,567");
+        assert_eq!(number(999.0, "req/s"), "999");
+        assert_eq!(number(1.234, "ms"), "1.23");
+    }
+}
