@@ -19,6 +19,37 @@ pub struct Snapshot {
     /// hookrelay's threads: tid → (name, ticks).
     threads: HashMap<String, (String, u64)>,
     bench: Option<u64>,
+    /// Bytes written to the machine's disks, and by hookrelay.
+    disk_written: Option<u64>,
+    hookrelay_written: Option<u64>,
+}
+
+/// Bytes written to the machine's disks (not loop, ram or zram devices).
+fn disk_written() -> Option<u64> {
+    let stats = std::fs::read_to_string("/proc/diskstats").ok()?;
+    let mut sectors = 0;
+    for line in stats.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let Some(name) = f.get(2) else { continue };
+        if ["loop", "ram", "zram"].iter().any(|p| name.starts_with(p))
+            || !std::path::Path::new(&format!("/sys/block/{name}")).exists()
+        {
+            continue;
+        }
+        sectors += f.get(9).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    }
+    Some(sectors * 512)
+}
+
+/// Bytes a process caused to be written to storage.
+fn process_written(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("write_bytes:"))?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Every thread of a process with its name and CPU ticks.
@@ -70,6 +101,8 @@ pub fn snapshot(hookrelay_pid: Option<u32>) -> Snapshot {
         hookrelay: hookrelay_pid.and_then(|p| process_ticks(&p.to_string())),
         threads: hookrelay_pid.map(thread_ticks).unwrap_or_default(),
         bench: process_ticks("self"),
+        disk_written: disk_written(),
+        hookrelay_written: hookrelay_pid.and_then(process_written),
     }
 }
 
@@ -108,6 +141,12 @@ pub fn usage(from: &Snapshot, to: &Snapshot) -> Value {
         .filter(|(_, cores)| *cores >= 0.01)
         .collect();
     threads.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let mb = |a: Option<u64>, b: Option<u64>| {
+        a.zip(b)
+            .map(|(a, b)| (b.saturating_sub(a) as f64 / 1e6 * 10.0).round() / 10.0)
+    };
+    let disk = mb(from.disk_written, to.disk_written);
+    let hook_disk = mb(from.hookrelay_written, to.hookrelay_written);
     json!({
         "seconds": secs,
         "machine_cores_busy": round(machine),
@@ -115,6 +154,11 @@ pub fn usage(from: &Snapshot, to: &Snapshot) -> Value {
         "bench_cores": round(bench),
         "other_cores": round(other),
         "hookrelay_threads": threads,
+        "disk_mb_written": disk,
+        "hookrelay_disk_mb_written": hook_disk,
+        // Approximate: the device counts journal and write-back, the
+        // process counts what it dirtied.
+        "other_disk_mb_written": disk.map(|d| (d - hook_disk.unwrap_or(0.0)).max(0.0)),
     })
 }
 
@@ -138,16 +182,17 @@ pub fn wait_quiet(max: std::time::Duration, below: f64) -> Option<f64> {
     }
 }
 
-/// The largest `other_cores` reading anywhere in a figure's detail.
-pub fn other_load(detail: &Value) -> Option<f64> {
+/// The largest reading of `key` anywhere in a figure's detail (e.g.
+/// `other_cores`).
+pub fn largest(detail: &Value, key: &str) -> Option<f64> {
     match detail {
         Value::Object(map) => map
             .iter()
             .filter_map(|(k, v)| {
-                if k == "other_cores" {
+                if k == key {
                     v.as_f64()
                 } else {
-                    other_load(v)
+                    largest(v, key)
                 }
             })
             .reduce(f64::max),

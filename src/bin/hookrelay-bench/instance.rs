@@ -62,11 +62,16 @@ impl Instance {
             .arg("--max-in-flight-per-endpoint")
             .arg(launch.max_in_flight.to_string())
             .env("RUST_LOG", "warn")
-            .env_remove("HOOKRELAY_INTERNAL_TOKEN")
             .current_dir(&dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log);
+        // Only the options above: no HOOKRELAY_* setting of the caller's.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("HOOKRELAY_") {
+                command.env_remove(key);
+            }
+        }
         let mut child = command.spawn().map_err(|e| {
             let _ = std::fs::remove_dir_all(&dir);
             format!("cannot start {}: {e}", launch.binary.display())
@@ -100,12 +105,22 @@ impl Instance {
         };
         let line = match rx.recv_timeout(wait) {
             Ok(line) => line,
-            Err(_) => {
+            Err(e) => {
+                // Give an exiting child a moment so its status is known.
+                std::thread::sleep(Duration::from_millis(100));
                 let status = instance.child.try_wait().ok().flatten();
+                let what = match (e, status) {
+                    (_, Some(s)) => format!("hookrelay exited before it was ready ({s})"),
+                    (mpsc::RecvTimeoutError::Timeout, None) => format!(
+                        "hookrelay did not print its `{READY_PREFIX}…` line within {}s",
+                        wait.as_secs()
+                    ),
+                    (mpsc::RecvTimeoutError::Disconnected, None) => {
+                        "hookrelay closed its stdout before it was ready".to_string()
+                    }
+                };
                 return Err(format!(
-                    "hookrelay did not print its `{READY_PREFIX}…` line within {}s ({}); its log ends with:\n{}",
-                    wait.as_secs(),
-                    status.map_or("still running".to_string(), |s| format!("exited: {s}")),
+                    "{what}; its log ends with:\n{}",
                     tail(&log_path, 2000)
                 ));
             }

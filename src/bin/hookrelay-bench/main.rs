@@ -29,6 +29,9 @@ use receiver::ReceiverServer;
 /// Busy cores (of the machine, or of other processes during a figure)
 /// above which the machine counts as noisy.
 const QUIET_BELOW: f64 = 0.3;
+/// MB written to disk by other processes during a figure above which it
+/// counts as noisy (hookrelay's commits wait for fsync).
+const NOISY_DISK_MB: f64 = 50.0;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -197,7 +200,7 @@ fn bench(args: Args) -> Result<bool, String> {
     let mut values: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
     let mut details = Vec::new();
     let mut failures = Vec::new();
-    let mut noise: BTreeMap<u8, Vec<f64>> = BTreeMap::new();
+    let mut noise: BTreeMap<u8, Vec<Value>> = BTreeMap::new();
     for run in 1..=runs {
         let mut detail = serde_json::Map::new();
         detail.insert("loadavg_before".into(), json!(loadavg()));
@@ -225,18 +228,27 @@ fn bench(args: Args) -> Result<bool, String> {
                             format!("{id} {} {unit}", report::number(*v, unit))
                         })
                         .collect();
-                    let other = cpu::other_load(&m.detail);
+                    let other = cpu::largest(&m.detail, "other_cores");
+                    let other_disk = cpu::largest(&m.detail, "other_disk_mb_written");
+                    let noisy = other.is_some_and(|o| o >= QUIET_BELOW)
+                        || other_disk.is_some_and(|d| d >= NOISY_DISK_MB);
                     eprintln!(
-                        "run {run}/{runs} figure {figure}: {} ({:.1}s{})",
+                        "run {run}/{runs} figure {figure}: {} ({:.1}s{}{}{})",
                         shown.join(", "),
                         started.elapsed().as_secs_f64(),
                         other.map_or(String::new(), |o| format!(
-                            ", other processes used {o:.2} cores{}",
-                            if o >= QUIET_BELOW { ": NOISY" } else { "" }
-                        ))
+                            ", other processes used {o:.2} cores"
+                        )),
+                        other_disk.map_or(String::new(), |d| format!(" and wrote {d:.0} MB")),
+                        if noisy { ": NOISY" } else { "" }
                     );
                     if let Some(o) = other {
-                        noise.entry(figure).or_default().push(o);
+                        noise.entry(figure).or_default().push(json!({
+                            "run": run,
+                            "other_cores": o,
+                            "other_disk_mb_written": other_disk,
+                            "noisy": noisy,
+                        }));
                     }
                     for (id, v) in m.values {
                         values.entry(id).or_default().push(v);
@@ -264,13 +276,17 @@ fn bench(args: Args) -> Result<bool, String> {
     let noisy: Vec<String> = noise
         .iter()
         .filter_map(|(f, v)| {
-            let worst = v.iter().copied().reduce(f64::max)?;
-            (worst >= QUIET_BELOW).then(|| format!("figure {f} ({worst:.2} cores)"))
+            let runs: Vec<String> = v
+                .iter()
+                .filter(|x| x["noisy"] == json!(true))
+                .map(|x| x["run"].to_string())
+                .collect();
+            (!runs.is_empty()).then(|| format!("figure {f} (run {})", runs.join(", ")))
         })
         .collect();
     if !noisy.is_empty() {
         println!(
-            "\nnote: other processes were busy during {}; those numbers are lower than a quiet machine gives",
+            "\nnote: other processes were busy (CPU or disk) during {}; those numbers, and ratios built on them, are unreliable",
             noisy.join(", ")
         );
     }
@@ -291,7 +307,7 @@ fn bench(args: Args) -> Result<bool, String> {
             "serve --database-url <temp>/bench.db --public-addr 127.0.0.1:0 --internal-addr 127.0.0.1:0 \
              --allow-private-endpoints --max-in-flight-per-endpoint {}", bench.launch.max_in_flight),
         "figures": report::rows_json(&rows),
-        "other_processes_cores_by_figure": noise,
+        "other_processes_by_figure": noise,
         "run_details": details,
         "failures": failures,
     });
