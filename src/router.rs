@@ -13,6 +13,7 @@ use actix::prelude::*;
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
+use crate::cluster::lease::{Claim, LeaseManager};
 use crate::delivery::endpoint::{
     self, AddSubscription, DeliverySettings, EndpointActor, Enqueue, Job,
 };
@@ -147,6 +148,8 @@ pub struct Router {
     known_endpoints: HashMap<i64, EndpointInfo>,
     /// The endpoint actors running on this node.
     actors: HashMap<i64, Addr<EndpointActor>>,
+    /// Where to claim endpoints of new subscriptions (clustered mode).
+    leases: Option<Addr<LeaseManager>>,
     waiting: Vec<Waiting>,
     waiting_events: usize,
     committing: bool,
@@ -201,6 +204,7 @@ impl Router {
                 keys: HashMap::new(),
                 known_endpoints: HashMap::new(),
                 actors: HashMap::new(),
+                leases: None,
                 waiting: Vec::new(),
                 waiting_events: 0,
                 committing: false,
@@ -311,10 +315,16 @@ impl Router {
         if let Some(info) = self.known_endpoints.get_mut(&sub.endpoint_id) {
             info.subscriptions.insert(sub.id, secret.clone());
         }
+        let new_here = !self.keys.contains_key(&sub.id);
         let running = match self.actors.get(&sub.endpoint_id) {
             Some(addr) if addr.connected() => Some(addr.clone()),
             _ if self.owns_all => self.start_actor(sub.endpoint_id, false, None),
-            _ => None,
+            _ => {
+                if new_here && let Some(leases) = &self.leases {
+                    leases.do_send(Claim(vec![sub.endpoint_id]));
+                }
+                None
+            }
         };
         if let Some(addr) = running {
             addr.do_send(AddSubscription {
@@ -657,6 +667,19 @@ pub struct LeasesLost(pub Vec<i64>);
 pub struct ReleaseEndpoints {
     pub ids: Vec<i64>,
     pub deadline: std::time::Instant,
+}
+
+/// The lease manager to claim new endpoints with (clustered mode).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct UseLeaseManager(pub Addr<LeaseManager>);
+
+impl Handler<UseLeaseManager> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: UseLeaseManager, _ctx: &mut Self::Context) {
+        self.leases = Some(msg.0);
+    }
 }
 
 /// Other nodes stored deliveries for these endpoints.

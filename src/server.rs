@@ -21,7 +21,7 @@ use crate::delivery::endpoint::{DeliverySettings, drain};
 use crate::delivery::health::Policy;
 use crate::delivery::recorder::{Flush, Recorder};
 use crate::metrics;
-use crate::router::{Endpoints, Initial, Router};
+use crate::router::{Endpoints, Initial, Router, UseLeaseManager};
 use crate::store::{self, Backend, Store, StoreError};
 
 /// How often old history is cleaned up.
@@ -116,13 +116,14 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
     );
     let stop_listener = Arc::new(AtomicBool::new(false));
     if clustered {
-        LeaseManager::new(
+        let leases = LeaseManager::new(
             store.clone(),
             node_id.clone(),
             args.lease_ttl,
             router.clone(),
         )
         .start();
+        router.do_send(UseLeaseManager(leases));
         listener::spawn(
             args.database.database_url.clone(),
             router.clone(),

@@ -158,6 +158,36 @@ impl Actor for LeaseManager {
     }
 }
 
+/// Take these endpoints now if nobody holds them (new subscriptions).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Claim(pub Vec<i64>);
+
+impl Handler<Claim> for LeaseManager {
+    type Result = ();
+
+    fn handle(&mut self, msg: Claim, ctx: &mut Self::Context) {
+        let (store, node, ttl_ms) = (
+            self.store.clone(),
+            self.node.clone(),
+            self.ttl.as_millis() as i64,
+        );
+        let work = async move {
+            store
+                .run(move |conn| leases::claim(conn, &node, ttl_ms, &msg.0))
+                .await
+        };
+        ctx.spawn(work.into_actor(self).map(|result, act, _| match result {
+            Ok(acquired) if !acquired.is_empty() => {
+                act.held.extend(acquired.iter().map(|a| a.id));
+                act.router.do_send(LeasesAcquired(acquired));
+            }
+            Ok(_) => {}
+            Err(e) => log::warn!("node {}: could not claim new endpoints: {e}", act.node),
+        }));
+    }
+}
+
 /// The endpoints this node holds leases on.
 #[derive(Message)]
 #[rtype(result = "Vec<i64>")]

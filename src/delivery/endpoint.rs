@@ -30,7 +30,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
 use super::health::{Effect, Health, Policy, State};
-use super::recorder::{Record, Recorder};
+use super::recorder::{Record, Recorder, Records};
 use super::retry;
 use super::sender::{self, Attempt};
 use crate::endpoint_url::EndpointUrl;
@@ -43,15 +43,19 @@ use crate::store::endpoints::{self as endpoint_store, HealthRow};
 use crate::store::models::NewAttempt;
 
 /// Pending deliveries read from the database per page.
-const PAGE: usize = 256;
+const PAGE: usize = 1024;
 /// Most deliveries held in memory; beyond it new ones wait in the database.
-const WINDOW: usize = 4 * PAGE;
+const WINDOW: usize = 8 * PAGE;
 /// How long a passed address check is trusted before it is repeated.
 const ADDRESS_CHECK_TTL: Duration = Duration::from_secs(60);
 /// Wait before touching the database again after a failed query.
 const AFTER_DB_ERROR: Duration = Duration::from_secs(1);
 /// How often changed health is saved.
 const SAVE_HEALTH_EVERY: Duration = Duration::from_secs(5);
+/// Finished attempts are passed to the recorder in groups, at most this late.
+const RECORD_EVERY: Duration = Duration::from_millis(5);
+/// ... or as soon as this many are waiting.
+const RECORD_AT: usize = 256;
 /// How long finished deliveries are remembered, so a re-read of the queue
 /// before the recorder has written their outcome does not send them again.
 const REMEMBER_DONE: Duration = Duration::from_secs(10);
@@ -185,17 +189,6 @@ pub struct Poke;
 /// whose clock runs behind writes ids older than the reader's cursor.
 const CLOCK_SKEW_MARGIN: Duration = Duration::from_secs(10);
 
-/// The smallest delivery id created at `at` (ids are UUIDv7 strings, whose
-/// first 12 hex digits are the millisecond timestamp).
-fn first_id_at(at: DateTime<Utc>) -> String {
-    let ms = at.timestamp_millis().max(0) as u64;
-    format!(
-        "{:08x}-{:04x}-0000-0000-000000000000",
-        ms >> 16,
-        ms & 0xffff
-    )
-}
-
 /// Stops `endpoints` from starting requests and waits until the ones in
 /// flight are done, or the deadline passes (those are sent again later).
 pub async fn drain(endpoints: &[Addr<EndpointActor>], deadline: Instant) {
@@ -275,6 +268,9 @@ pub struct EndpointActor {
     known: HashSet<Arc<str>>,
     /// The newest delivery id held in memory.
     newest: Option<Arc<str>>,
+    /// Finished attempts not yet passed to the recorder.
+    records: Vec<Record>,
+    records_timer: Option<SpawnHandle>,
     /// Deliveries finished lately whose outcome may not be written yet.
     recently_done: HashSet<Arc<str>>,
     done_order: VecDeque<(Instant, Arc<str>)>,
@@ -328,6 +324,8 @@ impl EndpointActor {
             queue: VecDeque::new(),
             known: HashSet::new(),
             newest: None,
+            records: Vec::new(),
+            records_timer: None,
             recently_done: HashSet::new(),
             done_order: VecDeque::new(),
             slots_used: 0,
@@ -476,14 +474,14 @@ impl EndpointActor {
             .observe(attempt.duration.as_secs_f64());
         job.attempts += 1;
         let now = Utc::now();
-        let row = NewAttempt {
+        let row = (job.attempts > 1 || attempt.error.is_some()).then(|| NewAttempt {
             delivery_id: job.id.to_string(),
             endpoint_id: self.id,
             attempted_at: now.naive_utc(),
             status_code: attempt.status.map(i32::from),
             error: attempt.error.clone(),
             duration_ms: attempt.duration.as_millis() as i64,
-        };
+        });
         let attempts = job.attempts as i32;
         self.health_dirty = true;
         let (completion, effect) = match &attempt.error {
@@ -506,12 +504,38 @@ impl EndpointActor {
                 (completion, effect)
             }
         };
-        self.recorder.do_send(Record {
-            completion,
-            attempt: row,
-        });
+        self.record(
+            Record {
+                completion,
+                attempt: row,
+            },
+            ctx,
+        );
         self.apply(effect, ctx);
         self.pump(ctx);
+    }
+
+    /// Queues a finished attempt for the recorder.
+    fn record(&mut self, record: Record, ctx: &mut Context<Self>) {
+        self.records.push(record);
+        if self.records.len() >= RECORD_AT || self.draining {
+            self.send_records(ctx);
+        } else if self.records_timer.is_none() {
+            self.records_timer = Some(ctx.run_later(RECORD_EVERY, |act, ctx| {
+                act.records_timer = None;
+                act.send_records(ctx);
+            }));
+        }
+    }
+
+    fn send_records(&mut self, ctx: &mut Context<Self>) {
+        if let Some(t) = self.records_timer.take() {
+            ctx.cancel_future(t);
+        }
+        if !self.records.is_empty() {
+            self.recorder
+                .do_send(Records(std::mem::take(&mut self.records)));
+        }
     }
 
     /// Decides what a failed delivery does next: wait for its retry (keeping
@@ -1062,6 +1086,7 @@ impl Handler<BeginDrain> for EndpointActor {
 
     fn handle(&mut self, _: BeginDrain, ctx: &mut Self::Context) -> u32 {
         self.draining = true;
+        self.send_records(ctx);
         if self.health_dirty {
             self.save_health(ctx);
         }
@@ -1074,6 +1099,7 @@ impl Handler<StopNow> for EndpointActor {
 
     fn handle(&mut self, _: StopNow, ctx: &mut Self::Context) {
         self.draining = true;
+        self.send_records(ctx);
         if self.health_dirty {
             self.save_health(ctx);
         }
@@ -1086,7 +1112,7 @@ impl Handler<Poke> for EndpointActor {
     type Result = ();
 
     fn handle(&mut self, _: Poke, ctx: &mut Self::Context) {
-        let floor = first_id_at(Utc::now() - CLOCK_SKEW_MARGIN);
+        let floor = crate::store::id_floor(Utc::now() - CLOCK_SKEW_MARGIN);
         self.backlog.more_in_db = true;
         if let Some(cursor) = &self.backlog.cursor
             && *cursor > floor
@@ -1132,19 +1158,5 @@ impl Handler<Status> for EndpointActor {
             held_until,
             subscription_count: self.subscriptions.len(),
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_first_id_of_a_millisecond_sorts_before_every_id_made_then() {
-        let at = Utc::now();
-        let floor = first_id_at(at - chrono::Duration::milliseconds(1));
-        let id = uuid::Uuid::now_v7().to_string();
-        assert!(floor < id, "{floor} < {id}");
-        assert!(first_id_at(at + chrono::Duration::seconds(5)) > id);
     }
 }

@@ -17,13 +17,18 @@ pub const FLUSH_EVERY: Duration = Duration::from_millis(20);
 /// Outcomes that trigger a flush without waiting.
 const FLUSH_AT: usize = 2000;
 
-/// One finished attempt: its row, and the delivery's new state.
-#[derive(Message)]
-#[rtype(result = "()")]
+/// One finished attempt: the delivery's new state, and the attempt's row
+/// (none for a delivery that succeeded at its first attempt: its delivery row
+/// already says when, and there is nothing to explain).
 pub struct Record {
     pub completion: Completion,
-    pub attempt: NewAttempt,
+    pub attempt: Option<NewAttempt>,
 }
+
+/// Finished attempts from one endpoint actor, sent together.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Records(pub Vec<Record>);
 
 /// Writes everything buffered; answers once it is stored (used on shutdown).
 #[derive(Message)]
@@ -99,12 +104,14 @@ impl Actor for Recorder {
     }
 }
 
-impl Handler<Record> for Recorder {
+impl Handler<Records> for Recorder {
     type Result = ();
 
-    fn handle(&mut self, msg: Record, ctx: &mut Self::Context) {
-        self.completions.push(msg.completion);
-        self.attempts.push(msg.attempt);
+    fn handle(&mut self, msg: Records, ctx: &mut Self::Context) {
+        for record in msg.0 {
+            self.completions.push(record.completion);
+            self.attempts.extend(record.attempt);
+        }
         if self.completions.len() >= FLUSH_AT {
             self.write(ctx);
         } else {

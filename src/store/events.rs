@@ -65,6 +65,7 @@ pub fn store_batch(
         let mut seen: HashMap<(i64, String), (String, i32)> = HashMap::new();
         for chunk in keys.chunks(INSERT_CHUNK) {
             let rows: Vec<(i64, Option<String>, String, i32)> = events::table
+                .filter(events::idempotency_key.is_not_null())
                 .filter(events::idempotency_key.eq_any(chunk))
                 .select((events::marketplace_id, events::idempotency_key, events::id, events::delivery_count))
                 .load(c)?;

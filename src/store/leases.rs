@@ -231,3 +231,29 @@ pub fn notify(conn: &mut Conn, endpoint_ids: &[i64]) -> Result<(), StoreError> {
         Conn::Sqlite(_) => Ok(()),
     }
 }
+
+/// Takes the leases of `ids` that nobody holds (a subscription was just
+/// created for a new endpoint), so its first deliveries need not wait for a
+/// lease round. Surplus is handed over by later rounds.
+pub fn claim(
+    conn: &mut Conn,
+    node: &str,
+    ttl_ms: i64,
+    ids: &[i64],
+) -> Result<Vec<Acquired>, StoreError> {
+    let c = pg(conn)?;
+    Ok(sql_query(format!(
+        "UPDATE endpoints SET owner_node = $1, lease_expires_at = {NOW} + $2 * interval '1 millisecond'
+         WHERE id IN (
+             SELECT e.id FROM endpoints e
+             WHERE e.id = ANY($3) AND e.state <> 'dead'
+               AND (e.owner_node IS NULL OR e.lease_expires_at IS NULL OR e.lease_expires_at < {NOW})
+             FOR UPDATE SKIP LOCKED)
+         RETURNING id, url, state, consecutive_failures, failed_verifications, last_success_at,
+                   last_failure_at, last_failure_reason, next_verification_at"
+    ))
+    .bind::<Text, _>(node)
+    .bind::<BigInt, _>(ttl_ms)
+    .bind::<Array<BigInt>, _>(ids)
+    .load::<Acquired>(c)?)
+}

@@ -216,6 +216,18 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// The smallest id (UUIDv7 text, whose first 12 hex digits are the
+/// millisecond timestamp) of anything created at `at`: ids compare as text
+/// in creation order, so time cut-offs can use the primary key.
+pub fn id_floor(at: chrono::DateTime<chrono::Utc>) -> String {
+    let ms = at.timestamp_millis().max(0) as u64;
+    format!(
+        "{:08x}-{:04x}-0000-0000-000000000000",
+        ms >> 16,
+        ms & 0xffff
+    )
+}
+
 /// Current UTC time as stored in the database.
 pub fn now() -> chrono::NaiveDateTime {
     chrono::Utc::now().naive_utc()
@@ -256,6 +268,15 @@ mod tests {
         admin
             .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
             .unwrap();
+    }
+
+    #[test]
+    fn the_id_floor_of_a_millisecond_sorts_before_every_id_made_then() {
+        let at = chrono::Utc::now();
+        let floor = id_floor(at - chrono::Duration::milliseconds(1));
+        let id = uuid::Uuid::now_v7().to_string();
+        assert!(floor < id, "{floor} < {id}");
+        assert!(id_floor(at + chrono::Duration::seconds(5)) > id);
     }
 
     #[test]

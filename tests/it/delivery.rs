@@ -552,3 +552,24 @@ async fn a_slow_endpoint_does_not_slow_a_fast_one() {
         "when the fast endpoint had all 20 (after {fast_took:?}) the slow one had already seen {slow_seen}: the fast one waited"
     );
 }
+
+#[actix_rt::test]
+async fn the_first_event_for_a_newly_subscribed_endpoint_is_delivered_promptly() {
+    // On every backend: a new endpoint must not wait for some periodic
+    // bookkeeping (e.g. a lease round) before its first delivery.
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let token = app.token(2900, 1).await;
+    app.subscribe_ok(&token, QTI_EXPORT_READY, &receiver.url(), SECRET)
+        .await;
+    let pushed_at = Instant::now();
+    let pushed = app.push_event_ok(&event(QTI_EXPORT_READY, 2900, 1)).await;
+    assert_eq!(pushed["deliveries"], 1, "{pushed}");
+    let got = receiver.wait_for_context_id(1, SOON).await;
+    let took = got.at - pushed_at;
+    assert!(
+        took <= Duration::from_secs(3),
+        "the first event for a new subscription took {took:?} to arrive on {:?} (a later one takes milliseconds)",
+        app.backend()
+    );
+}

@@ -1,24 +1,28 @@
 //! Test harness for the hookrelay integration tests.
 //!
-//! * [`TestApp`] runs the real `hookrelay` binary as a child process on a
-//!   database file in its own temporary directory, and offers one async method
-//!   per API call, each answering `(status, json body)`.
+//! * [`TestApp`] runs the real `hookrelay` binary as a child process, on a
+//!   SQLite file in its own temporary directory or, with
+//!   `HOOKRELAY_TEST_BACKEND=postgres`, on a fresh PostgreSQL database (see
+//!   [`test_backend`]); several may share one PostgreSQL database as cluster
+//!   nodes ([`TestApp::spawn_node`]). It offers one async method per API
+//!   call, each answering `(status, json body)`.
 //! * [`Receiver`] is an actix-web server inside the test process that plays a
 //!   subscriber endpoint: it records every request (headers, body, arrival
 //!   time) and answers whatever the test tells it to, switchable at runtime.
-//! * Signature helpers compute both signatures independently of the server.
+//! * Signature helpers compute both signatures independently of the server;
+//!   [`PromText`] parses `/metrics` strictly as Prometheus text.
 //! * [`wait_until`] and friends poll for an outcome with a deadline; tests
 //!   never sleep a fixed time to wait for something to happen.
 #![allow(dead_code)]
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt::Display;
 use std::fs::OpenOptions;
 use std::future::Future;
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex, Once, mpsc};
 use std::time::{Duration, Instant};
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
@@ -288,7 +292,9 @@ pub struct TestApp {
     starts: u32,
     /// Pass `--database-url <dir>/hookrelay.db` (false when `args` name a PostgreSQL database).
     sqlite: bool,
-    postgres: Option<PostgresDb>,
+    /// The PostgreSQL database this server runs on (shared by the nodes of a
+    /// cluster test); dropped with its last holder unless a test failed.
+    postgres: Option<Arc<PostgresDb>>,
 }
 
 impl TestApp {
@@ -311,26 +317,61 @@ impl TestApp {
     /// PostgreSQL database created on the server named by
     /// `HOOKRELAY_TEST_POSTGRES_URL`; `None` when that variable is unset.
     pub async fn spawn_on_postgres(args: &[&str]) -> Option<TestApp> {
-        let server = std::env::var(POSTGRES_ENV).ok().filter(|u| !u.is_empty())?;
-        let db = PostgresDb::create(&server);
-        let url = db.url.clone();
-        let mut full: Vec<&str> = vec!["--database-url", &url];
-        full.extend_from_slice(args);
-        let mut app = Self::unstarted(true, &full, Some(db), false);
-        app.start().await;
-        Some(app)
+        let db = PostgresDb::create_from_env()?;
+        Some(Self::spawn_node(&db, args).await)
     }
 
-    async fn launch(allow_private: bool, args: &[&str]) -> TestApp {
-        let mut app = Self::unstarted(allow_private, args, None, true);
+    /// A server (with `--allow-private-endpoints` plus `args`) on the given
+    /// PostgreSQL database, which other servers may share (a cluster node:
+    /// give each one its own `--node-id`).
+    pub async fn spawn_node(db: &Arc<PostgresDb>, args: &[&str]) -> TestApp {
+        announce_backend();
+        let mut app = Self::unstarted(
+            true,
+            &with_database_url(&db.url, args),
+            Some(db.clone()),
+            false,
+        );
         app.start().await;
         app
     }
 
-    fn unstarted(
+    /// A server on the backend chosen by `HOOKRELAY_TEST_BACKEND`
+    /// (see [`test_backend`]): its own SQLite file, or its own fresh
+    /// PostgreSQL database.
+    async fn launch(allow_private: bool, args: &[&str]) -> TestApp {
+        announce_backend();
+        let mut app = match test_backend() {
+            Backend::Sqlite => Self::unstarted(allow_private, args, None, true),
+            Backend::Postgres => {
+                let db = PostgresDb::create_from_env()
+                    .unwrap_or_else(|| panic!("{BACKEND_ENV}=postgres needs {POSTGRES_ENV}"));
+                let args = with_database_url(&db.url, args);
+                Self::unstarted(allow_private, &args, Some(db), false)
+            }
+        };
+        app.start().await;
+        app
+    }
+
+    /// The database this server runs on.
+    pub fn backend(&self) -> Backend {
+        if self.postgres.is_some() {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
+    }
+
+    /// The PostgreSQL database this server runs on, if any.
+    pub fn postgres_db(&self) -> Option<&Arc<PostgresDb>> {
+        self.postgres.as_ref()
+    }
+
+    fn unstarted<S: AsRef<str>>(
         allow_private: bool,
-        args: &[&str],
-        postgres: Option<PostgresDb>,
+        args: &[S],
+        postgres: Option<Arc<PostgresDb>>,
         sqlite: bool,
     ) -> TestApp {
         let dir = tempfile::Builder::new()
@@ -338,7 +379,7 @@ impl TestApp {
             .tempdir()
             .expect("tempdir");
         let dir_path = dir.path().to_path_buf();
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let args: Vec<String> = args.iter().map(|s| s.as_ref().to_string()).collect();
         let internal_token = args
             .iter()
             .position(|a| a == "--internal-token")
@@ -870,6 +911,87 @@ impl TestApp {
         .await
     }
 
+    /// `GET /internal/v1/endpoints?limit=&cursor=`.
+    pub async fn endpoints_page(&self, limit: Option<i64>, cursor: Option<&str>) -> Resp {
+        let mut qs = Vec::new();
+        if let Some(l) = limit {
+            qs.push(format!("limit={l}"));
+        }
+        if let Some(c) = cursor {
+            qs.push(format!("cursor={}", url_encode(c)));
+        }
+        let path = if qs.is_empty() {
+            "/internal/v1/endpoints".to_string()
+        } else {
+            format!("/internal/v1/endpoints?{}", qs.join("&"))
+        };
+        self.call(
+            Method::GET,
+            &self.internal(&path),
+            self.internal_bearer(),
+            &[],
+            Body::Empty,
+        )
+        .await
+    }
+
+    /// Every endpoint, following `nextCursor` (asserts 200 on each page).
+    pub async fn all_endpoints(&self) -> Vec<Value> {
+        let mut all = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..1000 {
+            let (status, body) = self.endpoints_page(Some(100), cursor.as_deref()).await;
+            assert_eq!(
+                status, 200,
+                "GET /internal/v1/endpoints answered {status}: {body}"
+            );
+            let page = body["endpoints"]
+                .as_array()
+                .unwrap_or_else(|| panic!("no endpoints array in {body}"));
+            all.extend(page.iter().cloned());
+            match &body["nextCursor"] {
+                Value::Null => return all,
+                Value::String(c) => cursor = Some(c.clone()),
+                other => cursor = Some(other.to_string()),
+            }
+        }
+        panic!("/internal/v1/endpoints kept answering a nextCursor for 1000 pages");
+    }
+
+    /// The listed endpoint whose `url` is `url`, if any.
+    pub async fn endpoint_with_url(&self, url: &str) -> Option<Value> {
+        let want = url.trim_end_matches('/');
+        self.all_endpoints()
+            .await
+            .into_iter()
+            .find(|e| e["url"].as_str().map(|u| u.trim_end_matches('/')) == Some(want))
+    }
+
+    /// The id of the endpoint with this URL, as `/metrics` labels it.
+    pub async fn endpoint_id(&self, url: &str) -> String {
+        let e = self
+            .endpoint_with_url(url)
+            .await
+            .unwrap_or_else(|| panic!("{url} is not in /internal/v1/endpoints"));
+        match &e["id"] {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            other => panic!("endpoint id {other} is neither a number nor a string in {e}"),
+        }
+    }
+
+    /// `GET /metrics`, asserted 200 and parsed strictly as Prometheus text.
+    pub async fn scrape(&self) -> PromText {
+        let (status, content_type, text) = self.metrics().await;
+        assert_eq!(status, 200, "GET /metrics answered {status}: {text}");
+        assert!(
+            content_type.starts_with("text/plain"),
+            "/metrics Content-Type {content_type:?} is not Prometheus text"
+        );
+        PromText::parse(&text)
+            .unwrap_or_else(|e| panic!("/metrics is not valid Prometheus text: {e}\n{text}"))
+    }
+
     pub async fn internal_event_types(&self) -> Resp {
         self.call(
             Method::GET,
@@ -923,8 +1045,9 @@ impl Drop for TestApp {
             if let Some(db) = self.postgres.take() {
                 eprintln!(
                     "(test failed: kept PostgreSQL database {} for inspection)",
-                    db.url
+                    redact_url(&db.url)
                 );
+                // Leaks this holder's reference: the database is never dropped.
                 std::mem::forget(db);
             }
         }
@@ -933,6 +1056,102 @@ impl Drop for TestApp {
 
 /// Names the PostgreSQL server the PostgreSQL tests run on.
 pub const POSTGRES_ENV: &str = "HOOKRELAY_TEST_POSTGRES_URL";
+/// `sqlite` (the default) or `postgres`: the database every [`TestApp`] uses.
+pub const BACKEND_ENV: &str = "HOOKRELAY_TEST_BACKEND";
+
+/// The database a test server runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// `HOOKRELAY_TEST_POSTGRES_URL`, when set and not empty.
+pub fn postgres_server_url() -> Option<String> {
+    std::env::var(POSTGRES_ENV)
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+}
+
+/// The backend chosen by `HOOKRELAY_TEST_BACKEND` (`sqlite` when unset).
+/// Panics on an unknown value, and on `postgres` without
+/// `HOOKRELAY_TEST_POSTGRES_URL`: a run asked for PostgreSQL must not pass
+/// silently on SQLite.
+pub fn test_backend() -> Backend {
+    let chosen = std::env::var(BACKEND_ENV).unwrap_or_default();
+    match chosen.trim().to_ascii_lowercase().as_str() {
+        "" | "sqlite" => Backend::Sqlite,
+        "postgres" | "postgresql" => {
+            if postgres_server_url().is_none() {
+                panic!(
+                    "{BACKEND_ENV}=postgres but {POSTGRES_ENV} is not set: name a PostgreSQL server \
+                     the tests may create and drop databases on, e.g. \
+                     {POSTGRES_ENV}=postgres://postgres@127.0.0.1:5432/test"
+                );
+            }
+            Backend::Postgres
+        }
+        other => panic!("{BACKEND_ENV}={other:?} is not a backend; use sqlite or postgres"),
+    }
+}
+
+/// Prints, once per test binary, which backend the suite runs on and whether
+/// the PostgreSQL-only tests run. Written straight to stderr so the test
+/// harness's output capture does not swallow it.
+pub fn announce_backend() {
+    static ONCE: Once = Once::new();
+    let backend = test_backend();
+    ONCE.call_once(|| {
+        let server = postgres_server_url();
+        let line = match (backend, &server) {
+            (Backend::Postgres, Some(url)) => format!(
+                "hookrelay tests: backend postgres: every TestApp gets a fresh database on {}",
+                redact_url(url)
+            ),
+            (_, Some(url)) => format!(
+                "hookrelay tests: backend sqlite ({BACKEND_ENV}=postgres runs the suite on \
+                 PostgreSQL); PostgreSQL-only tests run on {}",
+                redact_url(url)
+            ),
+            (_, None) => format!(
+                "hookrelay tests: backend sqlite; {POSTGRES_ENV} is not set, so the PostgreSQL \
+                 runs (postgres::*, cluster::*) are skipped"
+            ),
+        };
+        let _ = writeln!(std::io::stderr(), "{line}");
+    });
+}
+
+/// `url` without the password of its user info.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end..];
+    let host_start = rest.find('@');
+    let path_start = rest.find('/').unwrap_or(rest.len());
+    match host_start {
+        Some(at) if at < path_start => {
+            let user = &rest[..at];
+            match user.split_once(':') {
+                Some((name, _)) => format!("{}{name}:***{}", &url[..scheme_end], &rest[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// `args` with `--database-url url` in front, unless they name one already.
+fn with_database_url(url: &str, args: &[&str]) -> Vec<String> {
+    let mut full = Vec::with_capacity(args.len() + 2);
+    if !args.contains(&"--database-url") {
+        full.push("--database-url".to_string());
+        full.push(url.to_string());
+    }
+    full.extend(args.iter().map(|a| a.to_string()));
+    full
+}
 
 /// A throw-away database, created and dropped with `psql`.
 pub struct PostgresDb {
@@ -942,6 +1161,12 @@ pub struct PostgresDb {
 }
 
 impl PostgresDb {
+    /// A fresh database on the server named by `HOOKRELAY_TEST_POSTGRES_URL`;
+    /// `None` when it is unset.
+    pub fn create_from_env() -> Option<Arc<PostgresDb>> {
+        postgres_server_url().map(|server| Arc::new(PostgresDb::create(&server)))
+    }
+
     fn create(server_url: &str) -> PostgresDb {
         let (without_query, query) = match server_url.split_once('?') {
             Some((u, q)) => (u, format!("?{q}")),
@@ -1065,6 +1290,8 @@ impl Recorded {
 pub struct Reply {
     pub status: u16,
     pub delay: Duration,
+    /// Sent as `Retry-After: <seconds>` when set.
+    pub retry_after: Option<u32>,
 }
 
 impl Reply {
@@ -1072,10 +1299,22 @@ impl Reply {
         Reply {
             status,
             delay: Duration::ZERO,
+            retry_after: None,
         }
     }
     pub fn delayed(delay: Duration, status: u16) -> Reply {
-        Reply { status, delay }
+        Reply {
+            status,
+            delay,
+            retry_after: None,
+        }
+    }
+    /// `status` at once with `Retry-After: <seconds>`.
+    pub fn retry_after(status: u16, seconds: u32) -> Reply {
+        Reply {
+            retry_after: Some(seconds),
+            ..Reply::status(status)
+        }
     }
 }
 
@@ -1133,7 +1372,21 @@ impl Receiver {
 
     /// The endpoint URL to subscribe with.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/hook", self.port)
+        self.url_at("/hook")
+    }
+
+    /// Another endpoint URL on this receiver (`path` starts with `/`): one
+    /// receiver can play several endpoints, told apart by [`Recorded::path`].
+    pub fn url_at(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// The deliveries (not verification calls) that came to `path`.
+    pub fn deliveries_at(&self, path: &str) -> Vec<Recorded> {
+        self.deliveries()
+            .into_iter()
+            .filter(|r| r.path == path)
+            .collect()
     }
 
     /// From now on answer `status` immediately (clears any script).
@@ -1298,7 +1551,11 @@ async fn record(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -
         actix_rt::time::sleep(reply.delay).await;
     }
     let status = actix_web::http::StatusCode::from_u16(reply.status).expect("valid status");
-    HttpResponse::build(status)
+    let mut response = HttpResponse::build(status);
+    if let Some(seconds) = reply.retry_after {
+        response.insert_header(("Retry-After", seconds.to_string()));
+    }
+    response
         .content_type("application/json")
         .body(format!("{{\"status\":{}}}", reply.status))
 }
@@ -1314,4 +1571,388 @@ pub fn refusing_url() -> String {
 /// A unique-ish id so tests sharing nothing still use distinct values.
 pub fn unique_i64() -> i64 {
     (uuid::Uuid::new_v4().as_u128() as i64 & 0x0000_ffff_ffff_ffff).max(1)
+}
+
+// ---------------------------------------------------------------------------
+// Prometheus text format (a strict parser; no crate needed)
+// ---------------------------------------------------------------------------
+
+/// A series' labels as `(name, value)` pairs.
+pub type Labels = Vec<(String, String)>;
+
+/// One sample line: `name{label="value",…} value`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
+}
+
+impl Sample {
+    pub fn label(&self, name: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn matches(&self, name: &str, labels: &[(&str, &str)]) -> bool {
+        self.name == name && labels.iter().all(|(k, v)| self.label(k) == Some(*v))
+    }
+}
+
+/// A scrape of Prometheus text format 0.0.4, checked strictly by
+/// [`PromText::parse`].
+#[derive(Clone, Debug, Default)]
+pub struct PromText {
+    pub samples: Vec<Sample>,
+    /// Family name → `counter`, `gauge`, `histogram`, `summary` or `untyped`.
+    pub types: HashMap<String, String>,
+    pub help: HashMap<String, String>,
+}
+
+fn is_metric_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+fn is_label_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// A sample value: a decimal float, `+Inf`, `-Inf` or `NaN`.
+fn parse_prom_float(s: &str) -> Option<f64> {
+    match s {
+        "+Inf" | "Inf" => return Some(f64::INFINITY),
+        "-Inf" => return Some(f64::NEG_INFINITY),
+        "NaN" => return Some(f64::NAN),
+        _ => {}
+    }
+    // Rust also reads "inf", "infinity" and "nan" in any case: not Prometheus.
+    let plain = s
+        .chars()
+        .all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-'));
+    if !plain || s.is_empty() {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// Labels inside `{…}` (without the braces): `a="x",b="y"`, optional
+/// trailing comma, values escaped with `\\`, `\"` and `\n` only.
+fn parse_labels(src: &str) -> Result<Vec<(String, String)>, String> {
+    let mut labels: Vec<(String, String)> = Vec::new();
+    let mut rest = src;
+    loop {
+        rest = rest.trim_start_matches(' ');
+        if rest.is_empty() {
+            return Ok(labels);
+        }
+        let eq = rest
+            .find('=')
+            .ok_or_else(|| format!("label without `=` in {{{src}}}"))?;
+        let name = rest[..eq].trim_end_matches(' ');
+        if !is_label_name(name) {
+            return Err(format!("bad label name {name:?} in {{{src}}}"));
+        }
+        if labels.iter().any(|(k, _)| k == name) {
+            return Err(format!("label {name:?} repeated in {{{src}}}"));
+        }
+        rest = rest[eq + 1..].trim_start_matches(' ');
+        let mut chars = rest.char_indices();
+        if chars.next().map(|(_, c)| c) != Some('"') {
+            return Err(format!("label {name:?} value is not quoted in {{{src}}}"));
+        }
+        let mut value = String::new();
+        let mut end = None;
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '"' => {
+                    end = Some(i);
+                    break;
+                }
+                '\\' => match chars.next().map(|(_, c)| c) {
+                    Some('\\') => value.push('\\'),
+                    Some('"') => value.push('"'),
+                    Some('n') => value.push('\n'),
+                    other => {
+                        return Err(format!(
+                            "bad escape \\{} in label {name:?} of {{{src}}}",
+                            other.map(String::from).unwrap_or_default()
+                        ));
+                    }
+                },
+                '\n' => return Err(format!("raw newline in label {name:?}")),
+                c => value.push(c),
+            }
+        }
+        let end =
+            end.ok_or_else(|| format!("unterminated value of label {name:?} in {{{src}}}"))?;
+        labels.push((name.to_string(), value));
+        rest = rest[end + 1..].trim_start_matches(' ');
+        if rest.is_empty() {
+            return Ok(labels);
+        }
+        rest = rest
+            .strip_prefix(',')
+            .ok_or_else(|| format!("expected `,` after label {name:?} in {{{src}}}"))?;
+    }
+}
+
+/// Splits `name{labels} value [timestamp]`.
+fn parse_sample(line: &str) -> Result<Sample, String> {
+    let name_end = line
+        .find(['{', ' ', '\t'])
+        .ok_or_else(|| "a sample line without a value".to_string())?;
+    let name = &line[..name_end];
+    if !is_metric_name(name) {
+        return Err(format!("bad metric name {name:?}"));
+    }
+    let (labels, rest) = if line[name_end..].starts_with('{') {
+        // The closing brace is the first `}` outside a quoted value.
+        let body = &line[name_end + 1..];
+        let (mut in_quotes, mut escaped, mut close) = (false, false, None);
+        for (i, c) in body.char_indices() {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' if in_quotes => escaped = true,
+                '"' => in_quotes = !in_quotes,
+                '}' if !in_quotes => {
+                    close = Some(i);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        let close = close.ok_or_else(|| "unclosed `{`".to_string())?;
+        (parse_labels(&body[..close])?, &body[close + 1..])
+    } else {
+        (Vec::new(), &line[name_end..])
+    };
+    if !rest.starts_with([' ', '\t']) {
+        return Err("no blank between the series and its value".into());
+    }
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let value = match fields.as_slice() {
+        [v] => *v,
+        [v, ts] => {
+            ts.parse::<i64>()
+                .map_err(|_| format!("timestamp {ts:?} is not integer milliseconds"))?;
+            *v
+        }
+        _ => return Err(format!("expected `value [timestamp]`, got {rest:?}")),
+    };
+    let value = parse_prom_float(value).ok_or_else(|| format!("value {value:?} is not a float"))?;
+    Ok(Sample {
+        name: name.to_string(),
+        labels,
+        value,
+    })
+}
+
+impl PromText {
+    /// Parses `text` strictly: `# HELP name text`, `# TYPE name type` (once
+    /// per family, before its samples), other comments, blank lines, and
+    /// samples with a float value; each family's lines form one group; no
+    /// series appears twice; counters are non-negative; a histogram's
+    /// buckets carry `le`, grow with it, end at `+Inf` and agree with
+    /// `_count`. The error names the offending line.
+    pub fn parse(text: &str) -> Result<PromText, String> {
+        let mut out = PromText::default();
+        let mut seen_series: HashSet<String> = HashSet::new();
+        let mut closed_families: HashSet<String> = HashSet::new();
+        let mut current_family: Option<String> = None;
+        if !text.is_empty() && !text.ends_with('\n') {
+            return Err("the text does not end with a newline".into());
+        }
+        for (n, line) in text.lines().enumerate() {
+            let at = |e: String| format!("line {}: {e}: {line:?}", n + 1);
+            if line.trim().is_empty() {
+                continue;
+            }
+            let family_of_line;
+            if let Some(comment) = line.strip_prefix('#') {
+                let words: Vec<&str> = comment.trim_start().splitn(3, ' ').collect();
+                match words.as_slice() {
+                    ["HELP", name, ..] | ["TYPE", name, ..] if !is_metric_name(name) => {
+                        return Err(at(format!("bad metric name {name:?}")));
+                    }
+                    ["HELP", name, help] => {
+                        let mut chars = help.chars();
+                        while let Some(c) = chars.next() {
+                            if c == '\\' && !matches!(chars.next(), Some('\\' | 'n')) {
+                                return Err(at(
+                                    "a HELP text escapes something but \\\\ or \\n".into()
+                                ));
+                            }
+                        }
+                        if out
+                            .help
+                            .insert(name.to_string(), help.to_string())
+                            .is_some()
+                        {
+                            return Err(at(format!("second HELP for {name}")));
+                        }
+                        family_of_line = Some(name.to_string());
+                    }
+                    ["HELP", name] => {
+                        out.help.insert(name.to_string(), String::new());
+                        family_of_line = Some(name.to_string());
+                    }
+                    ["TYPE", name, kind] => {
+                        if !matches!(
+                            *kind,
+                            "counter" | "gauge" | "histogram" | "summary" | "untyped"
+                        ) {
+                            return Err(at(format!("unknown type {kind:?}")));
+                        }
+                        if out
+                            .types
+                            .insert(name.to_string(), kind.to_string())
+                            .is_some()
+                        {
+                            return Err(at(format!("second TYPE for {name}")));
+                        }
+                        if out
+                            .samples
+                            .iter()
+                            .any(|s| family_name(&out.types, &s.name) == *name)
+                        {
+                            return Err(at(format!("TYPE of {name} after its samples")));
+                        }
+                        family_of_line = Some(name.to_string());
+                    }
+                    ["TYPE", ..] => return Err(at("TYPE without a type".into())),
+                    _ => continue, // any other comment
+                }
+            } else {
+                let sample = parse_sample(line).map_err(at)?;
+                let family = family_name(&out.types, &sample.name);
+                if out.types.get(&family).map(String::as_str) == Some("counter")
+                    && (sample.value.is_nan() || sample.value < 0.0)
+                {
+                    return Err(at("a counter is negative or NaN".into()));
+                }
+                let mut key_labels = sample.labels.clone();
+                key_labels.sort();
+                let key = format!("{}{key_labels:?}", sample.name);
+                if !seen_series.insert(key) {
+                    return Err(at("the same series twice".into()));
+                }
+                family_of_line = Some(family);
+                out.samples.push(sample);
+            }
+            if let Some(family) = family_of_line
+                && current_family.as_deref() != Some(family.as_str())
+            {
+                if closed_families.contains(&family) {
+                    return Err(at(format!("the lines of {family} are not one group")));
+                }
+                if let Some(prev) = current_family.replace(family) {
+                    closed_families.insert(prev);
+                }
+            }
+        }
+        out.check_histograms()?;
+        Ok(out)
+    }
+
+    fn check_histograms(&self) -> Result<(), String> {
+        for (family, kind) in &self.types {
+            if kind != "histogram" {
+                continue;
+            }
+            let bucket = format!("{family}_bucket");
+            let count = format!("{family}_count");
+            let sum = format!("{family}_sum");
+            // Series key (labels without `le`) → [(le, value)].
+            let mut groups: HashMap<Labels, Vec<(f64, f64)>> = HashMap::new();
+            for s in self.samples.iter().filter(|s| s.name == bucket) {
+                let le = s
+                    .label("le")
+                    .ok_or_else(|| format!("{bucket} sample without `le`: {s:?}"))?;
+                let le = parse_prom_float(le).ok_or_else(|| format!("{bucket} le {le:?}"))?;
+                let mut key: Vec<(String, String)> = s
+                    .labels
+                    .iter()
+                    .filter(|(k, _)| k != "le")
+                    .cloned()
+                    .collect();
+                key.sort();
+                groups.entry(key).or_default().push((le, s.value));
+            }
+            for (key, mut buckets) in groups {
+                buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+                if buckets.windows(2).any(|w| w[1].1 < w[0].1) {
+                    return Err(format!("{bucket}{key:?}: buckets shrink: {buckets:?}"));
+                }
+                let last = buckets.last().expect("a group has a bucket");
+                if last.0 != f64::INFINITY {
+                    return Err(format!("{bucket}{key:?} has no le=\"+Inf\" bucket"));
+                }
+                let labels: Vec<(&str, &str)> =
+                    key.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                let counted = self.value(&count, &labels);
+                if counted != Some(last.1) {
+                    return Err(format!(
+                        "{count}{key:?} is {counted:?} but the +Inf bucket holds {}",
+                        last.1
+                    ));
+                }
+                if self.value(&sum, &labels).is_none() {
+                    return Err(format!("{sum}{key:?} is missing"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The samples named `name` carrying every label in `labels`.
+    pub fn find<'a>(
+        &'a self,
+        name: &'a str,
+        labels: &'a [(&'a str, &'a str)],
+    ) -> impl Iterator<Item = &'a Sample> + 'a {
+        self.samples.iter().filter(move |s| s.matches(name, labels))
+    }
+
+    /// The value of the one series named `name` with exactly these labels
+    /// (ignoring `node`); `None` when absent. Panics when several match.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let found: Vec<&Sample> = self
+            .find(name, labels)
+            .filter(|s| {
+                s.labels
+                    .iter()
+                    .all(|(k, _)| k == "node" || labels.iter().any(|(l, _)| l == k))
+            })
+            .collect();
+        match found.as_slice() {
+            [] => None,
+            [one] => Some(one.value),
+            many => panic!("{} series match {name}{labels:?}: {many:?}", many.len()),
+        }
+    }
+
+    /// The sum over every series named `name` carrying `labels` (0 when none).
+    pub fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.find(name, labels).map(|s| s.value).sum()
+    }
+}
+
+/// The family a sample belongs to: its name, or the histogram/summary whose
+/// `_bucket`, `_sum` or `_count` it is.
+fn family_name(types: &HashMap<String, String>, sample: &str) -> String {
+    for suffix in ["_bucket", "_sum", "_count"] {
+        if let Some(base) = sample.strip_suffix(suffix)
+            && let Some(kind) = types.get(base)
+            && (kind == "histogram" || (kind == "summary" && suffix != "_bucket"))
+        {
+            return base.to_string();
+        }
+    }
+    sample.to_string()
 }

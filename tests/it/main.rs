@@ -1,21 +1,37 @@
 //! Integration tests for hookrelay: every test runs the real `hookrelay`
-//! binary as a child process on its own SQLite file and talks to it over HTTP;
-//! subscriber endpoints are actix-web servers inside the test process.
+//! binary as a child process and talks to it over HTTP; subscriber endpoints
+//! are actix-web servers inside the test process.
 //!
 //! Run: `cargo test --test it -- --test-threads 4`
-//! The `postgres` module runs the core scenarios on PostgreSQL too when
-//! `HOOKRELAY_TEST_POSTGRES_URL` names a server (e.g.
-//! `postgres://postgres@127.0.0.1:5432/test`); each test creates and drops
-//! its own database there with `psql`.
-//! A failing test prints the tail of the server log and keeps its temp dir.
+//!
+//! Backends: by default each server gets its own SQLite file. With
+//! `HOOKRELAY_TEST_BACKEND=postgres` and `HOOKRELAY_TEST_POSTGRES_URL`
+//! naming a server (e.g. `postgres://postgres@127.0.0.1:5432/test`) every
+//! server gets a fresh PostgreSQL database there instead (created and, when
+//! the test passes, dropped with `psql`), so the whole suite runs on
+//! PostgreSQL. `HOOKRELAY_TEST_BACKEND=postgres` without the URL fails.
+//! The `postgres` and `cluster` modules run on PostgreSQL whenever
+//! `HOOKRELAY_TEST_POSTGRES_URL` is set, whatever the backend, and pass as
+//! skipped when it is not.
+//! A failing test prints the tail of the server log and keeps its temp dir
+//! (and its PostgreSQL database).
 
 mod helpers;
 
+mod cluster;
 mod crash;
 mod delivery;
 mod harness;
+mod health;
 mod ingest;
 mod internal_api;
 mod postgres;
 mod subscriptions;
 mod verification;
+
+/// Says which backend this run uses (and whether the PostgreSQL runs are
+/// skipped), straight to stderr so it shows without `--nocapture`.
+#[test]
+fn backend_in_use() {
+    helpers::announce_backend();
+}

@@ -52,8 +52,10 @@ CREATE TABLE events (
     delivery_count INTEGER NOT NULL,
     created_at TIMESTAMP NOT NULL
 );
-CREATE UNIQUE INDEX events_idempotency ON events (marketplace_id, idempotency_key);
-CREATE INDEX events_created ON events (created_at);
+-- Only keyed events are indexed; ids are time-ordered (UUIDv7), so the
+-- retention cleanup needs no time index.
+CREATE UNIQUE INDEX events_idempotency ON events (idempotency_key, marketplace_id)
+    WHERE idempotency_key IS NOT NULL;
 
 CREATE TABLE deliveries (
     id TEXT PRIMARY KEY NOT NULL,
@@ -67,9 +69,9 @@ CREATE TABLE deliveries (
     created_at TIMESTAMP NOT NULL,
     updated_at TIMESTAMP NOT NULL
 );
+-- The one index written per delivery: an endpoint's queue in order. Every
+-- other lookup goes by the time-ordered primary key.
 CREATE INDEX deliveries_queue ON deliveries (endpoint_id, status, id);
-CREATE INDEX deliveries_event ON deliveries (event_id);
-CREATE INDEX deliveries_status_updated ON deliveries (status, updated_at);
 
 CREATE TABLE attempts (
     id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
