@@ -3,6 +3,7 @@
 //! its URL), and `EndpointMetrics`, the handles an endpoint actor resolves
 //! once so that recording costs an atomic add. Scraping reads only memory.
 
+use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::sync::{LazyLock, OnceLock};
 
@@ -191,54 +192,143 @@ pub enum AttemptOutcome {
     Refused,
 }
 
-/// One endpoint's series, resolved once.
+/// One endpoint's series. The gauges of the contract (`up`, queue depth,
+/// consecutive failures) exist from the start; every other series is
+/// resolved on first use and kept, so recording costs an atomic add and an
+/// idle endpoint holds three series (memory matters at 100,000 endpoints).
 pub struct EndpointMetrics {
     label: String,
-    pub succeeded: IntCounter,
-    pub dead: IntCounter,
-    attempts: [IntCounter; 5],
-    pub duration: prometheus::Histogram,
-    pub queue_depth: IntGauge,
-    pub in_flight: IntGauge,
-    pub consecutive_failures: IntGauge,
-    pub up: IntGauge,
-    pub paused: IntGauge,
-    pub verification_ok: IntCounter,
-    pub verification_failed: IntCounter,
+    succeeded: OnceCell<IntCounter>,
+    dead: OnceCell<IntCounter>,
+    attempts: [OnceCell<IntCounter>; 5],
+    duration: OnceCell<prometheus::Histogram>,
+    queue_depth: IntGauge,
+    in_flight: OnceCell<IntGauge>,
+    consecutive_failures: IntGauge,
+    up: IntGauge,
+    paused: OnceCell<IntGauge>,
+    verification_ok: OnceCell<IntCounter>,
+    verification_failed: OnceCell<IntCounter>,
+}
+
+const ATTEMPT_OUTCOMES: [&str; 5] = [
+    "success",
+    "http_error",
+    "timeout",
+    "connect_error",
+    "refused",
+];
+
+fn counter_of<'a>(
+    cell: &'a OnceCell<IntCounter>,
+    vec: &IntCounterVec,
+    labels: &[&str],
+) -> &'a IntCounter {
+    cell.get_or_init(|| vec.with_label_values(labels))
+}
+
+/// Sets a gauge, creating its series only for a non-zero value.
+fn set_gauge(cell: &OnceCell<IntGauge>, vec: &IntGaugeVec, label: &str, value: i64) {
+    match cell.get() {
+        Some(g) => g.set(value),
+        None if value != 0 => cell
+            .get_or_init(|| vec.with_label_values(&[label]))
+            .set(value),
+        None => {}
+    }
 }
 
 impl EndpointMetrics {
     pub fn new(endpoint_id: i64) -> EndpointMetrics {
-        let m = &*METRICS;
         let label = endpoint_id.to_string();
-        let l = label.as_str();
-        let up = m.up.with_label_values(&[l]);
+        let l = [label.as_str()];
+        let up = METRICS.up.with_label_values(&l);
         up.set(1);
+        let queue_depth = METRICS.queue_depth.with_label_values(&l);
+        let consecutive_failures = METRICS.consecutive_failures.with_label_values(&l);
         EndpointMetrics {
-            succeeded: m.deliveries.with_label_values(&[l, "succeeded"]),
-            dead: m.deliveries.with_label_values(&[l, "dead"]),
-            attempts: [
-                "success",
-                "http_error",
-                "timeout",
-                "connect_error",
-                "refused",
-            ]
-            .map(|o| m.attempts.with_label_values(&[l, o])),
-            duration: m.duration.with_label_values(&[l]),
-            queue_depth: m.queue_depth.with_label_values(&[l]),
-            in_flight: m.in_flight.with_label_values(&[l]),
-            consecutive_failures: m.consecutive_failures.with_label_values(&[l]),
-            up,
-            paused: m.paused.with_label_values(&[l]),
-            verification_ok: m.verifications.with_label_values(&[l, "success"]),
-            verification_failed: m.verifications.with_label_values(&[l, "failure"]),
             label,
+            succeeded: OnceCell::new(),
+            dead: OnceCell::new(),
+            attempts: Default::default(),
+            duration: OnceCell::new(),
+            queue_depth,
+            in_flight: OnceCell::new(),
+            consecutive_failures,
+            up,
+            paused: OnceCell::new(),
+            verification_ok: OnceCell::new(),
+            verification_failed: OnceCell::new(),
         }
     }
 
-    pub fn attempt(&self, outcome: AttemptOutcome) {
-        self.attempts[outcome as usize].inc();
+    pub fn succeeded(&self) {
+        counter_of(
+            &self.succeeded,
+            &METRICS.deliveries,
+            &[&self.label, "succeeded"],
+        )
+        .inc();
+    }
+
+    pub fn dead(&self, n: u64) {
+        counter_of(&self.dead, &METRICS.deliveries, &[&self.label, "dead"]).inc_by(n);
+    }
+
+    pub fn attempt(&self, outcome: AttemptOutcome, seconds: f64) {
+        let i = outcome as usize;
+        counter_of(
+            &self.attempts[i],
+            &METRICS.attempts,
+            &[&self.label, ATTEMPT_OUTCOMES[i]],
+        )
+        .inc();
+        self.duration
+            .get_or_init(|| METRICS.duration.with_label_values(&[self.label.as_str()]))
+            .observe(seconds);
+    }
+
+    /// Counts a verification call made when a subscription was created.
+    pub fn subscribe_verification(endpoint_id: i64) {
+        METRICS
+            .verifications
+            .with_label_values(&[endpoint_id.to_string().as_str(), "success"])
+            .inc();
+    }
+
+    pub fn verification(&self, ok: bool) {
+        if ok {
+            counter_of(
+                &self.verification_ok,
+                &METRICS.verifications,
+                &[&self.label, "success"],
+            )
+            .inc();
+        } else {
+            counter_of(
+                &self.verification_failed,
+                &METRICS.verifications,
+                &[&self.label, "failure"],
+            )
+            .inc();
+        }
+    }
+
+    /// Updates the endpoint's gauges.
+    pub fn gauges(
+        &self,
+        queue_depth: usize,
+        in_flight: u32,
+        consecutive_failures: u32,
+        up: bool,
+        paused: bool,
+    ) {
+        let m = &*METRICS;
+        self.queue_depth.set(queue_depth as i64);
+        set_gauge(&self.in_flight, &m.in_flight, &self.label, in_flight as i64);
+        self.consecutive_failures.set(consecutive_failures as i64);
+        set_gauge(&self.paused, &m.paused, &self.label, i64::from(paused));
+        self.up.set(i64::from(up));
     }
 
     /// Drops the endpoint's gauges (a stopped actor reports nothing); its

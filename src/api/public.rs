@@ -136,6 +136,7 @@ async fn create(
         row.subscription.event,
         row.subscription.endpoint_id
     );
+    crate::metrics::EndpointMetrics::subscribe_verification(row.subscription.endpoint_id);
     let answer = subscription_json(&row);
     state.router.do_send(AddRoute(row));
     Ok(HttpResponse::Created().json(answer))

@@ -50,8 +50,10 @@ const WINDOW: usize = 8 * PAGE;
 const ADDRESS_CHECK_TTL: Duration = Duration::from_secs(60);
 /// Wait before touching the database again after a failed query.
 const AFTER_DB_ERROR: Duration = Duration::from_secs(1);
-/// How often changed health is saved.
+/// Changed health is saved at most this late.
 const SAVE_HEALTH_EVERY: Duration = Duration::from_secs(5);
+/// A busy, healthy endpoint refreshes its saved `last_success_at` this often.
+const SAVE_SUCCESS_EVERY: Duration = Duration::from_secs(60);
 /// Finished attempts are passed to the recorder in groups, at most this late.
 const RECORD_EVERY: Duration = Duration::from_millis(5);
 /// ... or as soon as this many are waiting.
@@ -285,6 +287,7 @@ pub struct EndpointActor {
     address_checked_until: Option<Instant>,
     health: Health,
     health_dirty: bool,
+    health_saved_at: Instant,
     /// No request before this (a receiver's `Retry-After`).
     hold_until: Option<Instant>,
     wake: Option<SpawnHandle>,
@@ -340,6 +343,7 @@ impl EndpointActor {
             address_checked_until: None,
             health,
             health_dirty: false,
+            health_saved_at: Instant::now(),
             hold_until: None,
             wake: None,
             probe_timer: None,
@@ -385,17 +389,13 @@ impl EndpointActor {
     }
 
     fn update_gauges(&self) {
-        self.metrics.queue_depth.set(self.queue.len() as i64);
-        self.metrics.in_flight.set(self.in_flight as i64);
-        self.metrics
-            .consecutive_failures
-            .set(self.health.consecutive_failures as i64);
-        self.metrics
-            .up
-            .set(i64::from(self.health.state == State::Healthy));
-        self.metrics
-            .paused
-            .set(i64::from(self.health.state == State::Paused));
+        self.metrics.gauges(
+            self.queue.len(),
+            self.in_flight,
+            self.health.consecutive_failures,
+            self.health.state == State::Healthy,
+            self.health.state == State::Paused,
+        );
     }
 
     /// Sends `job` now, or when its retry wait is over. It holds a slot.
@@ -468,10 +468,8 @@ impl EndpointActor {
         if address_checked {
             self.address_checked_until = Some(Instant::now() + ADDRESS_CHECK_TTL);
         }
-        self.metrics.attempt(attempt.outcome);
         self.metrics
-            .duration
-            .observe(attempt.duration.as_secs_f64());
+            .attempt(attempt.outcome, attempt.duration.as_secs_f64());
         job.attempts += 1;
         let now = Utc::now();
         let row = (job.attempts > 1 || attempt.error.is_some()).then(|| NewAttempt {
@@ -483,12 +481,16 @@ impl EndpointActor {
             duration_ms: attempt.duration.as_millis() as i64,
         });
         let attempts = job.attempts as i32;
-        self.health_dirty = true;
+        let before = (
+            self.health.state,
+            self.health.consecutive_failures,
+            self.health.failed_verifications,
+        );
         let (completion, effect) = match &attempt.error {
             None => {
                 let effect = self.health.delivery_succeeded(now);
                 self.release(&job);
-                self.metrics.succeeded.inc();
+                self.metrics.succeeded();
                 let completion = Completion::Succeeded {
                     id: job.id.to_string(),
                     attempts,
@@ -511,8 +513,33 @@ impl EndpointActor {
             },
             ctx,
         );
+        let after = (
+            self.health.state,
+            self.health.consecutive_failures,
+            self.health.failed_verifications,
+        );
+        // Failures and state changes are saved soon; a success that changes
+        // nothing only refreshes `last_success_at` now and then.
+        if before != after
+            || attempt.error.is_some()
+            || self.health_saved_at.elapsed() > SAVE_SUCCESS_EVERY
+        {
+            self.health_changed(ctx);
+        }
         self.apply(effect, ctx);
         self.pump(ctx);
+    }
+
+    /// Marks the health as changed; it is saved within `SAVE_HEALTH_EVERY`.
+    fn health_changed(&mut self, ctx: &mut Context<Self>) {
+        if !self.health_dirty {
+            self.health_dirty = true;
+            ctx.run_later(SAVE_HEALTH_EVERY, |act, ctx| {
+                if act.health_dirty {
+                    act.save_health(ctx);
+                }
+            });
+        }
     }
 
     /// Queues a finished attempt for the recorder.
@@ -592,7 +619,7 @@ impl EndpointActor {
                     self.url
                 );
                 self.release(&job);
-                self.metrics.dead.inc();
+                self.metrics.dead(1);
                 Completion::Dead {
                     id,
                     attempts,
@@ -863,9 +890,9 @@ impl EndpointActor {
         ctx.spawn(call.into_actor(self).map(move |attempt, act, ctx| {
             let now = Utc::now();
             if attempt.succeeded() {
-                act.metrics.verification_ok.inc();
+                act.metrics.verification(true);
             } else {
-                act.metrics.verification_failed.inc();
+                act.metrics.verification(false);
             }
             let (error, gone) = (attempt.error.as_deref(), attempt.gone());
             let effect = match kind {
@@ -924,7 +951,8 @@ impl EndpointActor {
             self.url,
             self.subscriptions.len()
         );
-        self.metrics.up.set(0);
+        self.metrics
+            .gauges(0, 0, self.health.consecutive_failures, false, false);
         let (store, id) = (self.store.clone(), self.id);
         let why = reason.clone();
         let bury = async move {
@@ -939,9 +967,7 @@ impl EndpointActor {
                         METRICS
                             .auto_unsubscribed
                             .inc_by(subscription_ids.len() as u64);
-                        for _ in 0..act.known.len() {
-                            act.metrics.dead.inc();
-                        }
+                        act.metrics.dead(act.known.len() as u64);
                         act.router.do_send(EndpointDied {
                             endpoint_id: act.id,
                             subscription_ids,
@@ -975,16 +1001,17 @@ impl EndpointActor {
 
     fn save_health(&mut self, ctx: &mut Context<Self>) {
         self.health_dirty = false;
+        self.health_saved_at = Instant::now();
         let (store, row) = (self.store.clone(), (self.id, self.health_row()));
         let save = async move {
             store
                 .run(move |conn| endpoint_store::save_health(conn, &[row]))
                 .await
         };
-        ctx.spawn(save.into_actor(self).map(|result, act, _| {
+        ctx.spawn(save.into_actor(self).map(|result, act, ctx| {
             if let Err(e) = result {
                 log::error!("endpoint {}: could not save its health: {e}", act.id);
-                act.health_dirty = true;
+                act.health_changed(ctx);
             }
         }));
     }
@@ -1016,11 +1043,6 @@ impl Actor for EndpointActor {
         if self.health.state == State::Paused {
             self.schedule_probe(ctx);
         }
-        ctx.run_interval(SAVE_HEALTH_EVERY, |act, ctx| {
-            if act.health_dirty {
-                act.save_health(ctx);
-            }
-        });
         self.pump(ctx);
     }
 

@@ -449,7 +449,6 @@ fn assert_declared_types(m: &PromText) {
         "hookrelay_endpoint_queue_depth",
         "hookrelay_endpoint_consecutive_failures",
         "hookrelay_endpoint_up",
-        "hookrelay_endpoint_paused",
     ] {
         assert_eq!(
             m.types.get(gauge).map(String::as_str),
