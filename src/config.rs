@@ -160,6 +160,17 @@ pub struct ServeArgs {
     #[arg(long, env = "HOOKRELAY_LEASE_TTL", default_value = "15s", value_parser = parse_duration)]
     pub lease_ttl: Duration,
 
+    /// SQLite only: `full` (default) puts every commit on disk before it is
+    /// acknowledged; `normal` survives a crash of the process but may lose
+    /// the last acknowledged events on a power loss or kernel crash.
+    #[arg(
+        long,
+        env = "HOOKRELAY_SQLITE_SYNCHRONOUS",
+        value_enum,
+        default_value = "full"
+    )]
+    pub sqlite_synchronous: crate::store::SqliteSync,
+
     /// Database connections in the pool.
     #[arg(long, env = "HOOKRELAY_DB_POOL_SIZE", default_value_t = 8)]
     pub db_pool_size: u32,

@@ -22,7 +22,7 @@ use crate::delivery::health::Policy;
 use crate::delivery::recorder::{Flush, Recorder};
 use crate::metrics;
 use crate::router::{Endpoints, Initial, Router, UseLeaseManager};
-use crate::store::{self, Backend, Store, StoreError};
+use crate::store::{self, Backend, SqliteSync, Store, StoreError};
 
 /// How often old history is cleaned up.
 const CLEANUP_EVERY: Duration = Duration::from_secs(600);
@@ -45,7 +45,12 @@ pub enum StartError {
 
 /// Opens the database (migrating it) and seeds the default event types.
 pub fn open_store(url: &str, pool_size: u32) -> Result<Store, StoreError> {
-    let store = Store::open(url, pool_size)?;
+    open_store_with(url, pool_size, SqliteSync::Full)
+}
+
+/// `open_store`, choosing SQLite's commit durability.
+pub fn open_store_with(url: &str, pool_size: u32, sync: SqliteSync) -> Result<Store, StoreError> {
+    let store = Store::open_with(url, pool_size, sync)?;
     store::catalog::seed(&mut store.conn()?, DEFAULT_EVENT_TYPES)?;
     Ok(store)
 }
@@ -62,8 +67,9 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
     metrics::set_node(&node_id);
     let url = args.database.database_url.clone();
     let pool_size = args.db_pool_size;
+    let sync = args.sqlite_synchronous;
     let (store, loaded) = tokio::task::spawn_blocking(move || {
-        let store = open_store(&url, pool_size)?;
+        let store = open_store_with(&url, pool_size, sync)?;
         let loaded = load(&store)?;
         Ok::<_, StoreError>((store, loaded))
     })

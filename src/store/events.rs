@@ -32,6 +32,54 @@ impl NotifyWork for diesel::PgConnection {
     }
 }
 
+/// Writing many rows the way each backend does it fastest: SQLite runs one
+/// cached prepared INSERT per row (no SQL to build, nothing copied);
+/// PostgreSQL sends multi-row INSERTs (fewer round trips).
+trait InsertRows {
+    fn insert_rows(&mut self, events: &[&NewEvent], deliveries: &[&NewDelivery])
+    -> QueryResult<()>;
+}
+
+impl InsertRows for diesel::SqliteConnection {
+    fn insert_rows(
+        &mut self,
+        events: &[&NewEvent],
+        deliveries: &[&NewDelivery],
+    ) -> QueryResult<()> {
+        for row in events {
+            diesel::insert_into(events::table)
+                .values(*row)
+                .execute(self)?;
+        }
+        for row in deliveries {
+            diesel::insert_into(deliveries::table)
+                .values(*row)
+                .execute(self)?;
+        }
+        Ok(())
+    }
+}
+
+impl InsertRows for diesel::PgConnection {
+    fn insert_rows(
+        &mut self,
+        events: &[&NewEvent],
+        deliveries: &[&NewDelivery],
+    ) -> QueryResult<()> {
+        for chunk in events.chunks(INSERT_CHUNK) {
+            diesel::insert_into(events::table)
+                .values(chunk.to_vec())
+                .execute(self)?;
+        }
+        for chunk in deliveries.chunks(INSERT_CHUNK) {
+            diesel::insert_into(deliveries::table)
+                .values(chunk.to_vec())
+                .execute(self)?;
+        }
+        Ok(())
+    }
+}
+
 /// One event ready to store, with its deliveries.
 #[derive(Debug, Clone)]
 pub struct PreparedEvent {
@@ -91,14 +139,7 @@ pub fn store_batch(
             new_events.push(&p.event);
             new_deliveries.extend(p.deliveries.iter());
         }
-        for chunk in new_events.chunks(INSERT_CHUNK) {
-            let rows: Vec<NewEvent> = chunk.iter().map(|e| (*e).clone()).collect();
-            diesel::insert_into(events::table).values(&rows).execute(c)?;
-        }
-        for chunk in new_deliveries.chunks(INSERT_CHUNK) {
-            let rows: Vec<NewDelivery> = chunk.iter().map(|d| (*d).clone()).collect();
-            diesel::insert_into(deliveries::table).values(&rows).execute(c)?;
-        }
+        InsertRows::insert_rows(c, &new_events, &new_deliveries)?;
         if !notify.is_empty() {
             NotifyWork::notify_work(c, notify)?;
         }

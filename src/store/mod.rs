@@ -112,13 +112,29 @@ pub struct Store {
     pools: Pools,
 }
 
+/// How SQLite makes a commit durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum SqliteSync {
+    /// Every commit is on disk before it is acknowledged (the default):
+    /// nothing accepted is lost even if the machine loses power.
+    #[default]
+    Full,
+    /// Commits survive a crash of the process (kill -9) but the last ones
+    /// before a power loss or kernel crash can be lost. Faster.
+    Normal,
+}
+
 #[derive(Debug)]
-struct SqlitePragmas;
+struct SqlitePragmas(SqliteSync);
 
 impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragmas {
     fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
+        let sync = match self.0 {
+            SqliteSync::Full => "FULL",
+            SqliteSync::Normal => "NORMAL",
+        };
         conn.batch_execute(&format!(
-            "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF;"
+            "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = OFF;"
         ))
         .map_err(diesel::r2d2::Error::QueryError)
     }
@@ -127,6 +143,15 @@ impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragma
 impl Store {
     /// Opens the database, runs pending migrations, and builds the pool.
     pub fn open(url: &str, pool_size: u32) -> Result<Store, StoreError> {
+        Store::open_with(url, pool_size, SqliteSync::Full)
+    }
+
+    /// `open`, choosing SQLite's commit durability.
+    pub fn open_with(
+        url: &str,
+        pool_size: u32,
+        sqlite_sync: SqliteSync,
+    ) -> Result<Store, StoreError> {
         let connect_error = |reason: String| StoreError::Connect {
             url: redact(url),
             reason,
@@ -150,7 +175,7 @@ impl Store {
                 let pool = Pool::builder()
                     .max_size(pool_size.max(2))
                     .connection_timeout(Duration::from_secs(30))
-                    .connection_customizer(Box::new(SqlitePragmas))
+                    .connection_customizer(Box::new(SqlitePragmas(sqlite_sync)))
                     .build(ConnectionManager::<SqliteConnection>::new(path))
                     .map_err(|e| connect_error(e.to_string()))?;
                 Pools::Sqlite(pool)
