@@ -669,6 +669,36 @@ pub struct ReleaseEndpoints {
     pub deadline: std::time::Instant,
 }
 
+/// An endpoint actor stopped because nothing uses its endpoint any more.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Retired(pub i64);
+
+impl Handler<Retired> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: Retired, _ctx: &mut Self::Context) {
+        if self.actors.get(&msg.0).is_some_and(|a| !a.connected()) {
+            self.actors.remove(&msg.0);
+        }
+        let resubscribed = self
+            .known_endpoints
+            .get(&msg.0)
+            .is_some_and(|info| !info.subscriptions.is_empty());
+        if resubscribed {
+            // A subscription arrived while it stopped.
+            match &self.leases {
+                None => {
+                    self.start_actor(msg.0, true, None);
+                }
+                Some(leases) => leases.do_send(Claim(vec![msg.0])),
+            }
+        } else {
+            self.known_endpoints.remove(&msg.0);
+        }
+    }
+}
+
 /// The lease manager to claim new endpoints with (clustered mode).
 #[derive(Message)]
 #[rtype(result = "()")]

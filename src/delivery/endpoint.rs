@@ -35,7 +35,7 @@ use super::retry;
 use super::sender::{self, Attempt};
 use crate::endpoint_url::EndpointUrl;
 use crate::metrics::{AttemptOutcome, EndpointMetrics, METRICS};
-use crate::router::{EndpointDied, Router};
+use crate::router::{EndpointDied, Retired, Router};
 use crate::signing::Secret;
 use crate::store::Store;
 use crate::store::deliveries::{self, Completion, JobRow};
@@ -419,6 +419,7 @@ impl EndpointActor {
             // cancelled with the subscription).
             self.release(&job);
             self.pump(ctx);
+            self.retire_if_unused(ctx);
             return;
         }
         if !self.sending_allowed() || self.hold_until.is_some_and(|t| t > Instant::now()) {
@@ -528,6 +529,28 @@ impl EndpointActor {
         }
         self.apply(effect, ctx);
         self.pump(ctx);
+    }
+
+    /// Stops the actor once nothing subscribes to the endpoint and nothing is
+    /// held or in flight (a new subscription starts a fresh one).
+    fn retire_if_unused(&mut self, ctx: &mut Context<Self>) {
+        let unused = self.subscriptions.is_empty()
+            && self.queue.is_empty()
+            && self.slots_used == 0
+            && !self.backlog.more_in_db
+            && !self.backlog.loading;
+        if unused {
+            log::info!(
+                "endpoint {} has no subscriptions left; its actor stops",
+                self.id
+            );
+            self.send_records(ctx);
+            if self.health_dirty {
+                self.save_health(ctx);
+            }
+            self.router.do_send(Retired(self.id));
+            ctx.stop();
+        }
     }
 
     /// Marks the health as changed; it is saved within `SAVE_HEALTH_EVERY`.
@@ -1085,7 +1108,7 @@ impl Handler<AddSubscription> for EndpointActor {
 impl Handler<ForgetSubscription> for EndpointActor {
     type Result = ();
 
-    fn handle(&mut self, msg: ForgetSubscription, _ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: ForgetSubscription, ctx: &mut Self::Context) {
         self.subscriptions.remove(&msg.0);
         self.removed_subscriptions.insert(msg.0);
         let known = &mut self.known;
@@ -1100,6 +1123,7 @@ impl Handler<ForgetSubscription> for EndpointActor {
             .arrived
             .retain(|job| job.subscription_id != msg.0);
         self.update_gauges();
+        self.retire_if_unused(ctx);
     }
 }
 

@@ -247,7 +247,8 @@ pub fn claim(
          WHERE id IN (
              SELECT e.id FROM endpoints e
              WHERE e.id = ANY($3) AND e.state <> 'dead'
-               AND (e.owner_node IS NULL OR e.lease_expires_at IS NULL OR e.lease_expires_at < {NOW})
+               AND (e.owner_node IS NULL OR e.owner_node = $1
+                    OR e.lease_expires_at IS NULL OR e.lease_expires_at < {NOW})
              FOR UPDATE SKIP LOCKED)
          RETURNING id, url, state, consecutive_failures, failed_verifications, last_success_at,
                    last_failure_at, last_failure_reason, next_verification_at"

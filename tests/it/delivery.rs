@@ -205,6 +205,31 @@ async fn a_deleted_subscription_gets_no_further_events() {
 }
 
 #[actix_rt::test]
+async fn an_endpoint_subscribed_again_after_its_last_subscription_was_deleted_receives_again() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let token = app.token(2250, 1).await;
+    let first = app
+        .subscribe_ok(&token, CONFIRM_FINAL_GRADES, &receiver.url(), SECRET)
+        .await;
+    app.push_event_ok(&event(CONFIRM_FINAL_GRADES, 2250, 1))
+        .await;
+    receiver.wait_for_context_id(1, SOON).await;
+    let (status, body) = app.delete_subscription(&token, first).await;
+    assert_eq!(status, 204, "{body}");
+    // The endpoint's actor stops with its last subscription; a new
+    // subscription on the same URL must start a fresh one.
+    app.subscribe_ok(&token, CONFIRM_FINAL_GRADES, &receiver.url(), SECRET)
+        .await;
+    let pushed = app
+        .push_event_ok(&event(CONFIRM_FINAL_GRADES, 2250, 2))
+        .await;
+    assert_eq!(pushed["deliveries"], 1, "{pushed}");
+    receiver.wait_for_context_id(2, SOON).await;
+    assert_eq!(receiver.deliveries_of(2).len(), 1);
+}
+
+#[actix_rt::test]
 async fn one_endpoint_shared_by_two_subscriptions_gets_one_delivery_each_signed_with_its_own_secret()
  {
     let app = TestApp::spawn().await;
