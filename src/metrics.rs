@@ -4,12 +4,14 @@
 //! once so that recording costs an atomic add. Scraping reads only memory.
 
 use std::cell::OnceCell;
-use std::collections::HashMap;
-use std::sync::{LazyLock, OnceLock};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, LazyLock, OnceLock, RwLock};
 
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{self, LabelPair, MetricFamily, MetricType};
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -17,11 +19,6 @@ pub struct Metrics {
     pub deliveries: IntCounterVec,
     pub attempts: IntCounterVec,
     pub duration: HistogramVec,
-    pub queue_depth: IntGaugeVec,
-    pub in_flight: IntGaugeVec,
-    pub consecutive_failures: IntGaugeVec,
-    pub up: IntGaugeVec,
-    pub paused: IntGaugeVec,
     pub verifications: IntCounterVec,
     pub auto_unsubscribed: IntCounter,
     pub events_ingested: IntCounterVec,
@@ -29,18 +26,14 @@ pub struct Metrics {
     pub commit_failures: IntCounter,
     pub group_commit_events: prometheus::Histogram,
     pub internal_errors: IntCounter,
+    /// The per-endpoint gauges, kept as plain atomics per endpoint.
+    endpoint_gauges: Arc<GaugeTable>,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
     r.register(Box::new(c.clone())).expect("registered once");
     c
-}
-
-fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
-    r.register(Box::new(g.clone())).expect("registered once");
-    g
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -101,36 +94,6 @@ impl Metrics {
                 &["endpoint", "outcome"],
             ),
             duration,
-            queue_depth: gauge_vec(
-                &r,
-                "hookrelay_endpoint_queue_depth",
-                "Deliveries held in memory for the endpoint and not in flight (a backlog in the database is not counted).",
-                &["endpoint"],
-            ),
-            in_flight: gauge_vec(
-                &r,
-                "hookrelay_endpoint_in_flight",
-                "Requests in flight to the endpoint.",
-                &["endpoint"],
-            ),
-            consecutive_failures: gauge_vec(
-                &r,
-                "hookrelay_endpoint_consecutive_failures",
-                "Failed delivery attempts in a row.",
-                &["endpoint"],
-            ),
-            up: gauge_vec(
-                &r,
-                "hookrelay_endpoint_up",
-                "1 when the endpoint is healthy, 0 when failing, paused or dead.",
-                &["endpoint"],
-            ),
-            paused: gauge_vec(
-                &r,
-                "hookrelay_endpoint_paused",
-                "1 while deliveries to the endpoint are held and it is being probed.",
-                &["endpoint"],
-            ),
             verifications: counter_vec(
                 &r,
                 "hookrelay_verifications_total",
@@ -165,6 +128,12 @@ impl Metrics {
                 "hookrelay_internal_errors_total",
                 "Internal errors (database, bugs); the cause is in the log.",
             ),
+            endpoint_gauges: {
+                let table = Arc::new(GaugeTable::new());
+                r.register(Box::new(TableCollector(table.clone())))
+                    .expect("registered once");
+                table
+            },
             registry: r,
         }
     }
@@ -192,21 +161,131 @@ pub enum AttemptOutcome {
     Refused,
 }
 
-/// One endpoint's series. The gauges of the contract (`up`, queue depth,
-/// consecutive failures) exist from the start; every other series is
-/// resolved on first use and kept, so recording costs an atomic add and an
-/// idle endpoint holds three series (memory matters at 100,000 endpoints).
+/// The gauges of one endpoint: plain atomics in a table that is read at
+/// scrape time (a `prometheus` series per gauge would cost about 400 bytes
+/// each; at 100,000 endpoints that matters).
+#[derive(Default)]
+pub struct EndpointGauges {
+    queue_depth: AtomicI64,
+    in_flight: AtomicI64,
+    consecutive_failures: AtomicI64,
+    up: AtomicI64,
+    paused: AtomicI64,
+}
+
+/// The gauge families read from the table, with their help texts.
+const GAUGES: [(&str, &str); 5] = [
+    (
+        "hookrelay_endpoint_queue_depth",
+        "Deliveries held in memory for the endpoint and not in flight (a backlog in the database is not counted).",
+    ),
+    (
+        "hookrelay_endpoint_in_flight",
+        "Requests in flight to the endpoint.",
+    ),
+    (
+        "hookrelay_endpoint_consecutive_failures",
+        "Failed delivery attempts in a row.",
+    ),
+    (
+        "hookrelay_endpoint_up",
+        "1 when the endpoint is healthy, 0 when failing, paused or dead.",
+    ),
+    (
+        "hookrelay_endpoint_paused",
+        "1 while deliveries to the endpoint are held and it is being probed.",
+    ),
+];
+
+impl EndpointGauges {
+    fn values(&self) -> [i64; 5] {
+        [
+            self.queue_depth.load(Ordering::Relaxed),
+            self.in_flight.load(Ordering::Relaxed),
+            self.consecutive_failures.load(Ordering::Relaxed),
+            self.up.load(Ordering::Relaxed),
+            self.paused.load(Ordering::Relaxed),
+        ]
+    }
+}
+
+/// Every running endpoint's gauges, by endpoint id.
+struct GaugeTable {
+    descs: Vec<Desc>,
+    endpoints: RwLock<BTreeMap<i64, Arc<EndpointGauges>>>,
+}
+
+impl GaugeTable {
+    fn new() -> GaugeTable {
+        let descs = GAUGES
+            .iter()
+            .map(|(name, help)| {
+                Desc::new(
+                    name.to_string(),
+                    help.to_string(),
+                    vec!["endpoint".into()],
+                    HashMap::new(),
+                )
+                .expect("valid metric")
+            })
+            .collect();
+        GaugeTable {
+            descs,
+            endpoints: RwLock::new(BTreeMap::new()),
+        }
+    }
+}
+
+struct TableCollector(Arc<GaugeTable>);
+
+impl Collector for TableCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.0.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let endpoints = self.0.endpoints.read().unwrap_or_else(|p| p.into_inner());
+        let mut families: Vec<MetricFamily> = GAUGES
+            .iter()
+            .map(|(name, help)| {
+                let mut f = MetricFamily::default();
+                f.set_name(name.to_string());
+                f.set_help(help.to_string());
+                f.set_field_type(MetricType::GAUGE);
+                f
+            })
+            .collect();
+        for (id, gauges) in endpoints.iter() {
+            let label = id.to_string();
+            for (family, value) in families.iter_mut().zip(gauges.values()) {
+                let mut pair = LabelPair::default();
+                pair.set_name("endpoint".into());
+                pair.set_value(label.clone());
+                let mut gauge = proto::Gauge::default();
+                gauge.set_value(value as f64);
+                let mut metric = proto::Metric::default();
+                metric.set_label(vec![pair]);
+                metric.set_gauge(gauge);
+                family.mut_metric().push(metric);
+            }
+        }
+        // A family without series is left out, like the built-in vectors do.
+        families.retain(|f| !f.get_metric().is_empty());
+        families
+    }
+}
+
+/// One endpoint's series. Its gauges live in the gauge table from the
+/// start; every other series is resolved on first use and kept, so
+/// recording costs an atomic add and an idle endpoint costs a few atomics.
 pub struct EndpointMetrics {
+    id: i64,
     label: String,
+    gauges: Arc<EndpointGauges>,
     succeeded: OnceCell<IntCounter>,
     dead: OnceCell<IntCounter>,
     attempts: [OnceCell<IntCounter>; 5],
     duration: OnceCell<prometheus::Histogram>,
-    queue_depth: IntGauge,
-    in_flight: OnceCell<IntGauge>,
-    consecutive_failures: IntGauge,
-    up: IntGauge,
-    paused: OnceCell<IntGauge>,
     verification_ok: OnceCell<IntCounter>,
     verification_failed: OnceCell<IntCounter>,
 }
@@ -227,36 +306,24 @@ fn counter_of<'a>(
     cell.get_or_init(|| vec.with_label_values(labels))
 }
 
-/// Sets a gauge, creating its series only for a non-zero value.
-fn set_gauge(cell: &OnceCell<IntGauge>, vec: &IntGaugeVec, label: &str, value: i64) {
-    match cell.get() {
-        Some(g) => g.set(value),
-        None if value != 0 => cell
-            .get_or_init(|| vec.with_label_values(&[label]))
-            .set(value),
-        None => {}
-    }
-}
-
 impl EndpointMetrics {
     pub fn new(endpoint_id: i64) -> EndpointMetrics {
-        let label = endpoint_id.to_string();
-        let l = [label.as_str()];
-        let up = METRICS.up.with_label_values(&l);
-        up.set(1);
-        let queue_depth = METRICS.queue_depth.with_label_values(&l);
-        let consecutive_failures = METRICS.consecutive_failures.with_label_values(&l);
+        let gauges = Arc::new(EndpointGauges::default());
+        gauges.up.store(1, Ordering::Relaxed);
+        METRICS
+            .endpoint_gauges
+            .endpoints
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(endpoint_id, gauges.clone());
         EndpointMetrics {
-            label,
+            id: endpoint_id,
+            label: endpoint_id.to_string(),
+            gauges,
             succeeded: OnceCell::new(),
             dead: OnceCell::new(),
             attempts: Default::default(),
             duration: OnceCell::new(),
-            queue_depth,
-            in_flight: OnceCell::new(),
-            consecutive_failures,
-            up,
-            paused: OnceCell::new(),
             verification_ok: OnceCell::new(),
             verification_failed: OnceCell::new(),
         }
@@ -323,23 +390,29 @@ impl EndpointMetrics {
         up: bool,
         paused: bool,
     ) {
-        let m = &*METRICS;
-        self.queue_depth.set(queue_depth as i64);
-        set_gauge(&self.in_flight, &m.in_flight, &self.label, in_flight as i64);
-        self.consecutive_failures.set(consecutive_failures as i64);
-        set_gauge(&self.paused, &m.paused, &self.label, i64::from(paused));
-        self.up.set(i64::from(up));
+        let g = &self.gauges;
+        g.queue_depth.store(queue_depth as i64, Ordering::Relaxed);
+        g.in_flight.store(i64::from(in_flight), Ordering::Relaxed);
+        g.consecutive_failures
+            .store(i64::from(consecutive_failures), Ordering::Relaxed);
+        g.up.store(i64::from(up), Ordering::Relaxed);
+        g.paused.store(i64::from(paused), Ordering::Relaxed);
     }
 
     /// Drops the endpoint's gauges (a stopped actor reports nothing); its
     /// counters stay so that rates stay correct.
     pub fn remove_gauges(&self) {
-        let m = &*METRICS;
-        let l = [self.label.as_str()];
-        let _ = m.queue_depth.remove_label_values(&l);
-        let _ = m.in_flight.remove_label_values(&l);
-        let _ = m.consecutive_failures.remove_label_values(&l);
-        let _ = m.up.remove_label_values(&l);
-        let _ = m.paused.remove_label_values(&l);
+        let mut table = METRICS
+            .endpoint_gauges
+            .endpoints
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        // A newer actor of the same endpoint may have replaced the entry.
+        if table
+            .get(&self.id)
+            .is_some_and(|g| Arc::ptr_eq(g, &self.gauges))
+        {
+            table.remove(&self.id);
+        }
     }
 }

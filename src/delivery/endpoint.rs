@@ -1206,3 +1206,4 @@ impl Handler<Status> for EndpointActor {
         })
     }
 }
+

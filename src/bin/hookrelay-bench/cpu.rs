@@ -1,7 +1,8 @@
 //! CPU use during a measurement, from /proc: the whole machine, the
-//! hookrelay child, the bench itself, and the rest (other work on a shared
-//! machine, which skews the figures). Linux only; elsewhere it reports
-//! nothing.
+//! hookrelay children, the bench itself, a local PostgreSQL serving the
+//! bench's database (when one is watched), and the rest (other work on a
+//! shared machine, which skews the figures). Linux only; elsewhere it
+//! reports nothing.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -15,13 +16,17 @@ pub struct Snapshot {
     at: Instant,
     /// (busy, total) ticks summed over all CPUs.
     machine: Option<(u64, u64)>,
-    hookrelay: Option<u64>,
-    /// hookrelay's threads: tid → (name, ticks).
+    /// hookrelay processes: pid → ticks.
+    hookrelay: HashMap<u32, u64>,
+    /// hookrelay's threads: "pid/tid" → (name, ticks).
     threads: HashMap<String, (String, u64)>,
     bench: Option<u64>,
-    /// Bytes written to the machine's disks, and by hookrelay.
+    /// Bytes written to the machine's disks, and by each hookrelay.
     disk_written: Option<u64>,
-    hookrelay_written: Option<u64>,
+    hookrelay_written: HashMap<u32, u64>,
+    /// The local database server's processes that serve the bench: pid →
+    /// (ticks, bytes written). `None` when no database is watched.
+    database: Option<HashMap<u32, (u64, u64)>>,
 }
 
 /// Bytes written to the machine's disks (not loop, ram or zram devices).
@@ -94,16 +99,71 @@ fn process_ticks(pid: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// PostgreSQL server processes on this machine that work for the
+/// database `name`: its backends (their title names the database) and the
+/// shared background processes (checkpointer, WAL writer, …). Backends of
+/// other databases are left out: they are someone else's load.
+fn database_processes(name: &str) -> HashMap<u32, (u64, u64)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return HashMap::new();
+    };
+    dir.filter_map(|e| {
+        let pid: u32 = e.ok()?.file_name().to_string_lossy().parse().ok()?;
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+        if comm.trim() != "postgres" {
+            return None;
+        }
+        let title = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let title = String::from_utf8_lossy(&title);
+        let is_client_backend = title.contains('(') || title.contains("[local]");
+        if is_client_backend && !title.split_whitespace().any(|w| w == name) {
+            return None;
+        }
+        let ticks = process_ticks(&pid.to_string())?;
+        Some((pid, (ticks, process_written(pid).unwrap_or(0))))
+    })
+    .collect()
+}
+
 pub fn snapshot(hookrelay_pid: Option<u32>) -> Snapshot {
+    snapshot_of(hookrelay_pid.as_slice(), None)
+}
+
+/// A snapshot of several hookrelay processes and, with `database`, of the
+/// local PostgreSQL processes serving that database.
+pub fn snapshot_of(hookrelay_pids: &[u32], database: Option<&str>) -> Snapshot {
+    let mut threads = HashMap::new();
+    for pid in hookrelay_pids {
+        for (tid, v) in thread_ticks(*pid) {
+            threads.insert(format!("{pid}/{tid}"), v);
+        }
+    }
     Snapshot {
         at: Instant::now(),
         machine: machine_ticks(),
-        hookrelay: hookrelay_pid.and_then(|p| process_ticks(&p.to_string())),
-        threads: hookrelay_pid.map(thread_ticks).unwrap_or_default(),
+        hookrelay: hookrelay_pids
+            .iter()
+            .filter_map(|p| Some((*p, process_ticks(&p.to_string())?)))
+            .collect(),
+        threads,
         bench: process_ticks("self"),
         disk_written: disk_written(),
-        hookrelay_written: hookrelay_pid.and_then(process_written),
+        hookrelay_written: hookrelay_pids
+            .iter()
+            .filter_map(|p| Some((*p, process_written(*p)?)))
+            .collect(),
+        database: database.map(database_processes),
     }
+}
+
+/// The growth of per-process counters from `from` to `to` (a process that
+/// is new in `to` counts from zero); `None` when `to` has no process.
+fn growth(from: &HashMap<u32, u64>, to: &HashMap<u32, u64>) -> Option<u64> {
+    (!to.is_empty()).then(|| {
+        to.iter()
+            .map(|(pid, v)| v.saturating_sub(from.get(pid).copied().unwrap_or(0)))
+            .sum()
+    })
 }
 
 /// CPU use between two snapshots, in cores (1.0 = one core busy the whole
@@ -113,10 +173,7 @@ pub fn usage(from: &Snapshot, to: &Snapshot) -> Value {
     if secs <= 0.0 {
         return Value::Null;
     }
-    let cores = |a: Option<u64>, b: Option<u64>| {
-        a.zip(b)
-            .map(|(a, b)| b.saturating_sub(a) as f64 / TICKS_PER_SEC / secs)
-    };
+    let per_sec = |ticks: Option<u64>| ticks.map(|t| t as f64 / TICKS_PER_SEC / secs);
     let nproc = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     let machine = from
         .machine
@@ -125,29 +182,47 @@ pub fn usage(from: &Snapshot, to: &Snapshot) -> Value {
             let total = t1.saturating_sub(t0);
             (total > 0).then(|| b1.saturating_sub(b0) as f64 / total as f64 * nproc)
         });
-    let hookrelay = cores(from.hookrelay, to.hookrelay);
-    let bench = cores(from.bench, to.bench);
-    let other = machine.map(|m| (m - hookrelay.unwrap_or(0.0) - bench.unwrap_or(0.0)).max(0.0));
+    let hookrelay = per_sec(growth(&from.hookrelay, &to.hookrelay));
+    let bench = per_sec(from.bench.zip(to.bench).map(|(a, b)| b.saturating_sub(a)));
+    let split = |s: &Snapshot, pick: fn(&(u64, u64)) -> u64| -> HashMap<u32, u64> {
+        s.database
+            .iter()
+            .flatten()
+            .map(|(pid, v)| (*pid, pick(v)))
+            .collect()
+    };
+    let database = to
+        .database
+        .as_ref()
+        .map(|_| per_sec(growth(&split(from, |v| v.0), &split(to, |v| v.0))).unwrap_or(0.0));
+    let other = machine.map(|m| {
+        (m - hookrelay.unwrap_or(0.0) - bench.unwrap_or(0.0) - database.unwrap_or(0.0)).max(0.0)
+    });
     let round = |x: Option<f64>| x.map(|v| (v * 100.0).round() / 100.0);
     // hookrelay's busiest threads: one near 1.0 core is a serial bottleneck.
     let mut threads: Vec<(String, f64)> = to
         .threads
         .iter()
-        .map(|(tid, (name, ticks))| {
-            let before = from.threads.get(tid).map_or(0, |(_, t)| *t);
+        .map(|(key, (name, ticks))| {
+            let before = from.threads.get(key).map_or(0, |(_, t)| *t);
             let cores = ticks.saturating_sub(before) as f64 / TICKS_PER_SEC / secs;
+            let tid = key.rsplit('/').next().unwrap_or(key);
             (format!("{name} ({tid})"), (cores * 100.0).round() / 100.0)
         })
         .filter(|(_, cores)| *cores >= 0.01)
         .collect();
     threads.sort_by(|a, b| b.1.total_cmp(&a.1));
-    let mb = |a: Option<u64>, b: Option<u64>| {
-        a.zip(b)
-            .map(|(a, b)| (b.saturating_sub(a) as f64 / 1e6 * 10.0).round() / 10.0)
-    };
-    let disk = mb(from.disk_written, to.disk_written);
-    let hook_disk = mb(from.hookrelay_written, to.hookrelay_written);
-    json!({
+    let mb = |bytes: Option<u64>| bytes.map(|b| (b as f64 / 1e6 * 10.0).round() / 10.0);
+    let disk = mb(from
+        .disk_written
+        .zip(to.disk_written)
+        .map(|(a, b)| b.saturating_sub(a)));
+    let hook_disk = mb(growth(&from.hookrelay_written, &to.hookrelay_written));
+    let db_disk = to
+        .database
+        .as_ref()
+        .map(|_| mb(growth(&split(from, |v| v.1), &split(to, |v| v.1))).unwrap_or(0.0));
+    let mut out = json!({
         "seconds": secs,
         "machine_cores_busy": round(machine),
         "hookrelay_cores": round(hookrelay),
@@ -158,8 +233,15 @@ pub fn usage(from: &Snapshot, to: &Snapshot) -> Value {
         "hookrelay_disk_mb_written": hook_disk,
         // Approximate: the device counts journal and write-back, the
         // process counts what it dirtied.
-        "other_disk_mb_written": disk.map(|d| (d - hook_disk.unwrap_or(0.0)).max(0.0)),
-    })
+        "other_disk_mb_written": disk.map(|d| {
+            (d - hook_disk.unwrap_or(0.0) - db_disk.unwrap_or(0.0)).max(0.0)
+        }),
+    });
+    if database.is_some() {
+        out["database_cores"] = json!(round(database));
+        out["database_disk_mb_written"] = json!(db_disk);
+    }
+    out
 }
 
 /// Busy cores of the whole machine over `window`.

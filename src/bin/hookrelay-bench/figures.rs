@@ -1,4 +1,6 @@
-//! The six measurements. Each starts what it needs (a fresh hookrelay child
+//! The six throughput and latency measurements, and the push loads that
+//! figure 9 repeats on PostgreSQL (figures 7 and 8 are in `memory.rs` and
+//! `recovery.rs`). Each starts what it needs (a fresh hookrelay child
 //! on a fresh database when hookrelay is involved), measures, and returns
 //! its numbers, or an error saying what went wrong.
 
@@ -21,7 +23,9 @@ pub const EVENT_BYTES: usize = 300;
 pub const BATCH: usize = 1000;
 /// The user owning the bench's subscriptions (events carry no
 /// triggeringUserId, so nothing is skipped).
-const SUBSCRIBER_USER: u64 = 1000;
+pub const SUBSCRIBER_USER: i64 = 1000;
+/// The marketplace (tenant) of the bench's subscriptions and events.
+pub const SUBSCRIBER_MARKETPLACE: i64 = 1;
 
 /// How much work each figure does.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -41,6 +45,19 @@ pub struct Sizes {
     pub stall_secs: f64,
     /// …or this long after the pushes are done.
     pub deadline_secs: f64,
+    /// Figure 7: idle endpoints (one subscription each) in the database.
+    pub memory_endpoints: usize,
+    /// Figure 7: the resident set counts as settled after this long
+    /// without growing.
+    pub memory_settle_secs: f64,
+    /// Figure 7: `GET /metrics` scrapes timed.
+    pub metrics_scrapes: usize,
+    /// Figure 8: pending deliveries in the database at start…
+    pub recovery_deliveries: usize,
+    /// …spread over this many endpoints.
+    pub recovery_endpoints: usize,
+    /// Figure 8: the drain is cut off this long after the first delivery.
+    pub recovery_deadline_secs: f64,
 }
 
 impl Sizes {
@@ -59,6 +76,12 @@ impl Sizes {
             latency_warmup_secs: 1.0,
             stall_secs: 30.0,
             deadline_secs: 120.0,
+            memory_endpoints: 100_000,
+            memory_settle_secs: 2.0,
+            metrics_scrapes: 5,
+            recovery_deliveries: 1_000_000,
+            recovery_endpoints: 10,
+            recovery_deadline_secs: 300.0,
         }
     }
 
@@ -73,6 +96,11 @@ impl Sizes {
             latency_warmup_secs: 0.2,
             stall_secs: 10.0,
             deadline_secs: 15.0,
+            memory_endpoints: 2_000,
+            memory_settle_secs: 0.5,
+            metrics_scrapes: 2,
+            recovery_deliveries: 10_000,
+            recovery_deadline_secs: 20.0,
             ..Sizes::full()
         }
     }
@@ -136,7 +164,7 @@ fn batch_items(events: usize) -> Vec<Item> {
         .collect()
 }
 
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
     actix_rt::System::new().block_on(f)
 }
 
@@ -145,7 +173,8 @@ pub fn subscribe(instance: &Instance, receiver_port: u16, fanout: usize) -> Resu
     block_on(async {
         let client = load::client(2);
         let url = format!("{}/internal/v1/tokens", instance.internal);
-        let body = json!({"marketplaceId": 1, "userId": SUBSCRIBER_USER}).to_string();
+        let body =
+            json!({"marketplaceId": SUBSCRIBER_MARKETPLACE, "userId": SUBSCRIBER_USER}).to_string();
         let (status, answer) = load::post(&client, &url, Bytes::from(body), None).await?;
         if status != 201 {
             return Err(format!(
@@ -185,7 +214,7 @@ pub fn subscribe(instance: &Instance, receiver_port: u16, fanout: usize) -> Resu
 
 /// Waits until `expected` distinct deliveries arrived; returns the clock
 /// reading of the last one.
-fn wait_for_arrivals(arrivals: &Arrivals, expected: u64, sizes: &Sizes) -> Result<u64, String> {
+pub fn wait_for_arrivals(arrivals: &Arrivals, expected: u64, sizes: &Sizes) -> Result<u64, String> {
     let started = Instant::now();
     let deadline = Duration::from_secs_f64(sizes.deadline_secs);
     let stall = Duration::from_secs_f64(sizes.stall_secs);
@@ -220,7 +249,7 @@ fn wait_for_arrivals(arrivals: &Arrivals, expected: u64, sizes: &Sizes) -> Resul
 
 /// Duplicate and unexpected deliveries, counted a little after the last
 /// expected one arrived; stops tracking.
-fn extra_arrivals(arrivals: &Arrivals) -> Value {
+pub fn extra_arrivals(arrivals: &Arrivals) -> Value {
     std::thread::sleep(Duration::from_millis(200));
     let extra = json!({
         "arrivals": arrivals.count(),
@@ -231,7 +260,7 @@ fn extra_arrivals(arrivals: &Arrivals) -> Value {
     extra
 }
 
-fn with_log(instance: &Instance, error: String) -> String {
+pub fn with_log(instance: &Instance, error: String) -> String {
     format!(
         "{error}\n  hookrelay (pid {}) log ends with:\n{}",
         instance.pid(),
@@ -280,54 +309,167 @@ pub fn loopback(bench: &Bench) -> Result<Measured, String> {
     })
 }
 
-/// Figures 2 and 3: N events pushed in batches of 1000 by 4 concurrent pushers to
-/// `fanout` subscriptions; from the first push to the last arrival.
-pub fn batch(bench: &Bench, fanout: usize, events: usize) -> Result<Measured, String> {
-    let instance = Instance::start(&bench.launch)?;
-    subscribe(&instance, bench.receiver.port, fanout).map_err(|e| with_log(&instance, e))?;
-    let items = Arc::new(batch_items(events));
-    let url: Arc<str> = format!("{}/internal/v1/events/batch", instance.internal).into();
-    let next = Arc::new(AtomicUsize::new(0));
+/// What a push figure measured: deliveries/s (first push → last distinct
+/// arrival), ingest events/s (first push → last 202), and the details.
+pub struct Pushed {
+    pub delivery: f64,
+    pub ingest: f64,
+    pub detail: Value,
+}
+
+/// The error with the end of every node's log.
+pub fn with_logs(nodes: &[&Instance], error: String) -> String {
+    match nodes {
+        [one] => with_log(one, error),
+        _ => nodes.iter().fold(error, |e, n| {
+            format!(
+                "{e}\n  hookrelay (pid {}) log ends with:\n{}",
+                n.pid(),
+                n.log_tail(1000)
+            )
+        }),
+    }
+}
+
+/// Splits `items` between the nodes (item i to node i % nodes), and gives
+/// each load task a node in turn: (URL, its items, its next index) for
+/// every task.
+type Share = (Arc<str>, Arc<Vec<Item>>, Arc<AtomicUsize>);
+
+fn shares(nodes: &[&Instance], path: &str, items: Vec<Item>) -> Vec<Share> {
+    let n = nodes.len().max(1);
+    let mut parts: Vec<Vec<Item>> = vec![Vec::new(); n];
+    for (i, item) in items.into_iter().enumerate() {
+        parts[i % n].push(item);
+    }
+    nodes
+        .iter()
+        .zip(parts)
+        .map(|(node, part)| {
+            (
+                Arc::from(format!("{}{path}", node.internal)),
+                Arc::new(part),
+                Arc::new(AtomicUsize::new(0)),
+            )
+        })
+        .collect()
+}
+
+/// A closure for `load::spread` that hands each task the next node's share.
+fn per_task(shares: Vec<Share>) -> impl Fn() -> Share + Send + Sync + 'static {
+    let task = AtomicUsize::new(0);
+    move || shares[task.fetch_add(1, Ordering::Relaxed) % shares.len()].clone()
+}
+
+/// `events` events in batches of 1,000, by 4 concurrent pushers split over
+/// `nodes` (already subscribed with `fanout` subscriptions); waits for
+/// every delivery. `database`: a local PostgreSQL database whose server
+/// processes are accounted for separately.
+pub fn push_batches(
+    bench: &Bench,
+    nodes: &[&Instance],
+    fanout: usize,
+    events: usize,
+    database: Option<&str>,
+) -> Result<Pushed, String> {
+    let next_share = per_task(shares(
+        nodes,
+        "/internal/v1/events/batch",
+        batch_items(events),
+    ));
+    let pids: Vec<u32> = nodes.iter().map(|n| n.pid()).collect();
     let arrivals = &bench.receiver.arrivals;
     arrivals.track(fanout, events + 1);
     let stop = push_deadline(&bench.sizes);
-    let cpu_from = cpu::snapshot(Some(instance.pid()));
+    let cpu_from = cpu::snapshot_of(&pids, database);
     let start = now_ns();
     let tally = load::spread(1, bench.sizes.batch_pushers, move |c| {
-        load::each_once(
-            c,
-            url.clone(),
-            items.clone(),
-            next.clone(),
-            Answer::Batch,
-            stop,
-        )
+        let (url, items, next) = next_share();
+        load::each_once(c, url, items, next, Answer::Batch, stop)
     });
-    check(&tally).map_err(|e| with_log(&instance, e))?;
+    check(&tally).map_err(|e| with_logs(nodes, e))?;
     let expected = (events * fanout) as u64;
     let last =
-        wait_for_arrivals(arrivals, expected, &bench.sizes).map_err(|e| with_log(&instance, e))?;
-    let cpu = cpu::usage(&cpu_from, &cpu::snapshot(Some(instance.pid())));
+        wait_for_arrivals(arrivals, expected, &bench.sizes).map_err(|e| with_logs(nodes, e))?;
+    let cpu = cpu::usage(&cpu_from, &cpu::snapshot_of(&pids, database));
     let extra = extra_arrivals(arrivals);
     let (ingest_secs, total_secs) = (
         secs_between(start, tally.last_ok_ns),
         secs_between(start, last),
     );
+    let log_lines: usize = nodes.iter().map(|n| n.log_lines()).sum();
+    Ok(Pushed {
+        delivery: expected as f64 / total_secs,
+        ingest: events as f64 / ingest_secs,
+        detail: json!({
+            "events": events, "fanout": fanout, "deliveries": expected, "nodes": nodes.len(),
+            "ingest_seconds": ingest_secs, "delivery_seconds": total_secs,
+            "overloaded_503": tally.overloaded, "receiver": extra, "cpu": cpu,
+            "hookrelay_log_lines": log_lines,
+        }),
+    })
+}
+
+/// Figures 2 and 3: N events pushed in batches of 1000 by 4 concurrent pushers to
+/// `fanout` subscriptions; from the first push to the last arrival.
+pub fn batch(bench: &Bench, fanout: usize, events: usize) -> Result<Measured, String> {
+    let instance = Instance::start(&bench.launch)?;
+    subscribe(&instance, bench.receiver.port, fanout).map_err(|e| with_log(&instance, e))?;
+    let pushed = push_batches(bench, &[&instance], fanout, events, None)?;
     let (delivery, ingest) = if fanout == 1 {
         ("batch1_delivery", "batch1_ingest")
     } else {
         ("batch10_delivery", "batch10_ingest")
     };
     Ok(Measured {
-        values: vec![
-            (delivery, expected as f64 / total_secs),
-            (ingest, events as f64 / ingest_secs),
-        ],
+        values: vec![(delivery, pushed.delivery), (ingest, pushed.ingest)],
+        detail: pushed.detail,
+    })
+}
+
+/// Single-event pushes by 32 concurrent clients split over `nodes`
+/// (subscribed with one subscription); waits for every delivery.
+pub fn push_singles(
+    bench: &Bench,
+    nodes: &[&Instance],
+    database: Option<&str>,
+) -> Result<Pushed, String> {
+    let events = bench.sizes.single_events;
+    let next_share = per_task(shares(
+        nodes,
+        "/internal/v1/events",
+        single_items(1..=events as u64),
+    ));
+    let pids: Vec<u32> = nodes.iter().map(|n| n.pid()).collect();
+    let arrivals = &bench.receiver.arrivals;
+    arrivals.track(1, events + 1);
+    let stop = push_deadline(&bench.sizes);
+    let cpu_from = cpu::snapshot_of(&pids, database);
+    let start = now_ns();
+    let tally = load::spread(bench.threads, bench.sizes.single_clients, move |c| {
+        let (url, items, next) = next_share();
+        let answer = Answer::Single { deliveries: 1 };
+        load::each_once(c, url, items, next, answer, stop)
+    });
+    check(&tally).map_err(|e| with_logs(nodes, e))?;
+    let expected = events as u64;
+    let last =
+        wait_for_arrivals(arrivals, expected, &bench.sizes).map_err(|e| with_logs(nodes, e))?;
+    let cpu = cpu::usage(&cpu_from, &cpu::snapshot_of(&pids, database));
+    let extra = extra_arrivals(arrivals);
+    let (ingest_secs, total_secs) = (
+        secs_between(start, tally.last_ok_ns),
+        secs_between(start, last),
+    );
+    let log_lines: usize = nodes.iter().map(|n| n.log_lines()).sum();
+    Ok(Pushed {
+        delivery: expected as f64 / total_secs,
+        ingest: events as f64 / ingest_secs,
         detail: json!({
-            "events": events, "fanout": fanout, "deliveries": expected,
+            "events": events, "clients": bench.sizes.single_clients, "nodes": nodes.len(),
             "ingest_seconds": ingest_secs, "delivery_seconds": total_secs,
             "overloaded_503": tally.overloaded, "receiver": extra, "cpu": cpu,
-            "hookrelay_log_lines": instance.log_lines(),
+            "hookrelay_log_lines": log_lines,
         }),
     })
 }
@@ -336,40 +478,13 @@ pub fn batch(bench: &Bench, fanout: usize, events: usize) -> Result<Measured, St
 pub fn single(bench: &Bench) -> Result<Measured, String> {
     let instance = Instance::start(&bench.launch)?;
     subscribe(&instance, bench.receiver.port, 1).map_err(|e| with_log(&instance, e))?;
-    let events = bench.sizes.single_events;
-    let items = Arc::new(single_items(1..=events as u64));
-    let url: Arc<str> = format!("{}/internal/v1/events", instance.internal).into();
-    let next = Arc::new(AtomicUsize::new(0));
-    let arrivals = &bench.receiver.arrivals;
-    arrivals.track(1, events + 1);
-    let stop = push_deadline(&bench.sizes);
-    let cpu_from = cpu::snapshot(Some(instance.pid()));
-    let start = now_ns();
-    let tally = load::spread(bench.threads, bench.sizes.single_clients, move |c| {
-        let answer = Answer::Single { deliveries: 1 };
-        load::each_once(c, url.clone(), items.clone(), next.clone(), answer, stop)
-    });
-    check(&tally).map_err(|e| with_log(&instance, e))?;
-    let expected = events as u64;
-    let last =
-        wait_for_arrivals(arrivals, expected, &bench.sizes).map_err(|e| with_log(&instance, e))?;
-    let cpu = cpu::usage(&cpu_from, &cpu::snapshot(Some(instance.pid())));
-    let extra = extra_arrivals(arrivals);
-    let (ingest_secs, total_secs) = (
-        secs_between(start, tally.last_ok_ns),
-        secs_between(start, last),
-    );
+    let pushed = push_singles(bench, &[&instance], None)?;
     Ok(Measured {
         values: vec![
-            ("single_delivery", expected as f64 / total_secs),
-            ("single_push_ingest", events as f64 / ingest_secs),
+            ("single_delivery", pushed.delivery),
+            ("single_push_ingest", pushed.ingest),
         ],
-        detail: json!({
-            "events": events, "clients": bench.sizes.single_clients,
-            "ingest_seconds": ingest_secs, "delivery_seconds": total_secs,
-            "overloaded_503": tally.overloaded, "receiver": extra, "cpu": cpu,
-            "hookrelay_log_lines": instance.log_lines(),
-        }),
+        detail: pushed.detail,
     })
 }
 

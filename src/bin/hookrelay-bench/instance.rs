@@ -1,5 +1,6 @@
-//! One `hookrelay serve` child process on a fresh SQLite file in a temporary
-//! directory, stopped by its pid and cleaned up on drop.
+//! One `hookrelay serve` child process, by default on a fresh SQLite file in
+//! a temporary directory (or on a given database, with extra options),
+//! stopped by its pid and cleaned up on drop.
 
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -7,6 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use crate::clock;
 
 const READY_PREFIX: &str = "hookrelay listening ";
 
@@ -22,16 +25,37 @@ pub struct Launch {
     pub max_in_flight: u32,
 }
 
+/// What a child runs on, beyond the common options.
+#[derive(Clone, Debug, Default)]
+pub struct Setup {
+    /// `--database-url`: a SQLite path or a `postgres://` URL. `None`: a new
+    /// SQLite file in the instance's own directory.
+    pub database: Option<String>,
+    /// More options appended to `serve` (e.g. `--node-id a`).
+    pub args: Vec<String>,
+}
+
 pub struct Instance {
     child: Child,
     dir: PathBuf,
     graceful: bool,
     pub public: String,
     pub internal: String,
+    /// Clock reading just before the process was spawned.
+    pub spawned_ns: u64,
+    /// Clock reading when its `hookrelay listening …` line was read.
+    pub ready_ns: u64,
 }
 
 impl Instance {
+    /// A child on a fresh SQLite file.
     pub fn start(launch: &Launch) -> Result<Instance, String> {
+        Instance::start_with(launch, &Setup::default())
+    }
+
+    /// A child on `setup.database` (or a fresh SQLite file) with
+    /// `setup.args` added.
+    pub fn start_with(launch: &Launch, setup: &Setup) -> Result<Instance, String> {
         let dir = std::env::temp_dir().join(format!(
             "hookrelay-bench-{}-{}-{}",
             std::process::id(),
@@ -43,7 +67,10 @@ impl Instance {
         let log_path = dir.join("hookrelay.log");
         let log = std::fs::File::create(&log_path)
             .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
-        let db = dir.join("bench.db");
+        let db = match &setup.database {
+            Some(url) => url.clone(),
+            None => dir.join("bench.db").to_string_lossy().into_owned(),
+        };
         let mut command = match launch.wrapper.split_first() {
             Some((program, args)) => {
                 let mut c = Command::new(program);
@@ -61,6 +88,7 @@ impl Instance {
             .arg("--allow-private-endpoints")
             .arg("--max-in-flight-per-endpoint")
             .arg(launch.max_in_flight.to_string())
+            .args(&setup.args)
             .env("RUST_LOG", "warn")
             .current_dir(&dir)
             .stdin(Stdio::null())
@@ -72,6 +100,7 @@ impl Instance {
                 command.env_remove(key);
             }
         }
+        let spawned_ns = clock::now_ns();
         let mut child = command.spawn().map_err(|e| {
             let _ = std::fs::remove_dir_all(&dir);
             format!("cannot start {}: {e}", launch.binary.display())
@@ -85,7 +114,7 @@ impl Instance {
             let mut sent = false;
             while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
                 if !sent && line.starts_with(READY_PREFIX) {
-                    let _ = tx.send(line.trim().to_string());
+                    let _ = tx.send((line.trim().to_string(), clock::now_ns()));
                     sent = true;
                 }
                 line.clear();
@@ -97,14 +126,20 @@ impl Instance {
             graceful: !launch.wrapper.is_empty(),
             public: String::new(),
             internal: String::new(),
+            spawned_ns,
+            ready_ns: 0,
         };
+        // Generous: a debug build loading 100,000 endpoints takes a while.
         let wait = if launch.wrapper.is_empty() {
-            Duration::from_secs(30)
+            Duration::from_secs(120)
         } else {
             Duration::from_secs(300)
         };
         let line = match rx.recv_timeout(wait) {
-            Ok(line) => line,
+            Ok((line, at)) => {
+                instance.ready_ns = at;
+                line
+            }
             Err(e) => {
                 // Give an exiting child a moment so its status is known.
                 std::thread::sleep(Duration::from_millis(100));

@@ -50,6 +50,21 @@ pub async fn post(
     Ok((response.status().as_u16(), answer))
 }
 
+/// GETs a URL and reads the whole answer.
+pub async fn get(client: &awc::Client, url: &str) -> Result<(u16, Bytes), String> {
+    let mut response = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    let answer = response
+        .body()
+        .limit(1 << 30)
+        .await
+        .map_err(|e| format!("GET {url}: reading the answer: {e}"))?;
+    Ok((response.status().as_u16(), answer))
+}
+
 /// A request body and the number of events it carries.
 #[derive(Clone)]
 pub struct Item {

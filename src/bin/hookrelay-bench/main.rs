@@ -1,9 +1,10 @@
 //! `hookrelay-bench`: measures the real `hookrelay` binary (started as a
-//! child process on a fresh SQLite file) against loopback baselines, all on
-//! 127.0.0.1. See BENCHMARKS.md for what each figure means.
+//! child process on a fresh SQLite file, a seeded one, or a new PostgreSQL
+//! database) against loopback baselines, all on 127.0.0.1. See
+//! BENCHMARKS.md for what each figure means.
 //!
 //! ```text
-//! cargo run --release --bin hookrelay-bench -- [--smoke] [--out FILE.json] [--runs N]
+//! cargo run --release --bin hookrelay-bench -- [--smoke] [--out FILE.json] [--runs N] [--figures 7,8,9]
 //! ```
 
 mod clock;
@@ -11,8 +12,12 @@ mod cpu;
 mod figures;
 mod instance;
 mod load;
+mod memory;
+mod postgres;
 mod receiver;
+mod recovery;
 mod report;
+mod seed;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -39,7 +44,7 @@ const NOISY_DISK_MB: f64 = 50.0;
     about = "Throughput and latency of hookrelay against loopback baselines (127.0.0.1 only)"
 )]
 struct Args {
-    /// One run with tiny sizes (about 20 s in all): proves the bench works,
+    /// One run with tiny sizes (about 30 s in all): proves the bench works,
     /// measures nothing worth quoting.
     #[arg(long)]
     smoke: bool,
@@ -52,9 +57,17 @@ struct Args {
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     runs: u32,
 
-    /// Only these figures (1-6), comma separated.
-    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=6))]
+    /// Only these figures (1-9), comma separated. Figure 9 needs a
+    /// PostgreSQL URL and brings figure 1 (its baseline) along.
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=9))]
     figures: Vec<u8>,
+
+    /// A PostgreSQL server for figure 9, as a URL of a database the bench
+    /// can connect to and create databases from (a new `hr_bench_…`
+    /// database is made, and dropped, for every measurement). Without it
+    /// figure 9 is skipped.
+    #[arg(long, env = "HOOKRELAY_BENCH_POSTGRES_URL")]
+    postgres: Option<String>,
 
     /// The hookrelay binary (default: `hookrelay` next to this program).
     #[arg(long)]
@@ -116,14 +129,18 @@ fn machine() -> Value {
     })
 }
 
-fn run_figure(bench: &Bench, figure: u8) -> Result<Measured, String> {
-    match figure {
-        1 => figures::loopback(bench),
-        2 => figures::batch(bench, 1, bench.sizes.batch_events),
-        3 => figures::batch(bench, 10, bench.sizes.batch_fanout10_events),
-        4 => figures::single(bench),
-        5 => figures::ingest(bench),
-        _ => figures::latency(bench),
+fn run_figure(bench: &Bench, figure: u8, postgres: Option<&str>) -> Result<Measured, String> {
+    match (figure, postgres) {
+        (1, _) => figures::loopback(bench),
+        (2, _) => figures::batch(bench, 1, bench.sizes.batch_events),
+        (3, _) => figures::batch(bench, 10, bench.sizes.batch_fanout10_events),
+        (4, _) => figures::single(bench),
+        (5, _) => figures::ingest(bench),
+        (6, _) => figures::latency(bench),
+        (7, _) => memory::memory(bench),
+        (8, _) => recovery::recovery(bench),
+        (_, Some(url)) => postgres::postgres(bench, url),
+        (_, None) => Err("figure 9 needs --postgres URL".to_string()),
     }
 }
 
@@ -165,11 +182,24 @@ fn bench(args: Args) -> Result<bool, String> {
         Sizes::full()
     };
     let runs = if args.smoke { 1 } else { args.runs };
-    let mut selected = if args.figures.is_empty() {
-        (1..=6).collect()
+    let mut selected: Vec<u8> = if args.figures.is_empty() {
+        (1..=9).collect()
     } else {
         args.figures.clone()
     };
+    let postgres = args.postgres.as_deref().filter(|u| !u.trim().is_empty());
+    let mut skipped = serde_json::Map::new();
+    if selected.contains(&9) {
+        if postgres.is_none() {
+            selected.retain(|f| *f != 9);
+            let why = "no PostgreSQL URL: set HOOKRELAY_BENCH_POSTGRES_URL or pass --postgres URL";
+            eprintln!("figure 9 (PostgreSQL) skipped: {why}");
+            skipped.insert("9".into(), json!(why));
+        } else if !selected.contains(&1) {
+            eprintln!("figure 1 added: figure 9's ratios are to its loopback limit");
+            selected.push(1);
+        }
+    }
     selected.sort_unstable();
     selected.dedup();
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -215,7 +245,7 @@ fn bench(args: Args) -> Result<bool, String> {
                 }
             }
             let started = std::time::Instant::now();
-            match run_figure(&bench, figure) {
+            match run_figure(&bench, figure, postgres) {
                 Ok(m) => {
                     let shown: Vec<String> = m
                         .values
@@ -270,7 +300,12 @@ fn bench(args: Args) -> Result<bool, String> {
     let rows = report::summarise(&values, &selected);
     println!();
     if args.smoke {
-        println!("(smoke sizes: these numbers only show that the bench runs; do not quote them)");
+        println!(
+            "(smoke sizes: these numbers only show that the bench runs; do not quote them. \
+             Figure 7 uses {} endpoints and figure 8 {} deliveries, whatever the labels say)",
+            report::number(bench.sizes.memory_endpoints as f64, ""),
+            report::number(bench.sizes.recovery_deliveries as f64, "")
+        );
     }
     print!("{}", report::table(&rows));
     let noisy: Vec<String> = noise
@@ -305,7 +340,11 @@ fn bench(args: Args) -> Result<bool, String> {
         "sizes": bench.sizes,
         "hookrelay_args": format!(
             "serve --database-url <temp>/bench.db --public-addr 127.0.0.1:0 --internal-addr 127.0.0.1:0 \
-             --allow-private-endpoints --max-in-flight-per-endpoint {}", bench.launch.max_in_flight),
+             --allow-private-endpoints --max-in-flight-per-endpoint {} (figure 7 adds --verify-interval 8h; \
+             figure 9 uses --database-url postgres://…/hr_bench_… --node-id a|b --lease-ttl 3s)",
+            bench.launch.max_in_flight),
+        "postgres": postgres.map(hookrelay::store::redact),
+        "skipped": skipped,
         "figures": report::rows_json(&rows),
         "other_processes_by_figure": noise,
         "run_details": details,

@@ -23,6 +23,7 @@ struct Tracker {
     duplicates: AtomicU64,
     /// Arrivals outside the tracked range (or without a contextObjectId).
     untracked: AtomicU64,
+    first_unique_ns: AtomicU64,
     last_unique_ns: AtomicU64,
 }
 
@@ -44,6 +45,7 @@ impl Arrivals {
             unique: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
             untracked: AtomicU64::new(0),
+            first_unique_ns: AtomicU64::new(u64::MAX),
             last_unique_ns: AtomicU64::new(0),
         };
         *self.tracker.write().unwrap_or_else(|e| e.into_inner()) = Some(tracker);
@@ -91,6 +93,13 @@ impl Arrivals {
             .unwrap_or(0)
     }
 
+    /// Clock reading of the earliest first arrival (0 when none).
+    pub fn first_unique_ns(&self) -> u64 {
+        self.read(|t| t.first_unique_ns.load(Ordering::SeqCst))
+            .filter(|ns| *ns != u64::MAX)
+            .unwrap_or(0)
+    }
+
     /// First arrival times at `/r/{endpoint}` by contextObjectId (0: never).
     pub fn first_arrivals(&self, endpoint: usize) -> Vec<u64> {
         self.read(|t| {
@@ -121,6 +130,7 @@ impl Arrivals {
                     {
                         // The time first, so whoever sees the count also
                         // sees the time.
+                        t.first_unique_ns.fetch_min(now, Ordering::SeqCst);
                         t.last_unique_ns.fetch_max(now, Ordering::SeqCst);
                         t.unique.fetch_add(1, Ordering::SeqCst);
                     } else {
