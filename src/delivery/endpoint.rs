@@ -1206,4 +1206,3 @@ impl Handler<Status> for EndpointActor {
         })
     }
 }
-
