@@ -6,7 +6,7 @@
 //! the previous commit ran (group commit), answers each publisher after that
 //! commit, and only then hands the deliveries to their endpoint actors.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -153,7 +153,21 @@ pub struct Router {
     waiting: Vec<Waiting>,
     waiting_events: usize,
     committing: bool,
+    /// Endpoint actors still to start after a restart (id, has a backlog).
+    to_start: VecDeque<(i64, bool)>,
+    /// Saved health of endpoints whose actors have not started yet.
+    saved: HashMap<i64, HealthRow>,
+    /// Told once every actor of the start has been started.
+    on_loaded: Option<oneshot::Sender<()>>,
 }
+
+/// Actors started per step while loading, between other messages.
+const START_CHUNK: usize = 2000;
+
+/// Start the next chunk of endpoint actors.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct StartMore;
 
 /// What the router starts from.
 pub struct Initial {
@@ -165,6 +179,8 @@ pub struct Initial {
     pub backlog: Vec<(i64, String)>,
     /// Saved health of endpoints (used when `owns_all`).
     pub health: Vec<(i64, HealthRow)>,
+    /// Told once every endpoint actor has started (the node is ready).
+    pub on_loaded: oneshot::Sender<()>,
 }
 
 struct EndpointInfo {
@@ -189,9 +205,10 @@ impl Router {
             routes,
             backlog,
             health,
+            on_loaded,
         } = initial;
+        let on_loaded = Some(on_loaded);
         Router::create(move |ctx| {
-            let mut saved: HashMap<i64, HealthRow> = health.into_iter().collect();
             let mut router = Router {
                 me: ctx.address(),
                 store,
@@ -208,19 +225,25 @@ impl Router {
                 waiting: Vec::new(),
                 waiting_events: 0,
                 committing: false,
+                to_start: VecDeque::new(),
+                saved: health.into_iter().collect(),
+                on_loaded,
             };
             if owns_all {
                 // Endpoints with a backlog start by reading it; the others
-                // start empty. Either way with their saved health.
+                // start empty. Either way with their saved health. They
+                // start in chunks once the router runs, so the listeners
+                // answer meanwhile.
+                let mut seen = HashSet::new();
                 for (id, url) in backlog {
-                    if router.learn_endpoint(id, &url) {
-                        router.start_actor(id, true, saved.remove(&id));
+                    if router.learn_endpoint(id, &url) && seen.insert(id) {
+                        router.to_start.push_back((id, true));
                     }
                 }
                 for row in &routes {
                     let id = row.subscription.endpoint_id;
-                    if router.learn_endpoint(id, &row.endpoint_url) {
-                        router.start_actor(id, false, saved.remove(&id));
+                    if router.learn_endpoint(id, &row.endpoint_url) && seen.insert(id) {
+                        router.to_start.push_back((id, false));
                     }
                 }
             }
@@ -265,6 +288,7 @@ impl Router {
         {
             return Some(addr.clone());
         }
+        let saved = saved.or_else(|| self.saved.remove(&id));
         let info = self.known_endpoints.get(&id)?;
         let arbiter = &self.arbiters[self.next_arbiter % self.arbiters.len()];
         self.next_arbiter += 1;
@@ -318,6 +342,7 @@ impl Router {
         let new_here = !self.keys.contains_key(&sub.id);
         let running = match self.actors.get(&sub.endpoint_id) {
             Some(addr) if addr.connected() => Some(addr.clone()),
+            _ if self.owns_all && self.on_loaded.is_some() => None,
             _ if self.owns_all => self.start_actor(sub.endpoint_id, false, None),
             _ => {
                 if new_here && let Some(leases) = &self.leases {
@@ -537,6 +562,28 @@ impl Actor for Router {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(100_000);
+        ctx.notify(StartMore);
+    }
+}
+
+impl Handler<StartMore> for Router {
+    type Result = ();
+
+    fn handle(&mut self, _: StartMore, ctx: &mut Self::Context) {
+        for _ in 0..START_CHUNK {
+            let Some((id, backlog)) = self.to_start.pop_front() else {
+                break;
+            };
+            self.start_actor(id, backlog, None);
+        }
+        if self.to_start.is_empty() {
+            self.saved = HashMap::new();
+            if let Some(loaded) = self.on_loaded.take() {
+                let _ = loaded.send(());
+            }
+        } else {
+            ctx.notify(StartMore);
+        }
     }
 }
 

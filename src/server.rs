@@ -108,6 +108,7 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
     } else {
         (loaded.backlog, loaded.health)
     };
+    let (loaded_tx, loaded_rx) = tokio::sync::oneshot::channel();
     let router = Router::launch(
         store.clone(),
         recorder.clone(),
@@ -118,6 +119,7 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
             routes: loaded.routes,
             backlog,
             health,
+            on_loaded: loaded_tx,
         },
     );
     let stop_listener = Arc::new(AtomicBool::new(false));
@@ -208,6 +210,9 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
         args.idempotency_retention,
     ));
 
+    // The listeners answer (/health: alive, not ready) while the endpoint
+    // actors start; the node is ready once they all run.
+    let _ = loaded_rx.await;
     state.ready.store(true, Ordering::Relaxed);
     println!("hookrelay listening public=http://{public_addr} internal=http://{internal_addr}");
     log::info!(
