@@ -82,14 +82,18 @@ macro_rules! db_run {
     };
 }
 
-/// Like `db_run!`, inside one write transaction (`BEGIN IMMEDIATE` on SQLite,
-/// so concurrent writers queue on the busy timeout instead of failing).
+/// Like `db_run!`, inside one write transaction. On SQLite the transaction
+/// is `BEGIN IMMEDIATE` and is taken under the process's SQLite write lock:
+/// SQLite has one writer, and waiting on a mutex wakes at once when the
+/// previous writer commits, where SQLite's own busy handler sleeps for
+/// milliseconds at a time.
 #[macro_export]
 macro_rules! db_transaction {
     ($conn:expr, $c:ident => $body:expr) => {
         match $conn {
             $crate::store::Conn::Sqlite(pooled) => {
                 let conn: &mut diesel::SqliteConnection = &mut *pooled;
+                let _writer = $crate::store::sqlite_writer();
                 conn.immediate_transaction(|$c| $body)
             }
             $crate::store::Conn::Pg(pooled) => {
@@ -104,6 +108,15 @@ macro_rules! db_transaction {
 enum Pools {
     Sqlite(Pool<ConnectionManager<SqliteConnection>>),
     Pg(Pool<ConnectionManager<PgConnection>>),
+}
+
+static SQLITE_WRITER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Held while a SQLite write transaction runs (see `db_transaction!`).
+pub fn sqlite_writer() -> std::sync::MutexGuard<'static, ()> {
+    SQLITE_WRITER
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The database: a pool of connections of one backend.
