@@ -63,6 +63,7 @@ pub fn install_tls_provider() {
 /// Runs the engine until SIGTERM or SIGINT.
 pub async fn run(args: ServeArgs) -> Result<(), StartError> {
     install_tls_provider();
+    crate::delivery::sender::allow_private_endpoints(args.allow_private_endpoints);
     let node_id: Arc<str> = Arc::from(args.node_id.clone().unwrap_or_else(default_node_id));
     metrics::set_node(&node_id);
     let url = args.database.database_url.clone();

@@ -4,12 +4,17 @@
 //! "timed out after 10s", "connection refused").
 
 use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+use actix_tls::connect::{Connector as TcpConnector, Resolve, Resolver};
+use futures_util::future::LocalBoxFuture;
 
 use awc::error::{ConnectError, SendRequestError};
 use bytes::Bytes;
 
-use crate::endpoint_url::EndpointUrl;
+use crate::endpoint_url::{EndpointUrl, forbidden_network};
 use crate::metrics::AttemptOutcome;
 use crate::signing::{Secret, SignatureHeaders};
 
@@ -25,6 +30,42 @@ thread_local! {
     static CLIENT: RefCell<Option<awc::Client>> = const { RefCell::new(None) };
 }
 
+/// Whether endpoints may resolve to non-public addresses (set once at start
+/// from `--allow-private-endpoints`).
+static ALLOW_PRIVATE: AtomicBool = AtomicBool::new(false);
+
+/// Sets whether the client may connect to non-public addresses.
+pub fn allow_private_endpoints(allow: bool) {
+    ALLOW_PRIVATE.store(allow, Ordering::Relaxed);
+}
+
+/// The resolver of the delivery client: it refuses a host name that
+/// resolves to a non-public address at the moment of connecting, so DNS that
+/// changes after the address check (rebinding) cannot reach one either.
+struct PublicOnlyResolver;
+
+impl Resolve for PublicOnlyResolver {
+    fn lookup<'a>(
+        &'a self,
+        host: &'a str,
+        port: u16,
+    ) -> LocalBoxFuture<'a, Result<Vec<SocketAddr>, Box<dyn std::error::Error>>> {
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port)).await?.collect();
+            if !ALLOW_PRIVATE.load(Ordering::Relaxed)
+                && let Some(bad) = addrs.iter().find(|a| forbidden_network(a.ip()).is_some())
+            {
+                return Err(format!(
+                    "`{host}` resolves to the non-public address {}; refused (see --allow-private-endpoints)",
+                    bad.ip()
+                )
+                .into());
+            }
+            Ok(addrs)
+        })
+    }
+}
+
 /// This thread's client (`awc::Client` is `!Send`; one per thread, reused,
 /// its connection pool shared by every actor on the thread).
 pub fn client() -> awc::Client {
@@ -38,6 +79,9 @@ pub fn client() -> awc::Client {
                     .timeout(Duration::from_secs(3600))
                     .connector(
                         awc::Connector::new()
+                            .connector(
+                                TcpConnector::new(Resolver::custom(PublicOnlyResolver)).service(),
+                            )
                             .timeout(Duration::from_secs(10))
                             .limit(0),
                     )
@@ -222,4 +266,22 @@ pub fn verification_body() -> Bytes {
 pub async fn verify(url: &EndpointUrl, secret: &Secret, timeout: Duration) -> Attempt {
     let id = format!("verify_{}", uuid::Uuid::now_v7().simple());
     post(url, verification_body(), secret, &id, timeout).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_client_resolver_refuses_names_of_non_public_addresses() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let err = rt
+            .block_on(PublicOnlyResolver.lookup("localhost", 80))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--allow-private-endpoints"), "{err}");
+    }
 }
