@@ -128,15 +128,3 @@ pub fn body_too_large() -> ApiError {
         "the request body is larger than this server accepts (--max-body-bytes); send less, or split a batch".into(),
     )
 }
-
-/// Maps actix-web's own extractor and routing failures into `ApiError`, so
-/// they answer in the same JSON shape.
-pub fn from_payload_error(e: &actix_web::error::PayloadError) -> ApiError {
-    match e {
-        actix_web::error::PayloadError::Overflow => body_too_large(),
-        other => ApiError::bad_request(
-            "invalid_body",
-            format!("could not read the request body: {other}"),
-        ),
-    }
-}

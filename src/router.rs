@@ -102,6 +102,7 @@ pub struct Replay {
 #[rtype(result = "()")]
 pub struct EndpointDied {
     pub endpoint_id: i64,
+    pub actor: Addr<EndpointActor>,
     pub subscription_ids: Vec<i64>,
 }
 
@@ -367,6 +368,26 @@ impl Router {
             secret,
         });
         self.keys.insert(sub.id, key);
+    }
+
+    /// An endpoint actor stopped by itself (dead or unused). A subscription
+    /// that arrived meanwhile gets a fresh actor (or, clustered, a fresh
+    /// claim); otherwise the endpoint is forgotten.
+    fn actor_stopped(&mut self, endpoint_id: i64, actor: &Addr<EndpointActor>) {
+        if self.actors.get(&endpoint_id) == Some(actor) {
+            self.actors.remove(&endpoint_id);
+        }
+        let resubscribed = self
+            .known_endpoints
+            .get(&endpoint_id)
+            .is_some_and(|info| !info.subscriptions.is_empty());
+        if !resubscribed {
+            self.known_endpoints.remove(&endpoint_id);
+        } else if let Some(leases) = &self.leases {
+            leases.do_send(Claim(vec![endpoint_id]));
+        } else if self.owns_all && !self.actors.contains_key(&endpoint_id) {
+            self.start_actor(endpoint_id, true, None);
+        }
     }
 
     fn remove_route(&mut self, subscription_id: i64) {
@@ -684,15 +705,7 @@ impl Handler<EndpointDied> for Router {
         for id in msg.subscription_ids {
             self.remove_route(id);
         }
-        self.actors.remove(&msg.endpoint_id);
-        // A subscription created while it died starts a fresh actor.
-        let resubscribed = self
-            .known_endpoints
-            .get(&msg.endpoint_id)
-            .is_some_and(|info| !info.subscriptions.is_empty());
-        if resubscribed && self.owns_all {
-            self.start_actor(msg.endpoint_id, true, None);
-        }
+        self.actor_stopped(msg.endpoint_id, &msg.actor);
     }
 }
 
@@ -719,30 +732,16 @@ pub struct ReleaseEndpoints {
 /// An endpoint actor stopped because nothing uses its endpoint any more.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Retired(pub i64);
+pub struct Retired {
+    pub endpoint_id: i64,
+    pub actor: Addr<EndpointActor>,
+}
 
 impl Handler<Retired> for Router {
     type Result = ();
 
     fn handle(&mut self, msg: Retired, _ctx: &mut Self::Context) {
-        if self.actors.get(&msg.0).is_some_and(|a| !a.connected()) {
-            self.actors.remove(&msg.0);
-        }
-        let resubscribed = self
-            .known_endpoints
-            .get(&msg.0)
-            .is_some_and(|info| !info.subscriptions.is_empty());
-        if resubscribed {
-            // A subscription arrived while it stopped.
-            match &self.leases {
-                None => {
-                    self.start_actor(msg.0, true, None);
-                }
-                Some(leases) => leases.do_send(Claim(vec![msg.0])),
-            }
-        } else {
-            self.known_endpoints.remove(&msg.0);
-        }
+        self.actor_stopped(msg.endpoint_id, &msg.actor);
     }
 }
 

@@ -297,6 +297,15 @@ struct Page {
     subscription: Option<i64>,
 }
 
+/// Items per page when `limit` is not given.
+const DEFAULT_PAGE: i64 = 100;
+
+impl Page {
+    fn limit(&self) -> i64 {
+        self.limit.unwrap_or(DEFAULT_PAGE)
+    }
+}
+
 fn page(req: &HttpRequest) -> Result<Page, ApiError> {
     let page = web::Query::<Page>::from_query(req.query_string())
         .map_err(|e| ApiError::bad_request("invalid_query", format!("bad query parameters: {e}")))?
@@ -312,13 +321,29 @@ fn page(req: &HttpRequest) -> Result<Page, ApiError> {
     Ok(page)
 }
 
+/// Cuts rows read with `limit + 1` down to `limit`; the cursor of the next
+/// page when there is one.
+fn next_cursor<T>(
+    rows: &mut Vec<T>,
+    limit: i64,
+    cursor_of: impl Fn(&T) -> String,
+) -> Option<String> {
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    if more {
+        rows.last().map(cursor_of)
+    } else {
+        None
+    }
+}
+
 async fn list_endpoints(
     _op: Operator,
     state: State,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let page = page(&req)?;
-    let limit = page.limit.unwrap_or(100);
+    let limit = page.limit();
     let after: i64 = match page.cursor.as_deref() {
         None | Some("") => 0,
         Some(c) => c.parse().map_err(|_| {
@@ -329,20 +354,23 @@ async fn list_endpoints(
         .store
         .run(move |conn| endpoints::page(conn, after, limit + 1))
         .await?;
-    let more = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
-    let next = if more {
-        rows.last().map(|(r, _)| r.id.to_string())
-    } else {
-        None
-    };
+    let next = next_cursor(&mut rows, limit, |(r, _)| r.id.to_string());
     let single_node = state.store.backend() == Backend::Sqlite;
+    // The live figures of the endpoints whose actors run here, asked of
+    // all of them at once.
+    let statuses = futures_util::future::join_all(rows.iter().map(|(row, _)| {
+        let router = state.router.clone();
+        let id = row.id;
+        async move {
+            match router.send(EndpointAddr(id)).await {
+                Ok(Some(addr)) => addr.send(Status).await.ok(),
+                _ => None,
+            }
+        }
+    }))
+    .await;
     let mut items = Vec::with_capacity(rows.len());
-    for (row, subscriptions) in rows {
-        let local = match state.router.send(EndpointAddr(row.id)).await {
-            Ok(Some(addr)) => addr.send(Status).await.ok(),
-            _ => None,
-        };
+    for ((row, subscriptions), local) in rows.into_iter().zip(statuses) {
         let owner = match (&local, single_node, row.health.state.as_str()) {
             (_, _, "dead") => None,
             (Some(_), _, _) | (None, true, _) => Some(state.node_id.to_string()),
@@ -381,7 +409,7 @@ async fn list_dead_letters(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let page = page(&req)?;
-    let limit = page.limit.unwrap_or(100);
+    let limit = page.limit();
     let (endpoint, subscription, cursor) = (page.endpoint, page.subscription, page.cursor);
     let mut rows = state
         .store
@@ -389,13 +417,7 @@ async fn list_dead_letters(
             deliveries::dead_letters(conn, endpoint, subscription, cursor.as_deref(), limit + 1)
         })
         .await?;
-    let more = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
-    let next = if more {
-        rows.last().map(|r| r.id.clone())
-    } else {
-        None
-    };
+    let next = next_cursor(&mut rows, limit, |r| r.id.clone());
     let items: Vec<_> = rows
         .into_iter()
         .map(|r| {

@@ -187,16 +187,3 @@ impl Handler<Claim> for LeaseManager {
         }));
     }
 }
-
-/// The endpoints this node holds leases on.
-#[derive(Message)]
-#[rtype(result = "Vec<i64>")]
-pub struct Held;
-
-impl Handler<Held> for LeaseManager {
-    type Result = MessageResult<Held>;
-
-    fn handle(&mut self, _: Held, _ctx: &mut Self::Context) -> Self::Result {
-        MessageResult(self.held.iter().copied().collect())
-    }
-}

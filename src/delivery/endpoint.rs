@@ -548,7 +548,10 @@ impl EndpointActor {
             if self.health_dirty {
                 self.save_health(ctx);
             }
-            self.router.do_send(Retired(self.id));
+            self.router.do_send(Retired {
+                endpoint_id: self.id,
+                actor: ctx.address(),
+            });
             ctx.stop();
         }
     }
@@ -600,28 +603,27 @@ impl EndpointActor {
     ) -> Completion {
         let id = job.id.to_string();
         let attempts = job.attempts as i32;
-        if self.health.state == State::Dead {
-            self.release(&job);
-            return Completion::Retry {
-                id,
-                attempts,
-                next_attempt_at: now.naive_utc(),
-                error: error.to_string(),
-            };
-        }
-        if self.health.state == State::Paused {
-            // Held, not retried: the endpoint is down, and this attempt does
-            // not count against the delivery.
+        let state = self.health.state;
+        if state == State::Dead || state == State::Paused {
+            // Dead: the endpoint's burial dead-letters it. Paused: held, not
+            // retried; the endpoint is down and the attempt does not count
+            // against the delivery.
             let mut job = job;
-            job.attempts = job.attempts.saturating_sub(1);
-            let attempts = job.attempts as i32;
-            self.hold(job);
-            return Completion::Retry {
+            if state == State::Paused {
+                job.attempts = job.attempts.saturating_sub(1);
+            }
+            let completion = Completion::Retry {
                 id,
-                attempts,
+                attempts: job.attempts as i32,
                 next_attempt_at: now.naive_utc(),
                 error: error.to_string(),
             };
+            if state == State::Paused {
+                self.hold(job);
+            } else {
+                self.release(&job);
+            }
+            return completion;
         }
         match self.retry_delay(&job, attempt, now) {
             Some(delay) => {
@@ -652,20 +654,23 @@ impl EndpointActor {
         }
     }
 
-    /// 429 and 503 hold back every request to the endpoint for as long as it
-    /// asked (`Retry-After`, capped), and a 429 without it for longer than a
-    /// plain failure.
-    fn apply_back_pressure(&mut self, attempt: &Attempt, now: DateTime<Utc>) {
-        let wait = match attempt.status {
+    /// The wait a 429 or 503 asked for with `Retry-After` (capped).
+    fn asked_wait(&self, attempt: &Attempt, now: DateTime<Utc>) -> Option<Duration> {
+        match attempt.status {
             Some(429) | Some(503) => attempt
                 .retry_after
                 .as_deref()
-                .and_then(|h| retry::retry_after(h, now, self.settings.retry_after_cap()))
-                .or_else(|| {
-                    (attempt.status == Some(429)).then(|| self.settings.too_many_requests_wait())
-                }),
+                .and_then(|h| retry::retry_after(h, now, self.settings.retry_after_cap())),
             _ => None,
-        };
+        }
+    }
+
+    /// 429 and 503 hold back every request to the endpoint for as long as it
+    /// asked, and a 429 without `Retry-After` for longer than a plain failure.
+    fn apply_back_pressure(&mut self, attempt: &Attempt, now: DateTime<Utc>) {
+        let wait = self.asked_wait(attempt, now).or_else(|| {
+            (attempt.status == Some(429)).then(|| self.settings.too_many_requests_wait())
+        });
         if let Some(wait) = wait {
             let until = Instant::now() + wait;
             self.hold_until = Some(self.hold_until.map_or(until, |t| t.max(until)));
@@ -679,19 +684,11 @@ impl EndpointActor {
             job.attempts,
             retry::unit_random(),
         )?;
-        let asked = match attempt.status {
-            Some(429) | Some(503) => attempt
-                .retry_after
-                .as_deref()
-                .and_then(|h| retry::retry_after(h, now, self.settings.retry_after_cap())),
-            _ => None,
-        };
-        let scheduled = if attempt.status == Some(429) && asked.is_none() {
-            2 * scheduled
-        } else {
-            scheduled
-        };
-        Some(asked.map_or(scheduled, |a| a.max(scheduled)))
+        match self.asked_wait(attempt, now) {
+            Some(asked) => Some(asked.max(scheduled)),
+            None if attempt.status == Some(429) => Some(2 * scheduled),
+            None => Some(scheduled),
+        }
     }
 
     /// Frees the slot of a finished delivery.
@@ -993,6 +990,7 @@ impl EndpointActor {
                         act.metrics.dead(act.known.len() as u64);
                         act.router.do_send(EndpointDied {
                             endpoint_id: act.id,
+                            actor: ctx.address(),
                             subscription_ids,
                         });
                         act.metrics.remove_gauges();

@@ -4,6 +4,7 @@
 //! trip of its own. Losing an unflushed batch in a crash only means a
 //! delivery is sent again (at-least-once).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -54,36 +55,56 @@ impl Recorder {
         }
     }
 
-    /// Starts one write of what is buffered, unless one is running already.
-    fn write(&mut self, ctx: &mut Context<Self>) {
-        if self.writing || self.completions.is_empty() && self.attempts.is_empty() {
-            return;
+    /// One write of what is buffered, as a future of this actor; `None`
+    /// when there is nothing to write. A failed write (our database, not
+    /// the endpoints) puts its batch back to be written again.
+    fn take_write(
+        &mut self,
+        ctx: &mut Context<Self>,
+    ) -> Option<impl ActorFuture<Self, Output = ()> + 'static> {
+        if self.completions.is_empty() && self.attempts.is_empty() {
+            return None;
         }
         if let Some(t) = self.timer.take() {
             ctx.cancel_future(t);
         }
         self.writing = true;
-        let completions = std::mem::take(&mut self.completions);
-        let attempts = std::mem::take(&mut self.attempts);
-        let store = self.store.clone();
-        let fut = async move {
+        let batch = Arc::new((
+            std::mem::take(&mut self.completions),
+            std::mem::take(&mut self.attempts),
+        ));
+        let (store, written) = (self.store.clone(), batch.clone());
+        let write = async move {
             store
-                .run(move |conn| deliveries::record(conn, &completions, &attempts))
+                .run(move |conn| deliveries::record(conn, &written.0, &written.1))
                 .await
         };
-        ctx.spawn(fut.into_actor(self).map(|result, act, ctx| {
+        Some(write.into_actor(self).map(move |result, act, _| {
             act.writing = false;
             if let Err(e) = result {
-                // Internal error, not the endpoint's: the deliveries stay
-                // pending in the database and are sent again after a restart.
-                log::error!("could not record delivery outcomes: {e}");
+                log::error!("could not record delivery outcomes ({e}); retrying");
+                let (completions, attempts) =
+                    Arc::try_unwrap(batch).unwrap_or_else(|shared| (*shared).clone());
+                act.completions.splice(0..0, completions);
+                act.attempts.splice(0..0, attempts);
             }
-            if act.completions.len() >= FLUSH_AT {
-                act.write(ctx);
-            } else {
-                act.schedule(ctx);
-            }
-        }));
+        }))
+    }
+
+    /// Starts one write of what is buffered, unless one is running already.
+    fn write(&mut self, ctx: &mut Context<Self>) {
+        if self.writing {
+            return;
+        }
+        if let Some(write) = self.take_write(ctx) {
+            ctx.spawn(write.map(|_, act, ctx| {
+                if act.completions.len() >= FLUSH_AT {
+                    act.write(ctx);
+                } else {
+                    act.schedule(ctx);
+                }
+            }));
+        }
     }
 
     fn schedule(&mut self, ctx: &mut Context<Self>) {
@@ -135,26 +156,9 @@ impl Handler<Flush> for Recorder {
                 .into_actor(self),
             );
         }
-        if let Some(t) = self.timer.take() {
-            ctx.cancel_future(t);
+        match self.take_write(ctx) {
+            Some(write) => Box::pin(write),
+            None => Box::pin(actix::fut::ready(())),
         }
-        self.writing = true;
-        let completions = std::mem::take(&mut self.completions);
-        let attempts = std::mem::take(&mut self.attempts);
-        let store = self.store.clone();
-        Box::pin(
-            async move {
-                store
-                    .run(move |conn| deliveries::record(conn, &completions, &attempts))
-                    .await
-            }
-            .into_actor(self)
-            .map(|result, act, _| {
-                act.writing = false;
-                if let Err(e) = result {
-                    log::error!("could not record delivery outcomes at shutdown: {e}");
-                }
-            }),
-        )
     }
 }

@@ -818,13 +818,24 @@ impl TestApp {
         content_type: Option<&str>,
         bytes: impl Into<Vec<u8>>,
     ) -> Resp {
+        self.post_internal_raw("/internal/v1/events", content_type, bytes)
+            .await
+    }
+
+    /// POSTs raw bytes (with an optional Content-Type) to an internal path.
+    async fn post_internal_raw(
+        &self,
+        path: &str,
+        content_type: Option<&str>,
+        bytes: impl Into<Vec<u8>>,
+    ) -> Resp {
         let body = Body::Raw {
             content_type: content_type.map(str::to_string),
             bytes: bytes.into(),
         };
         self.call(
             Method::POST,
-            &self.internal("/internal/v1/events"),
+            &self.internal(path),
             self.internal_bearer(),
             &[],
             body,
@@ -848,18 +859,8 @@ impl TestApp {
         content_type: Option<&str>,
         bytes: impl Into<Vec<u8>>,
     ) -> Resp {
-        let body = Body::Raw {
-            content_type: content_type.map(str::to_string),
-            bytes: bytes.into(),
-        };
-        self.call(
-            Method::POST,
-            &self.internal("/internal/v1/events/batch"),
-            self.internal_bearer(),
-            &[],
-            body,
-        )
-        .await
+        self.post_internal_raw("/internal/v1/events/batch", content_type, bytes)
+            .await
     }
 
     /// `GET /internal/v1/dead-letters?…`
