@@ -11,6 +11,7 @@ pub mod delivery;
 pub mod endpoint_url;
 pub mod error;
 pub mod event;
+pub mod group_commit;
 pub mod metrics;
 pub mod router;
 pub mod server;

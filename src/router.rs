@@ -1,10 +1,10 @@
 //! The Router actor (one per node): owns the routing table
 //! (marketplaceId, event type) → routes and the registry of endpoint actors.
 //! On publish it resolves the routes (never across tenants, skipping the
-//! triggering user's own subscriptions), stores the events with their
-//! deliveries in one transaction shared by every publish that arrived while
-//! the previous commit ran (group commit), answers each publisher after that
-//! commit, and only then hands the deliveries to their endpoint actors.
+//! triggering user's own subscriptions) and passes the events with their
+//! deliveries to the group-commit thread (`group_commit`), which stores
+//! them and answers the publisher; after the commit the router hands the
+//! deliveries to their endpoint actors.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -20,17 +20,15 @@ use crate::delivery::endpoint::{
 use crate::delivery::recorder::{Flush, Recorder};
 use crate::endpoint_url::EndpointUrl;
 use crate::event::Event;
-use crate::metrics::METRICS;
+use crate::group_commit::{Committed, GroupCommit, Pending};
 use crate::signing::Secret;
 use crate::store::Store;
 use crate::store::endpoints::HealthRow;
-use crate::store::events::{PreparedEvent, Stored, store_batch};
+use crate::store::events::PreparedEvent;
 use crate::store::leases::{self, Acquired};
 use crate::store::models::{NewDelivery, NewEvent, PENDING};
 use crate::store::subscriptions::RouteRow;
 
-/// Most events stored by one group commit.
-const MAX_GROUP: usize = 10_000;
 /// Events waiting for a commit beyond which publishers are told to retry.
 const MAX_WAITING: usize = 200_000;
 
@@ -116,22 +114,6 @@ pub struct EndpointAddr(pub i64);
 #[rtype(result = "Vec<Addr<EndpointActor>>")]
 pub struct Endpoints;
 
-/// One publish of a group commit: (event id, delivery count, event type)
-/// per event, the deliveries to hand out, and where to answer.
-type CommitPart = (
-    Vec<(String, usize, String)>,
-    Vec<Vec<(i64, Job)>>,
-    PublishReply,
-);
-
-struct Waiting {
-    events: Vec<PreparedEvent>,
-    jobs: Vec<Vec<(i64, Job)>>,
-    /// Endpoints of these events that other nodes own.
-    remote: Vec<i64>,
-    reply: PublishReply,
-}
-
 pub struct Router {
     me: Addr<Router>,
     store: Store,
@@ -151,9 +133,10 @@ pub struct Router {
     actors: HashMap<i64, Addr<EndpointActor>>,
     /// Where to claim endpoints of new subscriptions (clustered mode).
     leases: Option<Addr<LeaseManager>>,
-    waiting: Vec<Waiting>,
+    /// Where publishes go to be stored; `None` until the router runs.
+    commits: Option<GroupCommit>,
+    /// Events sent to be stored whose commit has not been reported yet.
     waiting_events: usize,
-    committing: bool,
     /// Endpoint actors still to start after a restart (id, has a backlog).
     to_start: VecDeque<(i64, bool)>,
     /// Saved health of endpoints whose actors have not started yet.
@@ -223,9 +206,8 @@ impl Router {
                 known_endpoints: HashMap::new(),
                 actors: HashMap::new(),
                 leases: None,
-                waiting: Vec::new(),
+                commits: None,
                 waiting_events: 0,
-                committing: false,
                 to_start: VecDeque::new(),
                 saved: health.into_iter().collect(),
                 on_loaded,
@@ -475,107 +457,6 @@ impl Router {
         }
         (prepared, jobs)
     }
-
-    /// Starts a group commit of everything waiting, unless one is running.
-    fn commit(&mut self, ctx: &mut Context<Self>) {
-        if self.committing || self.waiting.is_empty() {
-            return;
-        }
-        self.committing = true;
-        let mut group = Vec::new();
-        let mut count = 0;
-        while count < MAX_GROUP && !self.waiting.is_empty() {
-            let w = self.waiting.remove(0);
-            count += w.events.len();
-            group.push(w);
-        }
-        self.waiting_events -= count;
-        METRICS.group_commit_events.observe(count as f64);
-        let mut rows = Vec::with_capacity(count);
-        let mut parts = Vec::with_capacity(group.len());
-        let mut notify = Vec::new();
-        for w in group {
-            notify.extend(w.remote);
-            let ids: Vec<(String, usize, String)> = w
-                .events
-                .iter()
-                .map(|p| {
-                    (
-                        p.event.id.clone(),
-                        p.deliveries.len(),
-                        p.event.event.clone(),
-                    )
-                })
-                .collect();
-            rows.extend(w.events);
-            parts.push((ids, w.jobs, w.reply));
-        }
-        let store = self.store.clone();
-        let write = async move {
-            store
-                .run(move |conn| store_batch(conn, &rows, &notify))
-                .await
-        };
-        ctx.spawn(write.into_actor(self).map(move |result, act, ctx| {
-            act.committing = false;
-            match result {
-                Ok(stored) => act.committed(parts, stored),
-                Err(e) => {
-                    log::error!("group commit failed: {e}");
-                    METRICS.commit_failures.inc();
-                    for (_, _, reply) in parts {
-                        let _ = reply.send(Err(PublishError::Storage(
-                            "the database refused the write; see the server log".into(),
-                        )));
-                    }
-                }
-            }
-            act.commit(ctx);
-        }));
-    }
-
-    /// Answers the publishers of a stored group and hands out its deliveries.
-    fn committed(&mut self, parts: Vec<CommitPart>, stored: Vec<Stored>) {
-        let mut stored = stored.into_iter();
-        let mut by_endpoint: HashMap<i64, Vec<Job>> = HashMap::new();
-        for (ids, jobs, reply) in parts {
-            let mut results = Vec::with_capacity(ids.len());
-            for ((event_id, count, event_type), event_jobs) in ids.into_iter().zip(jobs) {
-                match stored.next() {
-                    Some(Stored::Duplicate {
-                        event_id,
-                        deliveries,
-                    }) => results.push(Published {
-                        event_id,
-                        deliveries: deliveries.max(0) as usize,
-                        repeated: true,
-                    }),
-                    _ => {
-                        results.push(Published {
-                            event_id,
-                            deliveries: count,
-                            repeated: false,
-                        });
-                        METRICS
-                            .events_ingested
-                            .with_label_values(&[event_type.as_str()])
-                            .inc();
-                        for (endpoint_id, job) in event_jobs {
-                            by_endpoint.entry(endpoint_id).or_default().push(job);
-                        }
-                    }
-                }
-            }
-            let _ = reply.send(Ok(results));
-        }
-        for (endpoint_id, jobs) in by_endpoint {
-            // Normally running; if this node lost the endpoint meanwhile, its
-            // new owner reads these deliveries from the database.
-            if let Some(addr) = self.actor(endpoint_id) {
-                addr.do_send(Enqueue(jobs));
-            }
-        }
-    }
 }
 
 impl Actor for Router {
@@ -583,6 +464,11 @@ impl Actor for Router {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(100_000);
+        match GroupCommit::start(self.store.clone(), ctx.address().recipient()) {
+            Ok(commits) => self.commits = Some(commits),
+            // Publishes are then refused with a storage error (and logged).
+            Err(e) => log::error!("cannot start the group-commit thread: {e}"),
+        }
         ctx.notify(StartMore);
     }
 }
@@ -611,7 +497,7 @@ impl Handler<StartMore> for Router {
 impl Handler<Publish> for Router {
     type Result = ();
 
-    fn handle(&mut self, msg: Publish, ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: Publish, _ctx: &mut Self::Context) {
         if self.waiting_events + msg.events.len() > MAX_WAITING {
             let _ = msg
                 .reply
@@ -629,14 +515,40 @@ impl Handler<Publish> for Router {
             remote.sort_unstable();
             remote.dedup();
         }
-        self.waiting_events += events.len();
-        self.waiting.push(Waiting {
+        let count = events.len();
+        let pending = Pending {
             events,
             jobs,
             remote,
             reply: msg.reply,
-        });
-        self.commit(ctx);
+        };
+        let refused = match &self.commits {
+            Some(commits) => commits.send(pending).err(),
+            None => Some(pending),
+        };
+        match refused {
+            None => self.waiting_events += count,
+            Some(pending) => {
+                let _ = pending.reply.send(Err(PublishError::Storage(
+                    "the group-commit thread is not running; see the server log".into(),
+                )));
+            }
+        }
+    }
+}
+
+impl Handler<Committed> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: Committed, _ctx: &mut Self::Context) {
+        self.waiting_events = self.waiting_events.saturating_sub(msg.events);
+        for (endpoint_id, jobs) in msg.deliveries {
+            // Normally running; if this node lost the endpoint meanwhile, its
+            // new owner reads these deliveries from the database.
+            if let Some(addr) = self.actor(endpoint_id) {
+                addr.do_send(Enqueue(jobs));
+            }
+        }
     }
 }
 

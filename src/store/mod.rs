@@ -24,6 +24,9 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
+/// Connections for `write_unsynced` (the group-commit thread, plus a spare).
+const WAL_SYNC_POOL_SIZE: u32 = 2;
+
 /// How long a SQLite connection waits for a lock before giving up.
 const SQLITE_BUSY_TIMEOUT_MS: u32 = 10_000;
 
@@ -39,6 +42,11 @@ pub enum StoreError {
     Migration(String),
     #[error("a database task stopped unexpectedly")]
     TaskFailed,
+    #[error("could not sync the SQLite write-ahead log `{path}` to disk: {source}")]
+    WalSync {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// Which database engine a URL selects.
@@ -123,6 +131,29 @@ pub fn sqlite_writer() -> std::sync::MutexGuard<'static, ()> {
 #[derive(Clone)]
 pub struct Store {
     pools: Pools,
+    /// SQLite with `synchronous = FULL` in WAL mode: how `write_unsynced`
+    /// commits are made durable by `sync_commits` with `fdatasync`.
+    wal_sync: Option<WalSync>,
+}
+
+/// Durable SQLite commits whose disk sync is separate from the write.
+///
+/// With `synchronous = FULL`, SQLite syncs the WAL inside `COMMIT`, while it
+/// holds its single write lock: nobody else can write during the sync.
+/// `write_unsynced` commits on a connection with `synchronous = NORMAL`
+/// instead (the WAL frames are written, not synced) and `sync_commits`
+/// then calls `fdatasync` on the WAL file itself, outside the write lock.
+/// Once that returns, every commit written before it is exactly as durable
+/// as under `FULL`: `fdatasync` writes the file's data and its size, which
+/// is all a WAL commit needs (PostgreSQL syncs its WAL the same way on
+/// Linux). SQLite still syncs the WAL header at each WAL reset and the
+/// directory when it creates the WAL, also under `NORMAL`, and syncs around
+/// every checkpoint. Meanwhile the next group, the recorder and the API
+/// write, and one sync covers every group written before it started.
+#[derive(Clone)]
+struct WalSync {
+    pool: Pool<ConnectionManager<SqliteConnection>>,
+    wal: std::sync::Arc<std::path::PathBuf>,
 }
 
 /// How SQLite makes a commit durable.
@@ -169,6 +200,7 @@ impl Store {
             url: redact(url),
             reason,
         };
+        let mut wal_sync = None;
         let pools = match Backend::from_url(url) {
             Backend::Sqlite => {
                 let path = url.strip_prefix("sqlite://").unwrap_or(url);
@@ -184,14 +216,27 @@ impl Store {
                 first
                     .run_pending_migrations(SQLITE_MIGRATIONS)
                     .map_err(|e| StoreError::Migration(e.to_string()))?;
+                // The WAL file exists once the first connection has used the
+                // database in WAL mode (a URI or in-memory database has none
+                // beside it, and then commits sync by themselves).
+                let wal = std::path::PathBuf::from(format!("{path}-wal"));
+                let has_wal_file = wal.is_file();
                 drop(first);
-                let pool = Pool::builder()
-                    .max_size(pool_size.max(2))
-                    .connection_timeout(Duration::from_secs(30))
-                    .connection_customizer(Box::new(SqlitePragmas(sqlite_sync)))
-                    .build(ConnectionManager::<SqliteConnection>::new(path))
-                    .map_err(|e| connect_error(e.to_string()))?;
-                Pools::Sqlite(pool)
+                let sqlite_pool = |size: u32, sync: SqliteSync| {
+                    Pool::builder()
+                        .max_size(size)
+                        .connection_timeout(Duration::from_secs(30))
+                        .connection_customizer(Box::new(SqlitePragmas(sync)))
+                        .build(ConnectionManager::<SqliteConnection>::new(path))
+                        .map_err(|e| connect_error(e.to_string()))
+                };
+                if sqlite_sync == SqliteSync::Full && has_wal_file {
+                    wal_sync = Some(WalSync {
+                        pool: sqlite_pool(WAL_SYNC_POOL_SIZE, SqliteSync::Normal)?,
+                        wal: std::sync::Arc::new(wal),
+                    });
+                }
+                Pools::Sqlite(sqlite_pool(pool_size.max(2), sqlite_sync)?)
             }
             Backend::Postgres => {
                 let mut first =
@@ -208,7 +253,7 @@ impl Store {
                 Pools::Pg(pool)
             }
         };
-        Ok(Store { pools })
+        Ok(Store { pools, wal_sync })
     }
 
     pub fn backend(&self) -> Backend {
@@ -240,6 +285,41 @@ impl Store {
         })
         .await
         .map_err(|_| StoreError::TaskFailed)?
+    }
+
+    /// Runs the write `f` on the current thread (a blocking one). Its
+    /// commit is durable once `sync_commits` has returned after it: on
+    /// SQLite with `synchronous = FULL` the commit is written but not
+    /// synced (see `WalSync`); elsewhere it is durable already.
+    pub fn write_unsynced<R>(
+        &self,
+        f: impl FnOnce(&mut Conn) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        match &self.wal_sync {
+            Some(wal_sync) => f(&mut Conn::Sqlite(wal_sync.pool.get()?)),
+            None => f(&mut self.conn()?),
+        }
+    }
+
+    /// Makes every commit of `write_unsynced` that returned before this
+    /// call durable: one `fdatasync` of the WAL file covers them all. A
+    /// no-op where commits are durable by themselves.
+    pub fn sync_commits(&self) -> Result<(), StoreError> {
+        let Some(wal_sync) = &self.wal_sync else {
+            return Ok(());
+        };
+        let synced = match std::fs::File::open(&*wal_sync.wal) {
+            Ok(wal) => wal.sync_data(),
+            // SQLite deletes the WAL only when its last connection closes,
+            // after checkpointing it into the database file and syncing
+            // that: nothing is left to sync.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        };
+        synced.map_err(|source| StoreError::WalSync {
+            path: wal_sync.wal.display().to_string(),
+            source,
+        })
     }
 }
 

@@ -19,6 +19,11 @@ mod recovery;
 mod report;
 mod seed;
 
+/// The same allocator as hookrelay, so that the baselines (the loopback
+/// client and receiver, the bare handler) are not handicapped by glibc's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};

@@ -1,0 +1,220 @@
+//! Group commit: stores what the router publishes and answers each
+//! publisher once its events are durable. Two threads form a pipeline:
+//!
+//! - the *writer* stores every publish that arrived while its previous
+//!   transaction ran in one transaction (`Store::write_unsynced`);
+//! - the *syncer* makes every transaction written so far durable with one
+//!   `Store::sync_commits` (an `fdatasync` of SQLite's WAL; nothing on
+//!   PostgreSQL, whose commits are durable already), then answers their
+//!   publishers in the order written and tells the router (`Committed`),
+//!   which hands the deliveries to their endpoint actors.
+//!
+//! So the next group is written while the previous one waits for the disk,
+//! and one disk sync covers every group written meanwhile. Plain threads
+//! rather than the blocking pool: no task hop between the stages, and the
+//! answers do not wait in the router's mailbox.
+
+use std::collections::HashMap;
+use std::sync::mpsc::{self, Receiver, Sender};
+
+use actix::prelude::*;
+
+use crate::delivery::endpoint::Job;
+use crate::metrics::METRICS;
+use crate::router::{PublishError, PublishReply, Published};
+use crate::store::events::{PreparedEvent, Stored, store_batch};
+use crate::store::{Store, StoreError};
+
+/// Most events stored by one transaction.
+const MAX_GROUP: usize = 10_000;
+
+const STORE_FAILED: &str = "the database refused the write; see the server log";
+const SYNC_FAILED: &str = "the database could not confirm the write on disk; push again \
+                           (with an Idempotency-Key to avoid duplicates)";
+
+/// One publish, routed and ready to store.
+pub struct Pending {
+    pub events: Vec<PreparedEvent>,
+    /// Per event, the deliveries to hand out once it is stored: (endpoint,
+    /// job).
+    pub jobs: Vec<Vec<(i64, Job)>>,
+    /// Endpoints of these events that other nodes own (told by NOTIFY).
+    pub remote: Vec<i64>,
+    pub reply: PublishReply,
+}
+
+/// A group is stored and its publishers answered: the deliveries of its new
+/// events, per endpoint in the order they were published.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Committed {
+    /// Events the group held (stored, duplicate or refused).
+    pub events: usize,
+    pub deliveries: Vec<(i64, Vec<Job>)>,
+}
+
+/// Where the router sends publishes to store.
+pub struct GroupCommit {
+    tx: Sender<Pending>,
+}
+
+impl GroupCommit {
+    /// Starts the threads; they tell `done` of every commit and stop when
+    /// this handle is dropped.
+    pub fn start(store: Store, done: Recipient<Committed>) -> std::io::Result<GroupCommit> {
+        let (tx, rx) = mpsc::channel();
+        let (written_tx, written_rx) = mpsc::channel();
+        let syncer_store = store.clone();
+        std::thread::Builder::new()
+            .name("hr-sync".into())
+            .spawn(move || sync(syncer_store, written_rx, done))?;
+        std::thread::Builder::new()
+            .name("hr-commit".into())
+            .spawn(move || write(store, rx, written_tx))?;
+        Ok(GroupCommit { tx })
+    }
+
+    /// Queues a publish. Fails only if the threads have stopped; the
+    /// publish comes back so that its publisher can be answered.
+    pub fn send(&self, pending: Pending) -> Result<(), Pending> {
+        self.tx.send(pending).map_err(|e| e.0)
+    }
+}
+
+/// Per publish: (event id, delivery count, event type) per event, the
+/// deliveries per event, and where to answer.
+type Part = (
+    Vec<(String, usize, String)>,
+    Vec<Vec<(i64, Job)>>,
+    PublishReply,
+);
+
+/// A group written (or refused), waiting for the disk sync.
+struct Written {
+    events: usize,
+    parts: Vec<Part>,
+    stored: Result<Vec<Stored>, StoreError>,
+}
+
+/// The writer: one transaction for whatever has queued up.
+fn write(store: Store, rx: Receiver<Pending>, written: Sender<Written>) {
+    while let Ok(first) = rx.recv() {
+        let mut group = vec![first];
+        let mut count = group[0].events.len();
+        while count < MAX_GROUP {
+            let Ok(next) = rx.try_recv() else { break };
+            count += next.events.len();
+            group.push(next);
+        }
+        METRICS.group_commit_events.observe(count as f64);
+        let mut rows = Vec::with_capacity(count);
+        let mut notify = Vec::new();
+        let mut parts = Vec::with_capacity(group.len());
+        for pending in group {
+            let ids = pending
+                .events
+                .iter()
+                .map(|p| {
+                    (
+                        p.event.id.clone(),
+                        p.deliveries.len(),
+                        p.event.event.clone(),
+                    )
+                })
+                .collect();
+            rows.extend(pending.events);
+            notify.extend(pending.remote);
+            parts.push((ids, pending.jobs, pending.reply));
+        }
+        notify.sort_unstable();
+        notify.dedup();
+        let stored = store.write_unsynced(|conn| store_batch(conn, &rows, &notify));
+        let group = Written {
+            events: count,
+            parts,
+            stored,
+        };
+        if written.send(group).is_err() {
+            return;
+        }
+    }
+}
+
+/// The syncer: one disk sync for every group written since the last one,
+/// then the answers, in the order written.
+fn sync(store: Store, rx: Receiver<Written>, done: Recipient<Committed>) {
+    while let Ok(first) = rx.recv() {
+        let mut groups = vec![first];
+        while let Ok(next) = rx.try_recv() {
+            groups.push(next);
+        }
+        let synced = store.sync_commits();
+        if let Err(e) = &synced {
+            log::error!("group commit could not be synced to disk: {e}");
+            METRICS.commit_failures.inc();
+        }
+        for group in groups {
+            let deliveries = match group.stored {
+                Err(e) => {
+                    log::error!("group commit failed: {e}");
+                    METRICS.commit_failures.inc();
+                    for (_, _, reply) in group.parts {
+                        let _ = reply.send(Err(PublishError::Storage(STORE_FAILED.into())));
+                    }
+                    Vec::new()
+                }
+                // After a failed sync the rows are committed but perhaps not
+                // on disk: the publishers hear of a failure (and may push
+                // again, as after any unanswered push); the stored
+                // deliveries go out.
+                Ok(stored) => settle(group.parts, stored, synced.is_err()),
+            };
+            done.do_send(Committed {
+                events: group.events,
+                deliveries,
+            });
+        }
+    }
+}
+
+/// Answers the publishers of a stored group (with an error if `unsynced`)
+/// and returns the deliveries of its new events, per endpoint.
+fn settle(parts: Vec<Part>, stored: Vec<Stored>, unsynced: bool) -> Vec<(i64, Vec<Job>)> {
+    let mut stored = stored.into_iter();
+    let mut by_endpoint: HashMap<i64, Vec<Job>> = HashMap::new();
+    for (ids, jobs, reply) in parts {
+        let mut results = Vec::with_capacity(ids.len());
+        for ((event_id, count, event_type), event_jobs) in ids.into_iter().zip(jobs) {
+            if let Some(Stored::Duplicate {
+                event_id,
+                deliveries,
+            }) = stored.next()
+            {
+                results.push(Published {
+                    event_id,
+                    deliveries: deliveries.max(0) as usize,
+                    repeated: true,
+                });
+                continue;
+            }
+            results.push(Published {
+                event_id,
+                deliveries: count,
+                repeated: false,
+            });
+            METRICS
+                .events_ingested
+                .with_label_values(&[event_type.as_str()])
+                .inc();
+            for (endpoint_id, job) in event_jobs {
+                by_endpoint.entry(endpoint_id).or_default().push(job);
+            }
+        }
+        let _ = reply.send(if unsynced {
+            Err(PublishError::Storage(SYNC_FAILED.into()))
+        } else {
+            Ok(results)
+        });
+    }
+    by_endpoint.into_iter().collect()
+}
