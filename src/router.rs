@@ -23,6 +23,7 @@ use crate::event::Event;
 use crate::group_commit::{Committed, GroupCommit, Pending};
 use crate::signing::Secret;
 use crate::store::Store;
+use crate::store::db_time::DbTime;
 use crate::store::endpoints::HealthRow;
 use crate::store::events::PreparedEvent;
 use crate::store::leases::{self, Acquired};
@@ -395,7 +396,7 @@ impl Router {
 
     /// Resolves routes and builds the rows and jobs of one publish.
     fn prepare(&self, events: Vec<Incoming>) -> (Vec<PreparedEvent>, Vec<Vec<(i64, Job)>>) {
-        let now = crate::store::now();
+        let now = DbTime::new(crate::store::now());
         let mut prepared = Vec::with_capacity(events.len());
         let mut jobs = Vec::with_capacity(events.len());
         for incoming in events {
@@ -424,10 +425,10 @@ impl Router {
                     endpoint_id: route.endpoint_id,
                     status: PENDING,
                     attempts: 0,
-                    next_attempt_at: now,
+                    next_attempt_at: now.clone(),
                     last_error: None,
-                    created_at: now,
-                    updated_at: now,
+                    created_at: now.clone(),
+                    updated_at: now.clone(),
                 });
                 event_jobs.push((
                     route.endpoint_id,
@@ -449,7 +450,7 @@ impl Router {
                     body,
                     idempotency_key: incoming.idempotency_key,
                     delivery_count: deliveries.len() as i32,
-                    created_at: now,
+                    created_at: now.clone(),
                 },
                 deliveries,
             });

@@ -295,6 +295,7 @@ pub fn cleanup(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::db_time::DbTime;
     use crate::store::events::{PreparedEvent, store_batch};
     use crate::store::models::{NewDelivery, NewEvent};
     use crate::store::{Store, subscriptions};
@@ -307,7 +308,7 @@ mod tests {
             body: "{}".into(),
             idempotency_key: key.map(str::to_string),
             delivery_count: 1,
-            created_at: at,
+            created_at: DbTime::new(at),
         }
     }
 
@@ -319,10 +320,10 @@ mod tests {
             endpoint_id,
             status: PENDING,
             attempts: 0,
-            next_attempt_at: at,
+            next_attempt_at: DbTime::new(at),
             last_error: None,
-            created_at: at,
-            updated_at: at,
+            created_at: DbTime::new(at),
+            updated_at: DbTime::new(at),
         }
     }
 

@@ -5,6 +5,7 @@
 //! for each backend, so per-backend SQL exists only where it must differ.
 
 pub mod catalog;
+pub mod db_time;
 pub mod deliveries;
 pub mod endpoints;
 pub mod events;
@@ -386,6 +387,45 @@ mod tests {
         admin
             .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
             .unwrap();
+    }
+
+    #[test]
+    fn unsynced_writes_are_synced_through_the_wal_file() {
+        use diesel::RunQueryDsl;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let store = Store::open(path.to_str().unwrap(), 2).unwrap();
+        assert!(
+            store.wal_sync.is_some(),
+            "FULL on a file syncs by fdatasync"
+        );
+        let written = store
+            .write_unsynced(|conn| {
+                Ok(crate::db_transaction!(conn, c => diesel::sql_query(
+                    "INSERT INTO event_types (name, description, created_at) VALUES ('x', 'y', '2026-01-01')"
+                )
+                .execute(c))?)
+            })
+            .unwrap();
+        assert_eq!(written, 1);
+        store.sync_commits().unwrap();
+        assert!(dir.path().join("w.db-wal").is_file());
+        // Committed on one pool, visible on the other.
+        let seen: i64 = crate::db_run!(&mut store.conn().unwrap(), c => diesel::select(
+            diesel::dsl::sql::<diesel::sql_types::BigInt>("(SELECT count(*) FROM event_types WHERE name = 'x')")
+        )
+        .get_result(c))
+        .unwrap();
+        assert_eq!(seen, 1);
+
+        let normal = Store::open_with(
+            dir.path().join("n.db").to_str().unwrap(),
+            2,
+            SqliteSync::Normal,
+        )
+        .unwrap();
+        assert!(normal.wal_sync.is_none(), "NORMAL does not sync commits");
+        normal.sync_commits().unwrap();
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use super::db_time::DbTime;
 use super::schema::{attempts, deliveries, events, subscriptions, tokens};
 
 /// `deliveries.status`: waiting for (another) attempt.
@@ -62,7 +63,7 @@ pub struct NewEvent {
     pub body: String,
     pub idempotency_key: Option<String>,
     pub delivery_count: i32,
-    pub created_at: NaiveDateTime,
+    pub created_at: DbTime,
 }
 
 #[derive(Debug, Clone, Insertable)]
@@ -74,10 +75,10 @@ pub struct NewDelivery {
     pub endpoint_id: i64,
     pub status: &'static str,
     pub attempts: i32,
-    pub next_attempt_at: NaiveDateTime,
+    pub next_attempt_at: DbTime,
     pub last_error: Option<String>,
-    pub created_at: NaiveDateTime,
-    pub updated_at: NaiveDateTime,
+    pub created_at: DbTime,
+    pub updated_at: DbTime,
 }
 
 #[derive(Debug, Clone, Insertable)]

@@ -175,7 +175,7 @@ fn seed_backlog(
         .map_err(|e| format!("seeding subscription {n} failed: {e}"))?;
         targets.push((endpoint_id, subscription.id));
     }
-    let at = store::now();
+    let at = hookrelay::store::db_time::DbTime::new(store::now());
     let mut batch = Vec::with_capacity(EVENTS_PER_COMMIT);
     for context_id in 1..=per_endpoint as u64 {
         for &(endpoint_id, subscription_id) in &targets {
@@ -188,7 +188,7 @@ fn seed_backlog(
                     body: event_json(context_id),
                     idempotency_key: None,
                     delivery_count: 1,
-                    created_at: at,
+                    created_at: at.clone(),
                 },
                 deliveries: vec![NewDelivery {
                     id: uuid::Uuid::now_v7().to_string(),
@@ -197,10 +197,10 @@ fn seed_backlog(
                     endpoint_id,
                     status: PENDING,
                     attempts: 0,
-                    next_attempt_at: at,
+                    next_attempt_at: at.clone(),
                     last_error: None,
-                    created_at: at,
-                    updated_at: at,
+                    created_at: at.clone(),
+                    updated_at: at.clone(),
                 }],
             });
             if batch.len() == EVENTS_PER_COMMIT {
