@@ -10,6 +10,18 @@ use super::models::{CANCELLED, DEAD, NewAttempt, PENDING, SUCCEEDED};
 use super::schema::{attempts, deliveries, endpoints, events, subscriptions};
 use super::{Conn, StoreError, now};
 
+/// `deliveries.status = 'pending'`, written as literal SQL: the partial
+/// index `deliveries_pending` (an endpoint's queue) is used only by queries
+/// that state its condition literally; a bound parameter does not qualify.
+pub fn is_pending() -> diesel::expression::SqlLiteral<diesel::sql_types::Bool> {
+    diesel::dsl::sql(&format!("deliveries.status = '{PENDING}'"))
+}
+
+/// `deliveries.status = 'dead'`, literally, for `deliveries_dead`.
+pub fn is_dead() -> diesel::expression::SqlLiteral<diesel::sql_types::Bool> {
+    diesel::dsl::sql(&format!("deliveries.status = '{DEAD}'"))
+}
+
 /// A pending delivery with what it takes to send it.
 #[derive(Debug, Clone, Queryable)]
 pub struct JobRow {
@@ -35,7 +47,7 @@ pub fn pending_page(
         .inner_join(events::table)
         .inner_join(subscriptions::table)
         .filter(deliveries::endpoint_id.eq(endpoint_id))
-        .filter(deliveries::status.eq(PENDING))
+        .filter(is_pending())
         .filter(deliveries::id.gt(after))
         .order(deliveries::id)
         .limit(limit)
@@ -57,7 +69,7 @@ pub fn endpoints_with_pending(conn: &mut Conn) -> Result<Vec<(i64, String)>, Sto
         .filter(exists(
             deliveries::table
                 .filter(deliveries::endpoint_id.eq(endpoints::id))
-                .filter(deliveries::status.eq(PENDING)),
+                .filter(is_pending()),
         ))
         .select((endpoints::id, endpoints::url))
         .load(c))?)
@@ -169,7 +181,7 @@ pub fn dead_letters(
         let mut q = deliveries::table
             .inner_join(events::table)
             .inner_join(endpoints::table.on(endpoints::id.eq(deliveries::endpoint_id)))
-            .filter(deliveries::status.eq(DEAD))
+            .filter(is_dead())
             .filter(deliveries::id.gt(after))
             .into_boxed();
         if let Some(e) = endpoint_id {

@@ -5,7 +5,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::models::{DEAD, PENDING};
+use super::models::DEAD;
 use super::schema::{deliveries, endpoints, subscriptions};
 use super::{Conn, StoreError, now};
 
@@ -72,7 +72,7 @@ pub fn bury(conn: &mut Conn, endpoint_id: i64, reason: &str) -> Result<Vec<i64>,
         diesel::update(
             deliveries::table
                 .filter(deliveries::endpoint_id.eq(endpoint_id))
-                .filter(deliveries::status.eq(PENDING)),
+                .filter(super::deliveries::is_pending()),
         )
         .set((
             deliveries::status.eq(DEAD),

@@ -6,7 +6,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::models::{CANCELLED, NewSubscription, PENDING, Subscription};
+use super::models::{CANCELLED, NewSubscription, Subscription};
 use super::schema::{deliveries, endpoints, subscriptions};
 use super::{Conn, StoreError, now};
 
@@ -135,10 +135,15 @@ pub fn deactivate(conn: &mut Conn, ids: &[i64], reason: &str) -> Result<usize, S
             subscriptions::last_modified.eq(at),
         ))
         .execute(c)?;
+        // By endpoint too, so that the endpoints' queue index is used.
+        let endpoints = subscriptions::table
+            .filter(subscriptions::id.eq_any(ids))
+            .select(subscriptions::endpoint_id);
         diesel::update(
             deliveries::table
-                .filter(deliveries::subscription_id.eq_any(ids))
-                .filter(deliveries::status.eq(PENDING)),
+                .filter(deliveries::endpoint_id.eq_any(endpoints))
+                .filter(super::deliveries::is_pending())
+                .filter(deliveries::subscription_id.eq_any(ids)),
         )
         .set((
             deliveries::status.eq(CANCELLED),
