@@ -2,8 +2,8 @@
 //! (marketplaceId, event type) → routes and the registry of endpoint actors.
 //! On publish it resolves the routes (never across tenants, skipping the
 //! triggering user's own subscriptions) and passes the events with their
-//! deliveries to the group-commit thread (`group_commit`), which stores
-//! them and answers the publisher; after the commit the router hands the
+//! deliveries to the group-commit threads (`group_commit`), which store
+//! them and answer the publisher; after the commit the router hands the
 //! deliveries to their endpoint actors.
 
 use std::collections::{HashMap, HashSet, VecDeque};
