@@ -125,3 +125,45 @@ async fn sigterm_during_deliveries_exits_0_and_a_restart_delivers_the_rest() {
         .wait_for_context_ids(&(1..=200).collect(), Duration::from_secs(60))
         .await;
 }
+
+/// A publish that the database refuses (here: another process holds
+/// SQLite's write lock longer than the busy timeout) gets a JSON error and
+/// stores nothing; once the database writes again, so does hookrelay, and
+/// only the accepted event is delivered.
+#[actix_rt::test]
+async fn a_publish_the_database_refuses_gets_a_json_error_and_the_next_one_is_stored() {
+    use diesel::connection::SimpleConnection;
+    use diesel::{Connection, SqliteConnection};
+
+    let app = TestApp::spawn().await;
+    if app.backend() != Backend::Sqlite {
+        eprintln!("SQLite write lock test: skipped on {:?}", app.backend());
+        return;
+    }
+    let receiver = Receiver::start().await;
+    let token = app.token(3100, 1).await;
+    app.subscribe_ok(&token, REVISION_STATUS_UPDATED, &receiver.url(), SECRET)
+        .await;
+
+    let mut blocker = SqliteConnection::establish(app.db_path.to_str().unwrap()).unwrap();
+    blocker.batch_execute("BEGIN IMMEDIATE").unwrap();
+    let refused = app
+        .push_event(&event(REVISION_STATUS_UPDATED, 3100, 1))
+        .await;
+    assert_json_error(&refused, 500, "a publish while the database is locked");
+    blocker.batch_execute("ROLLBACK").unwrap();
+    drop(blocker);
+
+    let accepted = app
+        .push_event_ok(&event(REVISION_STATUS_UPDATED, 3100, 2))
+        .await;
+    assert_eq!(accepted["deliveries"], 1, "{accepted}");
+    receiver
+        .wait_for_context_ids(&HashSet::from([2]), Duration::from_secs(30))
+        .await;
+    assert_eq!(
+        receiver.delivered_context_ids(),
+        HashSet::from([2]),
+        "the refused event must not be delivered"
+    );
+}
