@@ -41,6 +41,16 @@ impl LeaseManager {
         }
     }
 
+    /// What a lease query on the blocking pool needs: the store, this
+    /// node's id and the lease time in milliseconds.
+    fn lease_params(&self) -> (Store, Arc<str>, i64) {
+        (
+            self.store.clone(),
+            self.node.clone(),
+            self.ttl.as_millis() as i64,
+        )
+    }
+
     fn tick(&self) -> Duration {
         (self.ttl / 3).max(Duration::from_millis(100))
     }
@@ -51,11 +61,7 @@ impl LeaseManager {
         }
         self.busy = true;
         let started = Instant::now();
-        let (store, node, ttl_ms) = (
-            self.store.clone(),
-            self.node.clone(),
-            self.ttl.as_millis() as i64,
-        );
+        let (store, node, ttl_ms) = self.lease_params();
         let work = async move {
             store
                 .run(move |conn| leases::round(conn, &node, ttl_ms))
@@ -167,11 +173,7 @@ impl Handler<Claim> for LeaseManager {
     type Result = ();
 
     fn handle(&mut self, msg: Claim, ctx: &mut Self::Context) {
-        let (store, node, ttl_ms) = (
-            self.store.clone(),
-            self.node.clone(),
-            self.ttl.as_millis() as i64,
-        );
+        let (store, node, ttl_ms) = self.lease_params();
         let work = async move {
             store
                 .run(move |conn| leases::claim(conn, &node, ttl_ms, &msg.0))

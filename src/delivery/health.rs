@@ -147,8 +147,7 @@ impl Health {
             None => self.alive(now),
             Some(_) if gone => self.die(gone_reason("verification call")),
             Some(reason) => {
-                self.last_failure_at = Some(now);
-                self.last_failure_reason = Some(format!("probe: {reason}"));
+                self.probe_failed(now, reason);
                 self.state = State::Paused;
                 Effect::Pause
             }
@@ -167,11 +166,16 @@ impl Health {
             None => self.alive(now),
             Some(_) if gone => self.die(gone_reason("verification call")),
             Some(reason) => {
-                self.last_failure_at = Some(now);
-                self.last_failure_reason = Some(format!("probe: {reason}"));
+                self.probe_failed(now, reason);
                 Effect::Nothing
             }
         }
+    }
+
+    /// Notes a failed probe (which never counts toward death).
+    fn probe_failed(&mut self, now: DateTime<Utc>, reason: &str) {
+        self.last_failure_at = Some(now);
+        self.last_failure_reason = Some(format!("probe: {reason}"));
     }
 
     /// The answer to a scheduled verification call.

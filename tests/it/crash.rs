@@ -73,18 +73,7 @@ async fn every_accepted_event_is_delivered_after_a_kill_9_and_a_restart() {
 async fn sigterm_stops_an_idle_server_with_exit_status_0() {
     let mut app = TestApp::spawn().await;
     app.assert_healthy("before SIGTERM").await;
-    let status = app.sigterm(Duration::from_secs(30)).await;
-    let status = status.unwrap_or_else(|| {
-        panic!(
-            "the server was still running 30 s after SIGTERM\n{}",
-            app.log_tail(40)
-        )
-    });
-    assert!(
-        status.success(),
-        "exit status after SIGTERM: {status:?}\n{}",
-        app.log_tail(40)
-    );
+    assert_exits_0_after_sigterm(&mut app, "an idle server").await;
 }
 
 #[actix_rt::test]
@@ -106,18 +95,7 @@ async fn sigterm_during_deliveries_exits_0_and_a_restart_delivers_the_rest() {
     })
     .await;
 
-    let status = app.sigterm(Duration::from_secs(30)).await;
-    let status = status.unwrap_or_else(|| {
-        panic!(
-            "the server was still running 30 s after SIGTERM\n{}",
-            app.log_tail(40)
-        )
-    });
-    assert!(
-        status.success(),
-        "exit status after SIGTERM with deliveries pending: {status:?}\n{}",
-        app.log_tail(40)
-    );
+    assert_exits_0_after_sigterm(&mut app, "deliveries pending").await;
 
     app.start().await;
     receiver.set_reply(Reply::status(200));
@@ -165,5 +143,21 @@ async fn a_publish_the_database_refuses_gets_a_json_error_and_the_next_one_is_st
         receiver.delivered_context_ids(),
         HashSet::from([2]),
         "the refused event must not be delivered"
+    );
+}
+
+/// SIGTERM, then the server must exit with status 0 within 30 s.
+async fn assert_exits_0_after_sigterm(app: &mut TestApp, context: &str) {
+    let status = app.sigterm(Duration::from_secs(30)).await;
+    let status = status.unwrap_or_else(|| {
+        panic!(
+            "{context}: the server was still running 30 s after SIGTERM\n{}",
+            app.log_tail(40)
+        )
+    });
+    assert!(
+        status.success(),
+        "{context}: exit status after SIGTERM: {status:?}\n{}",
+        app.log_tail(40)
     );
 }

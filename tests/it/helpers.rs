@@ -702,18 +702,8 @@ impl TestApp {
         content_type: Option<&str>,
         bytes: impl Into<Vec<u8>>,
     ) -> Resp {
-        let body = Body::Raw {
-            content_type: content_type.map(str::to_string),
-            bytes: bytes.into(),
-        };
-        self.call(
-            Method::POST,
-            &self.public("/v1/subscription"),
-            Some(token),
-            &[],
-            body,
-        )
-        .await
+        let url = self.public("/v1/subscription");
+        self.post_raw(&url, Some(token), content_type, bytes).await
     }
 
     pub async fn list_subscriptions(&self, token: &str) -> Resp {
@@ -785,14 +775,8 @@ impl TestApp {
     }
 
     pub async fn push_event(&self, event: &Value) -> Resp {
-        self.call(
-            Method::POST,
-            &self.internal("/internal/v1/events"),
-            self.internal_bearer(),
-            &[],
-            Body::Json(event.clone()),
-        )
-        .await
+        self.post_internal_json("/internal/v1/events", &[], event.clone())
+            .await
     }
 
     /// Pushes and asserts 202; returns the body.
@@ -803,12 +787,20 @@ impl TestApp {
     }
 
     pub async fn push_event_with_idempotency_key(&self, event: &Value, key: &str) -> Resp {
+        let headers = [("Idempotency-Key", key)];
+        self.post_internal_json("/internal/v1/events", &headers, event.clone())
+            .await
+    }
+
+    /// POSTs JSON, with extra headers, to an internal path.
+    async fn post_internal_json(&self, path: &str, headers: &[(&str, &str)], body: Value) -> Resp {
+        let url = self.internal(path);
         self.call(
             Method::POST,
-            &self.internal("/internal/v1/events"),
+            &url,
             self.internal_bearer(),
-            &[("Idempotency-Key", key)],
-            Body::Json(event.clone()),
+            headers,
+            Body::Json(body),
         )
         .await
     }
@@ -829,29 +821,30 @@ impl TestApp {
         content_type: Option<&str>,
         bytes: impl Into<Vec<u8>>,
     ) -> Resp {
+        let url = self.internal(path);
+        self.post_raw(&url, self.internal_bearer(), content_type, bytes)
+            .await
+    }
+
+    /// POSTs raw bytes (with an optional Content-Type) to `url`.
+    async fn post_raw(
+        &self,
+        url: &str,
+        bearer: Option<&str>,
+        content_type: Option<&str>,
+        bytes: impl Into<Vec<u8>>,
+    ) -> Resp {
         let body = Body::Raw {
             content_type: content_type.map(str::to_string),
             bytes: bytes.into(),
         };
-        self.call(
-            Method::POST,
-            &self.internal(path),
-            self.internal_bearer(),
-            &[],
-            body,
-        )
-        .await
+        self.call(Method::POST, url, bearer, &[], body).await
     }
 
     pub async fn push_batch(&self, events: &[Value]) -> Resp {
-        self.call(
-            Method::POST,
-            &self.internal("/internal/v1/events/batch"),
-            self.internal_bearer(),
-            &[],
-            Body::Json(Value::Array(events.to_vec())),
-        )
-        .await
+        let body = Value::Array(events.to_vec());
+        self.post_internal_json("/internal/v1/events/batch", &[], body)
+            .await
     }
 
     pub async fn push_batch_raw(

@@ -251,13 +251,18 @@ pub fn wait_for_arrivals(arrivals: &Arrivals, expected: u64, sizes: &Sizes) -> R
 /// expected one arrived; stops tracking.
 pub fn extra_arrivals(arrivals: &Arrivals) -> Value {
     std::thread::sleep(Duration::from_millis(200));
-    let extra = json!({
+    arrival_counts(arrivals)
+}
+
+/// Arrivals, duplicate and unexpected deliveries so far; stops tracking.
+pub fn arrival_counts(arrivals: &Arrivals) -> Value {
+    let counts = json!({
         "arrivals": arrivals.count(),
         "duplicate_deliveries": arrivals.duplicates(),
         "unexpected_deliveries": arrivals.untracked(),
     });
     arrivals.untrack();
-    extra
+    counts
 }
 
 pub fn with_log(instance: &Instance, error: String) -> String {
@@ -361,31 +366,49 @@ fn per_task(shares: Vec<Share>) -> impl Fn() -> Share + Send + Sync + 'static {
     move || shares[task.fetch_add(1, Ordering::Relaxed) % shares.len()].clone()
 }
 
-/// `events` events in batches of 1,000, by 4 concurrent pushers split over
-/// `nodes` (already subscribed with `fanout` subscriptions); waits for
-/// every delivery. `database`: a local PostgreSQL database whose server
-/// processes are accounted for separately.
-pub fn push_batches(
+/// One push load: what is pushed where, by how many tasks on how many
+/// threads, and what arrives at the receiver.
+struct PushLoad {
+    path: &'static str,
+    items: Vec<Item>,
+    /// Events in `items`.
+    events: usize,
+    /// Subscriptions per event: deliveries = events × fanout.
+    fanout: usize,
+    threads: usize,
+    tasks: usize,
+    answer: Answer,
+}
+
+/// Pushes `load` split over `nodes` and waits for every delivery; from the
+/// first push to the last 202 (ingest) and to the last arrival (delivery).
+/// `database`: a local PostgreSQL database whose server processes are
+/// accounted for separately.
+fn push_and_wait(
     bench: &Bench,
     nodes: &[&Instance],
-    fanout: usize,
-    events: usize,
     database: Option<&str>,
+    load: PushLoad,
 ) -> Result<Pushed, String> {
-    let next_share = per_task(shares(
-        nodes,
-        "/internal/v1/events/batch",
-        batch_items(events),
-    ));
+    let PushLoad {
+        path,
+        items,
+        events,
+        fanout,
+        threads,
+        tasks,
+        answer,
+    } = load;
+    let next_share = per_task(shares(nodes, path, items));
     let pids: Vec<u32> = nodes.iter().map(|n| n.pid()).collect();
     let arrivals = &bench.receiver.arrivals;
     arrivals.track(fanout, events + 1);
     let stop = push_deadline(&bench.sizes);
     let cpu_from = cpu::snapshot_of(&pids, database);
     let start = now_ns();
-    let tally = load::spread(1, bench.sizes.batch_pushers, move |c| {
+    let tally = load::spread(threads, tasks, move |c| {
         let (url, items, next) = next_share();
-        load::each_once(c, url, items, next, Answer::Batch, stop)
+        load::each_once(c, url, items, next, answer, stop)
     });
     check(&tally).map_err(|e| with_logs(nodes, e))?;
     let expected = (events * fanout) as u64;
@@ -403,11 +426,33 @@ pub fn push_batches(
         ingest: events as f64 / ingest_secs,
         detail: json!({
             "events": events, "fanout": fanout, "deliveries": expected, "nodes": nodes.len(),
-            "ingest_seconds": ingest_secs, "delivery_seconds": total_secs,
+            "clients": tasks, "ingest_seconds": ingest_secs, "delivery_seconds": total_secs,
             "overloaded_503": tally.overloaded, "receiver": extra, "cpu": cpu,
             "hookrelay_log_lines": log_lines,
         }),
     })
+}
+
+/// `events` events in batches of 1,000, by 4 concurrent pushers split over
+/// `nodes` (already subscribed with `fanout` subscriptions); waits for
+/// every delivery.
+pub fn push_batches(
+    bench: &Bench,
+    nodes: &[&Instance],
+    fanout: usize,
+    events: usize,
+    database: Option<&str>,
+) -> Result<Pushed, String> {
+    let load = PushLoad {
+        path: "/internal/v1/events/batch",
+        items: batch_items(events),
+        events,
+        fanout,
+        threads: 1,
+        tasks: bench.sizes.batch_pushers,
+        answer: Answer::Batch,
+    };
+    push_and_wait(bench, nodes, database, load)
 }
 
 /// Figures 2 and 3: N events pushed in batches of 1000 by 4 concurrent pushers to
@@ -435,43 +480,16 @@ pub fn push_singles(
     database: Option<&str>,
 ) -> Result<Pushed, String> {
     let events = bench.sizes.single_events;
-    let next_share = per_task(shares(
-        nodes,
-        "/internal/v1/events",
-        single_items(1..=events as u64),
-    ));
-    let pids: Vec<u32> = nodes.iter().map(|n| n.pid()).collect();
-    let arrivals = &bench.receiver.arrivals;
-    arrivals.track(1, events + 1);
-    let stop = push_deadline(&bench.sizes);
-    let cpu_from = cpu::snapshot_of(&pids, database);
-    let start = now_ns();
-    let tally = load::spread(bench.threads, bench.sizes.single_clients, move |c| {
-        let (url, items, next) = next_share();
-        let answer = Answer::Single { deliveries: 1 };
-        load::each_once(c, url, items, next, answer, stop)
-    });
-    check(&tally).map_err(|e| with_logs(nodes, e))?;
-    let expected = events as u64;
-    let last =
-        wait_for_arrivals(arrivals, expected, &bench.sizes).map_err(|e| with_logs(nodes, e))?;
-    let cpu = cpu::usage(&cpu_from, &cpu::snapshot_of(&pids, database));
-    let extra = extra_arrivals(arrivals);
-    let (ingest_secs, total_secs) = (
-        secs_between(start, tally.last_ok_ns),
-        secs_between(start, last),
-    );
-    let log_lines: usize = nodes.iter().map(|n| n.log_lines()).sum();
-    Ok(Pushed {
-        delivery: expected as f64 / total_secs,
-        ingest: events as f64 / ingest_secs,
-        detail: json!({
-            "events": events, "clients": bench.sizes.single_clients, "nodes": nodes.len(),
-            "ingest_seconds": ingest_secs, "delivery_seconds": total_secs,
-            "overloaded_503": tally.overloaded, "receiver": extra, "cpu": cpu,
-            "hookrelay_log_lines": log_lines,
-        }),
-    })
+    let load = PushLoad {
+        path: "/internal/v1/events",
+        items: single_items(1..=events as u64),
+        events,
+        fanout: 1,
+        threads: bench.threads,
+        tasks: bench.sizes.single_clients,
+        answer: Answer::Single { deliveries: 1 },
+    };
+    push_and_wait(bench, nodes, database, load)
 }
 
 /// Figure 4: Single-event pushes by 32 concurrent clients, fan-out 1.

@@ -38,30 +38,35 @@ pub async fn post(
     if let Some(token) = bearer {
         request = request.insert_header(("Authorization", format!("Bearer {token}")));
     }
-    let mut response = request
+    let response = request
         .send_body(body)
         .await
         .map_err(|e| format!("POST {url}: {e}"))?;
-    let answer = response
-        .body()
-        .limit(64 << 20)
-        .await
-        .map_err(|e| format!("POST {url}: reading the answer: {e}"))?;
-    Ok((response.status().as_u16(), answer))
+    read_answer(response, 64 << 20, "POST", url).await
 }
 
 /// GETs a URL and reads the whole answer.
 pub async fn get(client: &awc::Client, url: &str) -> Result<(u16, Bytes), String> {
-    let mut response = client
+    let response = client
         .get(url)
         .send()
         .await
         .map_err(|e| format!("GET {url}: {e}"))?;
+    read_answer(response, 1 << 30, "GET", url).await
+}
+
+/// The status and the whole body (at most `limit` bytes) of an answer.
+async fn read_answer(
+    mut response: awc::ClientResponse,
+    limit: usize,
+    method: &str,
+    url: &str,
+) -> Result<(u16, Bytes), String> {
     let answer = response
         .body()
-        .limit(1 << 30)
+        .limit(limit)
         .await
-        .map_err(|e| format!("GET {url}: reading the answer: {e}"))?;
+        .map_err(|e| format!("{method} {url}: reading the answer: {e}"))?;
     Ok((response.status().as_u16(), answer))
 }
 

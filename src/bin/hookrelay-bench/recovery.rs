@@ -101,13 +101,7 @@ pub fn recovery(bench: &Bench) -> Result<Measured, String> {
     let extra = if complete {
         crate::figures::extra_arrivals(arrivals)
     } else {
-        let extra = json!({
-            "arrivals": arrivals.count(),
-            "duplicate_deliveries": arrivals.duplicates(),
-            "unexpected_deliveries": arrivals.untracked(),
-        });
-        arrivals.untrack();
-        extra
+        crate::figures::arrival_counts(arrivals)
     };
     let recovery_s = secs_between(instance.spawned_ns, first);
     let drain_secs = secs_between(first, if complete { last } else { ended });
