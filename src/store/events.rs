@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use diesel::prelude::*;
 
+use super::insert_rows::insert_all;
 use super::models::{NewDelivery, NewEvent};
 use super::schema::{deliveries, events};
 use super::{Conn, StoreError};
@@ -32,8 +33,8 @@ impl NotifyWork for diesel::PgConnection {
     }
 }
 
-/// Writing many rows the way each backend does it fastest: SQLite runs one
-/// cached prepared INSERT per row (no SQL to build, nothing copied);
+/// Writing many rows the way each backend does it fastest: SQLite runs
+/// fixed-shape INSERTs prepared once per connection (`insert_rows`);
 /// PostgreSQL sends multi-row INSERTs (fewer round trips).
 trait InsertRows {
     fn insert_rows(&mut self, events: &[&NewEvent], deliveries: &[&NewDelivery])
@@ -46,17 +47,8 @@ impl InsertRows for diesel::SqliteConnection {
         events: &[&NewEvent],
         deliveries: &[&NewDelivery],
     ) -> QueryResult<()> {
-        for row in events {
-            diesel::insert_into(events::table)
-                .values(*row)
-                .execute(self)?;
-        }
-        for row in deliveries {
-            diesel::insert_into(deliveries::table)
-                .values(*row)
-                .execute(self)?;
-        }
-        Ok(())
+        insert_all(self, events)?;
+        insert_all(self, deliveries)
     }
 }
 

@@ -9,6 +9,7 @@ pub mod db_time;
 pub mod deliveries;
 pub mod endpoints;
 pub mod events;
+pub mod insert_rows;
 pub mod leases;
 pub mod models;
 pub mod schema;
