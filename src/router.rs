@@ -6,7 +6,9 @@
 //! them and answer the publisher; after the commit the router hands the
 //! deliveries to their endpoint actors.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::sync::Arc;
 
 use actix::prelude::*;

@@ -98,18 +98,6 @@ pub struct SignatureHeaders {
     pub signature: String,
 }
 
-impl SignatureHeaders {
-    /// (name, value) pairs in the order they are sent.
-    pub fn pairs(&self) -> [(&'static str, &str); 4] {
-        [
-            ("X-Inspera-Signature", &self.inspera),
-            ("webhook-id", &self.id),
-            ("webhook-timestamp", &self.timestamp),
-            ("webhook-signature", &self.signature),
-        ]
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,7 +21,9 @@
 //! subscriptions (kept with the reason), dead-letters what it holds, tells
 //! the Router, and stops.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

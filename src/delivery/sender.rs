@@ -12,6 +12,7 @@ use actix_tls::connect::{Connector as TcpConnector, Resolve, Resolver};
 use futures_util::future::LocalBoxFuture;
 
 use awc::error::{ConnectError, SendRequestError};
+use awc::http::header::{self, HeaderName, HeaderValue};
 use bytes::Bytes;
 
 use crate::endpoint_url::{EndpointUrl, forbidden_network};
@@ -20,6 +21,12 @@ use crate::signing::{Secret, SignatureHeaders};
 
 /// The `User-Agent` of every request hookrelay sends.
 pub const USER_AGENT: &str = concat!("hookrelay/", env!("CARGO_PKG_VERSION"));
+
+const X_INSPERA_SIGNATURE: HeaderName = HeaderName::from_static("x-inspera-signature");
+const WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
+const WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
+const WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature");
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 /// How much of a failing answer's body is kept for the operator.
 const ERROR_SNIPPET: usize = 200;
@@ -138,13 +145,33 @@ pub async fn post(
 ) -> Attempt {
     let started = Instant::now();
     let timestamp = chrono::Utc::now().timestamp();
-    let headers: SignatureHeaders = secret.sign(message_id, timestamp, &body);
+    let SignatureHeaders {
+        inspera,
+        id,
+        timestamp,
+        signature,
+    } = secret.sign(message_id, timestamp, &body);
     let mut request = client()
         .post(url.as_str())
         .timeout(timeout)
-        .insert_header(("Content-Type", "application/json"));
-    for (name, value) in headers.pairs() {
-        request = request.insert_header((name, value));
+        .insert_header((header::CONTENT_TYPE, JSON));
+    // Names built once; values are base64, hex, digits or our own ids.
+    for (name, value) in [
+        (X_INSPERA_SIGNATURE, inspera),
+        (WEBHOOK_ID, id),
+        (WEBHOOK_TIMESTAMP, timestamp),
+        (WEBHOOK_SIGNATURE, signature),
+    ] {
+        match HeaderValue::try_from(value) {
+            Ok(value) => request = request.insert_header((name, value)),
+            Err(e) => {
+                return Attempt::failed(
+                    format!("could not build the `{name}` header: {e}"),
+                    AttemptOutcome::ConnectError,
+                    started.elapsed(),
+                );
+            }
+        }
     }
     let exchange = async {
         let mut response = match request.send_body(body).await {

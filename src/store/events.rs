@@ -6,8 +6,8 @@ use std::collections::HashMap;
 
 use diesel::prelude::*;
 
-use super::insert_rows::insert_all;
 use super::models::{NewDelivery, NewEvent};
+use super::prepared::insert_all;
 use super::schema::{deliveries, events};
 use super::{Conn, StoreError};
 
@@ -34,7 +34,7 @@ impl NotifyWork for diesel::PgConnection {
 }
 
 /// Writing many rows the way each backend does it fastest: SQLite runs
-/// fixed-shape INSERTs prepared once per connection (`insert_rows`);
+/// fixed-shape INSERTs prepared once per connection (`prepared`);
 /// PostgreSQL sends multi-row INSERTs (fewer round trips).
 trait InsertRows {
     fn insert_rows(&mut self, events: &[&NewEvent], deliveries: &[&NewDelivery])

@@ -1,13 +1,15 @@
-//! Fixed-shape multi-row INSERTs for the group commit on SQLite: the SQL of
-//! an `InsertRows<R, N>` depends only on its type, so diesel prepares it once
-//! per connection and then only binds values and steps it.
+//! Fixed-shape statements for SQLite's hot paths: the group commit's
+//! multi-row INSERTs and the recorder's "delivered at the first attempt"
+//! UPDATE. Their SQL depends only on their type, so diesel prepares each
+//! once per connection and then only binds values and steps it.
 //!
 //! Diesel's own `insert_into(t).values(row)` builds the SQL text again for
 //! every row on SQLite (the derived values are "defaultable", which makes
 //! the statement cache key on the SQL string): building, escaping and hashing
 //! that text was about a third of the commit thread's CPU in the batch
-//! benchmark. Rows are written in chunks of `BIG`, then `SMALL`, then one at
-//! a time, so there are three statements per table, all cached.
+//! benchmark. An `eq_any` list has a new SQL text for every length, so it is
+//! prepared again nearly every time. Rows are inserted in chunks of `BIG`,
+//! then `SMALL`, then one at a time: three statements per table, all cached.
 
 use diesel::QueryResult;
 use diesel::RunQueryDsl;
@@ -15,7 +17,8 @@ use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::sql_types::{BigInt, Integer, Nullable, Text, Timestamp};
 use diesel::sqlite::{Sqlite, SqliteConnection};
 
-use super::models::{NewDelivery, NewEvent};
+use super::db_time::DbTime;
+use super::models::{NewDelivery, NewEvent, SUCCEEDED};
 
 /// Rows per statement of the largest chunk (10 binds each: 320 parameters,
 /// far under SQLite's limit).
@@ -80,6 +83,44 @@ fn insert_chunk<R: InsertRow, const N: usize>(
         .try_into()
         .expect("insert_all passes chunks of exactly N rows");
     InsertRows(rows).execute(conn).map(|_| ())
+}
+
+/// `UPDATE deliveries SET status = 'succeeded', attempts = 1, updated_at = ?
+/// WHERE id = ?`: a delivery answered 2xx at its first attempt.
+pub struct FirstAttemptSucceeded<'a> {
+    pub id: &'a str,
+    pub at: &'a DbTime,
+}
+
+impl QueryId for FirstAttemptSucceeded<'_> {
+    type QueryId = FirstAttemptSucceeded<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl QueryFragment<Sqlite> for FirstAttemptSucceeded<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        out.push_sql("UPDATE deliveries SET status = ");
+        out.push_bind_param::<Text, _>(SUCCEEDED)?;
+        out.push_sql(", attempts = 1, updated_at = ");
+        out.push_bind_param::<Timestamp, _>(self.at)?;
+        out.push_sql(" WHERE id = ");
+        out.push_bind_param::<Text, _>(self.id)
+    }
+}
+
+impl RunQueryDsl<SqliteConnection> for FirstAttemptSucceeded<'_> {}
+
+/// Marks `ids` delivered at their first attempt (inside the caller's
+/// transaction), one cached UPDATE per delivery.
+pub fn first_attempts_succeeded(
+    conn: &mut SqliteConnection,
+    ids: &[&str],
+    at: &DbTime,
+) -> QueryResult<()> {
+    for id in ids {
+        FirstAttemptSucceeded { id, at }.execute(conn)?;
+    }
+    Ok(())
 }
 
 /// Pushes `, ` before every value but the first.
@@ -279,5 +320,26 @@ mod tests {
         assert_eq!(ours.0.len(), 45);
         assert_eq!(ours.1.len(), 45);
         assert_eq!(ours, diesels);
+    }
+
+    #[test]
+    fn first_attempt_success_marks_exactly_those_deliveries() {
+        let (_, after) = written_by(|c, events, deliveries| {
+            insert_all(c, &events.iter().collect::<Vec<_>>()).unwrap();
+            insert_all(c, &deliveries.iter().collect::<Vec<_>>()).unwrap();
+            let at = DbTime::new(
+                chrono::DateTime::from_timestamp(1_800_000_000, 0)
+                    .unwrap()
+                    .naive_utc(),
+            );
+            first_attempts_succeeded(c, &["d003", "d040"], &at).unwrap();
+        });
+        for (id, _, _, _, status, attempts, _, _) in &after {
+            if id == "d003" || id == "d040" {
+                assert_eq!((status.as_str(), *attempts), (SUCCEEDED, 1), "{id}");
+            } else {
+                assert_eq!(status, PENDING, "{id}");
+            }
+        }
     }
 }
