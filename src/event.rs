@@ -3,7 +3,9 @@
 //! what was expected. The validated event is serialized once; those bytes are
 //! stored and delivered.
 
-use serde::Serialize;
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// Allowed `contextObjectType` values.
@@ -143,8 +145,7 @@ fn string<'a>(field: &str, v: &'a Value) -> Result<&'a str, EventError> {
         .ok_or_else(|| invalid(format!("`{field}` must be a string, got {}", type_name(v))))
 }
 
-fn one_of(field: &str, v: &Value, allowed: &[&str]) -> Result<String, EventError> {
-    let s = string(field, v)?;
+fn one_of(field: &str, s: &str, allowed: &[&str]) -> Result<String, EventError> {
     if allowed.contains(&s) {
         Ok(s.to_string())
     } else {
@@ -156,8 +157,7 @@ fn one_of(field: &str, v: &Value, allowed: &[&str]) -> Result<String, EventError
 }
 
 /// `yyyy-MM-dd'T'HH:mm:ss'Z'`, exactly, and a real date and time.
-fn timestamp(v: &Value) -> Result<String, EventError> {
-    let s = string("timestamp", v)?;
+fn timestamp(s: &str) -> Result<String, EventError> {
     let shape_ok = s.len() == 20
         && s.bytes().enumerate().all(|(i, b)| match i {
             4 | 7 => b == b'-',
@@ -174,11 +174,11 @@ fn timestamp(v: &Value) -> Result<String, EventError> {
     Ok(s.to_string())
 }
 
-fn extra_info(v: &Value) -> Result<Value, EventError> {
+fn extra_info(v: Value) -> Result<Value, EventError> {
     let obj = v.as_object().ok_or_else(|| {
         invalid(format!(
             "`extraInfo` must be an object with `type` and `value`, got {}",
-            type_name(v)
+            type_name(&v)
         ))
     })?;
     for key in obj.keys() {
@@ -190,7 +190,10 @@ fn extra_info(v: &Value) -> Result<Value, EventError> {
     }
     let kind = one_of(
         "extraInfo.type",
-        required(obj, "type").map_err(|_| invalid("`extraInfo.type` is required".into()))?,
+        string(
+            "extraInfo.type",
+            required(obj, "type").map_err(|_| invalid("`extraInfo.type` is required".into()))?,
+        )?,
         EXTRA_INFO_TYPES,
     )?;
     let check_value = |field: &str, value: &Value| -> Result<(), EventError> {
@@ -221,7 +224,74 @@ fn extra_info(v: &Value) -> Result<Value, EventError> {
     if let Some(prev) = obj.get("previousValue").filter(|v| !v.is_null()) {
         check_value("previousValue", prev)?;
     }
-    Ok(v.clone())
+    Ok(v)
+}
+
+/// An event's fields with their JSON types checked, their values not yet.
+/// Deserialized straight from the request body when every field has the
+/// right type (no intermediate `Value` tree); otherwise `fields_of` finds
+/// the field to blame.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Fields<'a> {
+    #[serde(borrow)]
+    event: Cow<'a, str>,
+    marketplace_id: i64,
+    context_object_id: i64,
+    #[serde(borrow)]
+    context_object_type: Cow<'a, str>,
+    associated_object_id: Option<i64>,
+    #[serde(borrow)]
+    associated_object_type: Option<Cow<'a, str>>,
+    triggering_user_id: Option<i64>,
+    #[serde(borrow)]
+    triggering_user_name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    timestamp: Cow<'a, str>,
+    extra_info: Option<Value>,
+    #[serde(borrow)]
+    event_id: Option<Cow<'a, str>>,
+}
+
+/// The fields of a pushed JSON value, or the first one that is missing or
+/// of the wrong type.
+fn fields_of(value: &Value) -> Result<Fields<'_>, EventError> {
+    let obj = value.as_object().ok_or_else(|| {
+        invalid(format!(
+            "an event must be a JSON object, got {}",
+            type_name(value)
+        ))
+    })?;
+    if let Some(unknown) = obj.keys().find(|k| !KNOWN_FIELDS.contains(&k.as_str())) {
+        return Err(invalid(format!(
+            "`{unknown}` is not a known event field; the fields are: {}",
+            KNOWN_FIELDS.join(", ")
+        )));
+    }
+    let text = |field: &str| -> Result<Cow<'_, str>, EventError> {
+        Ok(Cow::Borrowed(string(field, required(obj, field)?)?))
+    };
+    let optional_text = |field: &str| -> Result<Option<Cow<'_, str>>, EventError> {
+        optional(obj, field)
+            .map(|v| string(field, v).map(Cow::Borrowed))
+            .transpose()
+    };
+    let optional_integer = |field: &str| -> Result<Option<i64>, EventError> {
+        optional(obj, field).map(|v| integer(field, v)).transpose()
+    };
+    Ok(Fields {
+        event: text("event")?,
+        event_id: optional_text("eventId")?,
+        marketplace_id: integer("marketplaceId", required(obj, "marketplaceId")?)?,
+        context_object_id: integer("contextObjectId", required(obj, "contextObjectId")?)?,
+        context_object_type: text("contextObjectType")?,
+        associated_object_id: optional_integer("associatedObjectId")?,
+        associated_object_type: optional_text("associatedObjectType")?,
+        triggering_user_id: optional_integer("triggeringUserId")?,
+        triggering_user_name: optional_text("triggeringUserName")?,
+        timestamp: text("timestamp")?,
+        extra_info: optional(obj, "extraInfo").cloned(),
+    })
 }
 
 impl Event {
@@ -231,62 +301,57 @@ impl Event {
         value: &Value,
         is_known_type: impl Fn(&str) -> bool,
     ) -> Result<Event, EventError> {
-        let obj = value.as_object().ok_or_else(|| {
-            invalid(format!(
-                "an event must be a JSON object, got {}",
-                type_name(value)
-            ))
-        })?;
-        if let Some(unknown) = obj.keys().find(|k| !KNOWN_FIELDS.contains(&k.as_str())) {
-            return Err(invalid(format!(
-                "`{unknown}` is not a known event field; the fields are: {}",
-                KNOWN_FIELDS.join(", ")
-            )));
-        }
-        let event = string("event", required(obj, "event")?)?;
-        if event.is_empty() {
+        Event::checked(fields_of(value)?, is_known_type)
+    }
+
+    /// Validates one pushed event straight from its JSON text, the fast way;
+    /// `None` when a field is missing, unknown or of the wrong type (or the
+    /// text is not a JSON object): `from_value` then names the culprit.
+    pub fn from_json(
+        json: &[u8],
+        is_known_type: impl Fn(&str) -> bool,
+    ) -> Option<Result<Event, EventError>> {
+        let fields: Fields = serde_json::from_slice(json).ok()?;
+        Some(Event::checked(fields, is_known_type))
+    }
+
+    /// Checks the values of well-typed fields.
+    fn checked(f: Fields, is_known_type: impl Fn(&str) -> bool) -> Result<Event, EventError> {
+        if f.event.is_empty() {
             return Err(invalid("`event` must not be empty".into()));
         }
-        let event_id = match optional(obj, "eventId") {
-            Some(v) => {
-                let s = string("eventId", v)?;
-                if s.is_empty() || s.len() > MAX_EVENT_ID_LEN {
-                    return Err(invalid(format!(
-                        "`eventId` must be 1 to {MAX_EVENT_ID_LEN} characters"
-                    )));
-                }
-                Some(s.to_string())
-            }
-            None => None,
-        };
+        if let Some(id) = &f.event_id
+            && (id.is_empty() || id.len() > MAX_EVENT_ID_LEN)
+        {
+            return Err(invalid(format!(
+                "`eventId` must be 1 to {MAX_EVENT_ID_LEN} characters"
+            )));
+        }
         let parsed = Event {
-            marketplace_id: integer("marketplaceId", required(obj, "marketplaceId")?)?,
-            context_object_id: integer("contextObjectId", required(obj, "contextObjectId")?)?,
+            marketplace_id: f.marketplace_id,
+            context_object_id: f.context_object_id,
             context_object_type: one_of(
                 "contextObjectType",
-                required(obj, "contextObjectType")?,
+                &f.context_object_type,
                 CONTEXT_OBJECT_TYPES,
             )?,
-            associated_object_id: optional(obj, "associatedObjectId")
-                .map(|v| integer("associatedObjectId", v))
+            associated_object_id: f.associated_object_id,
+            associated_object_type: f
+                .associated_object_type
+                .as_deref()
+                .map(|s| one_of("associatedObjectType", s, ASSOCIATED_OBJECT_TYPES))
                 .transpose()?,
-            associated_object_type: optional(obj, "associatedObjectType")
-                .map(|v| one_of("associatedObjectType", v, ASSOCIATED_OBJECT_TYPES))
-                .transpose()?,
-            triggering_user_id: optional(obj, "triggeringUserId")
-                .map(|v| integer("triggeringUserId", v))
-                .transpose()?,
-            triggering_user_name: optional(obj, "triggeringUserName")
-                .map(|v| string("triggeringUserName", v).map(str::to_string))
-                .transpose()?,
-            timestamp: timestamp(required(obj, "timestamp")?)?,
-            extra_info: optional(obj, "extraInfo").map(extra_info).transpose()?,
-            event_id,
-            event: event.to_string(),
+            triggering_user_id: f.triggering_user_id,
+            triggering_user_name: f.triggering_user_name.map(Cow::into_owned),
+            timestamp: timestamp(&f.timestamp)?,
+            extra_info: f.extra_info.map(extra_info).transpose()?,
+            event_id: f.event_id.map(Cow::into_owned),
+            event: f.event.into_owned(),
         };
-        if !is_known_type(event) {
+        if !is_known_type(&parsed.event) {
             return Err(EventError::UnknownEventType(format!(
-                "`event` is `{event}`, which is not a registered event type; GET /internal/v1/event-types lists them and PUT /internal/v1/event-types/{{name}} adds one"
+                "`event` is `{}`, which is not a registered event type; GET /internal/v1/event-types lists them and PUT /internal/v1/event-types/{{name}} adds one",
+                parsed.event
             )));
         }
         Ok(parsed)
@@ -384,5 +449,70 @@ mod tests {
             ok(with("event", json!("made_up"))),
             Err(EventError::UnknownEventType(_))
         ));
+    }
+
+    /// What the API does: the fast path, or `from_value` when it cannot tell.
+    fn via_json(v: &Value) -> Result<Event, EventError> {
+        let text = serde_json::to_vec(v).unwrap();
+        let known = |t: &str| t == "qti_export_ready";
+        Event::from_json(&text, known).unwrap_or_else(|| Event::from_value(v, known))
+    }
+
+    #[test]
+    fn the_fast_path_decides_exactly_as_from_value() {
+        let mut full = base();
+        full["associatedObjectId"] = json!(5);
+        full["associatedObjectType"] = json!("CANDIDATE");
+        full["triggeringUserId"] = json!(7);
+        full["triggeringUserName"] = json!("Zoë \"the\" grader\n");
+        full["extraInfo"] = json!({"type": "JSON", "value": {"a": [1, 2]}});
+        full["eventId"] = json!("evt-1");
+        let mut nulls = base();
+        nulls["associatedObjectId"] = Value::Null;
+        nulls["extraInfo"] = Value::Null;
+        let cases = [
+            base(),
+            full,
+            nulls,
+            with("event", json!("")),
+            with("event", json!("made_up")),
+            with("event", Value::Null),
+            with("eventId", json!("")),
+            with("eventId", json!("x".repeat(MAX_EVENT_ID_LEN + 1))),
+            with("marketplaceId", json!("1")),
+            with("marketplaceId", json!(u64::MAX)),
+            with("contextObjectId", json!(1.5)),
+            with("contextObjectType", json!("NOPE")),
+            with("associatedObjectType", json!("NOPE")),
+            with("triggeringUserName", json!(3)),
+            with("timestamp", json!("2021-02-30T18:16:06Z")),
+            with("extraInfo", json!({"type": "String", "value": {"a": 1}})),
+            with("extraInfo", json!("text")),
+            with("surprise", json!(1)),
+            json!([1]),
+            json!("event"),
+        ];
+        for case in cases {
+            assert_eq!(via_json(&case), ok(case.clone()), "{case}");
+        }
+    }
+
+    #[test]
+    fn the_fast_path_takes_well_typed_events_and_their_value_errors() {
+        let known = |t: &str| t == "qti_export_ready";
+        let body = serde_json::to_vec(&base()).unwrap();
+        let event = Event::from_json(&body, known).unwrap().unwrap();
+        assert_eq!(
+            serde_json::from_str::<Value>(&event.to_body()).unwrap(),
+            base()
+        );
+        let bad_type = serde_json::to_vec(&with("contextObjectType", json!("NOPE"))).unwrap();
+        assert!(matches!(
+            Event::from_json(&bad_type, known),
+            Some(Err(EventError::Invalid(_)))
+        ));
+        let wrong_type = serde_json::to_vec(&with("marketplaceId", json!("1"))).unwrap();
+        assert!(Event::from_json(&wrong_type, known).is_none());
+        assert!(Event::from_json(b"{not json", known).is_none());
     }
 }

@@ -11,9 +11,19 @@ use crate::error::{ApiError, body_too_large};
 /// Reads the whole body, at most `limit` bytes, and parses it as JSON.
 pub async fn read_json(
     req: &HttpRequest,
-    mut payload: web::Payload,
+    payload: web::Payload,
     limit: usize,
 ) -> Result<Value, ApiError> {
+    parse_json(&read_body(req, payload, limit).await?)
+}
+
+/// Reads the whole body of a JSON request, at most `limit` bytes; refuses
+/// another content type and an empty body.
+pub async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<web::Bytes, ApiError> {
     let content_type = req
         .headers()
         .get("Content-Type")
@@ -57,7 +67,12 @@ pub async fn read_json(
             "the request body is empty; send a JSON document",
         ));
     }
-    serde_json::from_slice(&buf).map_err(|e| {
+    Ok(buf.freeze())
+}
+
+/// Parses a body read by `read_body`.
+pub fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
         ApiError::bad_request(
             "invalid_json",
             format!("the request body is not valid JSON: {e}"),

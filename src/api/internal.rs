@@ -6,11 +6,12 @@ use std::sync::atomic::Ordering;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 use super::auth::Operator;
-use super::body::{read_json, typed};
+use super::body::{parse_json, read_body, read_json, typed};
 use super::{State, format_time};
 use crate::catalog;
 use crate::delivery::endpoint::{Job, Status};
@@ -127,8 +128,13 @@ async fn push_one(
             Some(key.to_string())
         }
     };
-    let value = read_json(&req, payload, state.settings.max_body_bytes).await?;
-    let event = Event::from_value(&value, |t| state.catalog.contains(t)).map_err(event_error)?;
+    let body = read_body(&req, payload, state.settings.max_body_bytes).await?;
+    let known = |t: &str| state.catalog.contains(t);
+    let event = match Event::from_json(&body, known) {
+        Some(checked) => checked,
+        None => Event::from_value(&parse_json(&body)?, known),
+    }
+    .map_err(event_error)?;
     let idempotency_key = header_key.or_else(|| event.event_id.clone());
     let mut published = publish(
         &state,
@@ -154,12 +160,17 @@ async fn push_batch(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let value = read_json(&req, payload, state.settings.max_body_bytes).await?;
-    let Value::Array(items) = value else {
-        return Err(ApiError::bad_request(
-            "invalid_json",
-            "the batch body must be a JSON array of events",
-        ));
+    let body = read_body(&req, payload, state.settings.max_body_bytes).await?;
+    // Each event is kept as its JSON text and validated from it.
+    let items: Vec<&RawValue> = match serde_json::from_slice(&body) {
+        Ok(items) => items,
+        Err(_) => {
+            parse_json(&body)?;
+            return Err(ApiError::bad_request(
+                "invalid_json",
+                "the batch body must be a JSON array of events",
+            ));
+        }
     };
     let limit = state.settings.max_batch_events;
     if items.len() > limit {
@@ -171,8 +182,14 @@ async fn push_batch(
     let mut results: Vec<Value> = vec![Value::Null; items.len()];
     let mut valid = Vec::with_capacity(items.len());
     let mut valid_index = Vec::with_capacity(items.len());
+    let known = |t: &str| state.catalog.contains(t);
     for (index, item) in items.iter().enumerate() {
-        match Event::from_value(item, |t| state.catalog.contains(t)) {
+        let checked = Event::from_json(item.get().as_bytes(), known).unwrap_or_else(|| {
+            serde_json::from_str(item.get())
+                .map_err(|e| EventError::Invalid(format!("the event is not valid JSON: {e}")))
+                .and_then(|value| Event::from_value(&value, known))
+        });
+        match checked {
             Ok(event) => {
                 let idempotency_key = event.event_id.clone();
                 valid.push(Incoming {
