@@ -54,6 +54,7 @@ pub struct Committed {
 }
 
 /// Where the router sends publishes to store.
+#[derive(Clone)]
 pub struct GroupCommit {
     tx: Sender<Pending>,
 }

@@ -13,6 +13,7 @@ pub mod error;
 pub mod event;
 pub mod group_commit;
 pub mod metrics;
+pub mod publisher;
 pub mod router;
 pub mod server;
 pub mod signing;

@@ -1,10 +1,9 @@
 //! The Router actor (one per node): owns the routing table
-//! (marketplaceId, event type) → routes and the registry of endpoint actors.
-//! On publish it resolves the routes (never across tenants, skipping the
-//! triggering user's own subscriptions) and passes the events with their
-//! deliveries to the group-commit threads (`group_commit`), which store
-//! them and answer the publisher; after the commit the router hands the
-//! deliveries to their endpoint actors.
+//! (marketplaceId, event type) → routes, which the publishers read
+//! (`publisher`), and the registry of endpoint actors. After each group
+//! commit it hands the stored deliveries to their endpoint actors. In a
+//! cluster it also takes the publishes themselves: it knows which
+//! endpoints other nodes own, and has them told of new work.
 
 use std::collections::VecDeque;
 
@@ -12,7 +11,6 @@ use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::sync::Arc;
 
 use actix::prelude::*;
-use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use crate::cluster::lease::{Claim, LeaseManager};
@@ -23,26 +21,12 @@ use crate::delivery::recorder::{Flush, Recorder};
 use crate::endpoint_url::EndpointUrl;
 use crate::event::Event;
 use crate::group_commit::{Committed, GroupCommit, Pending};
+use crate::publisher::{Publisher, Route, RouteTable, Waiting, prepare};
 use crate::signing::Secret;
 use crate::store::Store;
-use crate::store::db_time::DbTime;
 use crate::store::endpoints::HealthRow;
-use crate::store::events::PreparedEvent;
 use crate::store::leases::{self, Acquired};
-use crate::store::models::{NewDelivery, NewEvent, PENDING};
 use crate::store::subscriptions::RouteRow;
-
-/// Events waiting for a commit beyond which publishers are told to retry.
-const MAX_WAITING: usize = 200_000;
-
-/// One subscription as the router sees it.
-#[derive(Clone)]
-struct Route {
-    subscription_id: i64,
-    user_id: i64,
-    endpoint_id: i64,
-    secret: Arc<Secret>,
-}
 
 /// An event to publish, validated.
 pub struct Incoming {
@@ -127,7 +111,7 @@ pub struct Router {
     /// True on a single-node (SQLite) store: this node owns every endpoint.
     /// Otherwise it owns the endpoints it holds leases on.
     owns_all: bool,
-    table: HashMap<(i64, String), Vec<Route>>,
+    table: RouteTable,
     /// subscription id → its table key.
     keys: HashMap<i64, (i64, String)>,
     /// endpoint id → its URL and the secrets of its subscriptions.
@@ -136,10 +120,11 @@ pub struct Router {
     actors: HashMap<i64, Addr<EndpointActor>>,
     /// Where to claim endpoints of new subscriptions (clustered mode).
     leases: Option<Addr<LeaseManager>>,
-    /// Where publishes go to be stored; `None` until the router runs.
+    /// Where publishes go to be stored; `None` if its threads could not
+    /// start.
     commits: Option<GroupCommit>,
-    /// Events sent to be stored whose commit has not been reported yet.
-    waiting_events: usize,
+    /// Events sent to be stored whose deliveries have not arrived yet.
+    waiting: Waiting,
     /// Endpoint actors still to start after a restart (id, has a backlog).
     to_start: VecDeque<(i64, bool)>,
     /// Saved health of endpoints whose actors have not started yet.
@@ -186,7 +171,7 @@ impl Router {
         settings: Arc<DeliverySettings>,
         arbiters: Vec<ArbiterHandle>,
         initial: Initial,
-    ) -> Addr<Router> {
+    ) -> (Addr<Router>, Publisher) {
         let Initial {
             owns_all,
             routes,
@@ -195,7 +180,22 @@ impl Router {
             on_loaded,
         } = initial;
         let on_loaded = Some(on_loaded);
-        Router::create(move |ctx| {
+        let table = RouteTable::default();
+        let waiting = Waiting::default();
+        let (shared_table, shared_waiting) = (table.clone(), waiting.clone());
+        let mut commits_for_publisher = None;
+        let router = Router::create(|ctx| {
+            let commits = match GroupCommit::start(store.clone(), ctx.address().recipient()) {
+                Ok(commits) => Some(commits),
+                // Publishes are then refused with a storage error (and logged).
+                Err(e) => {
+                    log::error!("cannot start the group-commit threads: {e}");
+                    None
+                }
+            };
+            if owns_all {
+                commits_for_publisher = commits.clone();
+            }
             let mut router = Router {
                 me: ctx.address(),
                 store,
@@ -204,13 +204,13 @@ impl Router {
                 arbiters,
                 next_arbiter: 0,
                 owns_all,
-                table: HashMap::new(),
+                table,
                 keys: HashMap::new(),
                 known_endpoints: HashMap::new(),
                 actors: HashMap::new(),
                 leases: None,
-                commits: None,
-                waiting_events: 0,
+                commits,
+                waiting,
                 to_start: VecDeque::new(),
                 saved: health.into_iter().collect(),
                 on_loaded,
@@ -237,7 +237,14 @@ impl Router {
                 router.add_route(row);
             }
             router
-        })
+        });
+        let publisher = Publisher::new(
+            shared_table,
+            commits_for_publisher,
+            router.clone(),
+            shared_waiting,
+        );
+        (router, publisher)
     }
 
     fn learn_endpoint(&mut self, id: i64, url: &str) -> bool {
@@ -343,8 +350,12 @@ impl Router {
                 secret: secret.clone(),
             });
         }
-        let key = (sub.marketplace_id, sub.event.clone());
-        let routes = self.table.entry(key.clone()).or_default();
+        let mut table = self.table.write();
+        let routes = table
+            .entry(sub.marketplace_id)
+            .or_default()
+            .entry(sub.event.clone())
+            .or_default();
         routes.retain(|r| r.subscription_id != sub.id);
         routes.push(Route {
             subscription_id: sub.id,
@@ -352,7 +363,8 @@ impl Router {
             endpoint_id: sub.endpoint_id,
             secret,
         });
-        self.keys.insert(sub.id, key);
+        drop(table);
+        self.keys.insert(sub.id, (sub.marketplace_id, sub.event));
     }
 
     /// An endpoint actor stopped by itself (dead or unused). A subscription
@@ -376,10 +388,14 @@ impl Router {
     }
 
     fn remove_route(&mut self, subscription_id: i64) {
-        let Some(key) = self.keys.remove(&subscription_id) else {
+        let Some((marketplace_id, event)) = self.keys.remove(&subscription_id) else {
             return;
         };
-        if let Some(routes) = self.table.get_mut(&key) {
+        let mut table = self.table.write();
+        let Some(types) = table.get_mut(&marketplace_id) else {
+            return;
+        };
+        if let Some(routes) = types.get_mut(&event) {
             if let Some(route) = routes.iter().find(|r| r.subscription_id == subscription_id) {
                 let endpoint_id = route.endpoint_id;
                 if let Some(info) = self.known_endpoints.get_mut(&endpoint_id) {
@@ -391,74 +407,12 @@ impl Router {
             }
             routes.retain(|r| r.subscription_id != subscription_id);
             if routes.is_empty() {
-                self.table.remove(&key);
+                types.remove(&event);
             }
         }
-    }
-
-    /// Resolves routes and builds the rows and jobs of one publish.
-    fn prepare(&self, events: Vec<Incoming>) -> (Vec<PreparedEvent>, Vec<Vec<(i64, Job)>>) {
-        let now = DbTime::new(crate::store::now());
-        let mut prepared = Vec::with_capacity(events.len());
-        let mut jobs = Vec::with_capacity(events.len());
-        for incoming in events {
-            let event = incoming.event;
-            let body = event.to_body();
-            let bytes = Bytes::from(body.clone());
-            let event_id = uuid::Uuid::now_v7().to_string();
-            let routes: Vec<&Route> = self
-                .table
-                .get(&(event.marketplace_id, event.event.clone()))
-                .map(|routes| {
-                    routes
-                        .iter()
-                        .filter(|r| Some(r.user_id) != event.triggering_user_id)
-                        .collect()
-                })
-                .unwrap_or_default();
-            let mut deliveries = Vec::with_capacity(routes.len());
-            let mut event_jobs = Vec::with_capacity(routes.len());
-            for route in routes {
-                let id = uuid::Uuid::now_v7().to_string();
-                deliveries.push(NewDelivery {
-                    id: id.clone(),
-                    event_id: event_id.clone(),
-                    subscription_id: route.subscription_id,
-                    endpoint_id: route.endpoint_id,
-                    status: PENDING,
-                    attempts: 0,
-                    next_attempt_at: now.clone(),
-                    last_error: None,
-                    created_at: now.clone(),
-                    updated_at: now.clone(),
-                });
-                event_jobs.push((
-                    route.endpoint_id,
-                    Job {
-                        id: Arc::from(id),
-                        subscription_id: route.subscription_id,
-                        secret: route.secret.clone(),
-                        body: bytes.clone(),
-                        attempts: 0,
-                        not_before: None,
-                    },
-                ));
-            }
-            prepared.push(PreparedEvent {
-                event: NewEvent {
-                    id: event_id,
-                    marketplace_id: event.marketplace_id,
-                    event: event.event.clone(),
-                    body,
-                    idempotency_key: incoming.idempotency_key,
-                    delivery_count: deliveries.len() as i32,
-                    created_at: now.clone(),
-                },
-                deliveries,
-            });
-            jobs.push(event_jobs);
+        if types.is_empty() {
+            table.remove(&marketplace_id);
         }
-        (prepared, jobs)
     }
 }
 
@@ -467,11 +421,6 @@ impl Actor for Router {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(100_000);
-        match GroupCommit::start(self.store.clone(), ctx.address().recipient()) {
-            Ok(commits) => self.commits = Some(commits),
-            // Publishes are then refused with a storage error (and logged).
-            Err(e) => log::error!("cannot start the group-commit thread: {e}"),
-        }
         ctx.notify(StartMore);
     }
 }
@@ -501,13 +450,12 @@ impl Handler<Publish> for Router {
     type Result = ();
 
     fn handle(&mut self, msg: Publish, _ctx: &mut Self::Context) {
-        if self.waiting_events + msg.events.len() > MAX_WAITING {
-            let _ = msg
-                .reply
-                .send(Err(PublishError::Overloaded(self.waiting_events)));
+        let count = msg.events.len();
+        if let Err(waiting) = self.waiting.admit(count) {
+            let _ = msg.reply.send(Err(PublishError::Overloaded(waiting)));
             return;
         }
-        let (events, jobs) = self.prepare(msg.events);
+        let (events, jobs) = prepare(&self.table.read(), msg.events);
         let mut remote: Vec<i64> = Vec::new();
         if !self.owns_all {
             for (endpoint_id, _) in jobs.iter().flatten() {
@@ -518,7 +466,6 @@ impl Handler<Publish> for Router {
             remote.sort_unstable();
             remote.dedup();
         }
-        let count = events.len();
         let pending = Pending {
             events,
             jobs,
@@ -529,9 +476,9 @@ impl Handler<Publish> for Router {
             Some(commits) => commits.send(pending).err(),
             None => Some(pending),
         };
-        match refused {
-            None => self.waiting_events += count,
-            Some(pending) => {
+        if let Some(pending) = refused {
+            self.waiting.done(count);
+            {
                 let _ = pending.reply.send(Err(PublishError::Storage(
                     "the group-commit thread is not running; see the server log".into(),
                 )));
@@ -544,7 +491,7 @@ impl Handler<Committed> for Router {
     type Result = ();
 
     fn handle(&mut self, msg: Committed, _ctx: &mut Self::Context) {
-        self.waiting_events = self.waiting_events.saturating_sub(msg.events);
+        self.waiting.done(msg.events);
         for (endpoint_id, jobs) in msg.deliveries {
             // Normally running; if this node lost the endpoint meanwhile, its
             // new owner reads these deliveries from the database.

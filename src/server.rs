@@ -110,7 +110,7 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
         (loaded.backlog, loaded.health)
     };
     let (loaded_tx, loaded_rx) = tokio::sync::oneshot::channel();
-    let router = Router::launch(
+    let (router, publisher) = Router::launch(
         store.clone(),
         recorder.clone(),
         settings,
@@ -149,6 +149,7 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
     let state = AppState {
         store: store.clone(),
         router: router.clone(),
+        publisher,
         catalog,
         settings: Arc::new(ApiSettings {
             allow_private_endpoints: args.allow_private_endpoints,

@@ -8,7 +8,6 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
 
 use super::auth::Operator;
 use super::body::{parse_json, read_body, read_json, typed};
@@ -18,7 +17,7 @@ use crate::delivery::endpoint::{Job, Status};
 use crate::error::ApiError;
 use crate::event::{Event, EventError, MAX_EVENT_ID_LEN};
 use crate::metrics::METRICS;
-use crate::router::{EndpointAddr, Incoming, Publish, PublishError, Published, Replay};
+use crate::router::{EndpointAddr, Incoming, PublishError, Published, Replay};
 use crate::signing::Secret;
 use crate::store::catalog as catalog_store;
 use crate::store::deliveries::{self, ReplayRefused};
@@ -90,16 +89,14 @@ fn publish_error(e: PublishError) -> ApiError {
     }
 }
 
-/// Sends events to the router and waits for their commit.
+/// Publishes events and waits for their commit.
 async fn publish(state: &State, events: Vec<Incoming>) -> Result<Vec<Published>, ApiError> {
-    let (reply, answer) = oneshot::channel();
     state
-        .router
-        .try_send(Publish { events, reply })
-        .map_err(|_| ApiError::Unavailable("hookrelay is overloaded; retry shortly".into()))?;
-    answer
+        .publisher
+        .publish(events)
+        .map_err(|_| ApiError::Unavailable("hookrelay is overloaded; retry shortly".into()))?
         .await
-        .map_err(|_| ApiError::Internal("the router dropped a publish".into()))?
+        .map_err(|_| ApiError::Internal("a publish was dropped before its commit".into()))?
         .map_err(publish_error)
 }
 

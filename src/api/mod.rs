@@ -16,6 +16,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::catalog::Catalog;
 use crate::error::ApiError;
+use crate::publisher::Publisher;
 use crate::router::Router;
 use crate::store::Store;
 
@@ -35,6 +36,7 @@ pub struct ApiSettings {
 pub struct AppState {
     pub store: Store,
     pub router: Addr<Router>,
+    pub publisher: Publisher,
     pub catalog: Catalog,
     pub settings: Arc<ApiSettings>,
     pub ready: Arc<std::sync::atomic::AtomicBool>,

@@ -138,7 +138,8 @@ async fn create(
     );
     crate::metrics::EndpointMetrics::subscribe_verification(row.subscription.endpoint_id);
     let answer = subscription_json(&row);
-    state.router.do_send(AddRoute(row));
+    // Routed before the answer: an event published after the 201 reaches it.
+    route_change(&state, AddRoute(row)).await?;
     Ok(HttpResponse::Created().json(answer))
 }
 
@@ -199,6 +200,21 @@ async fn delete(
             "there is no subscription {id} of yours"
         )));
     }
-    state.router.do_send(RemoveRoutes(vec![id]));
+    // Unrouted before the answer: an event published after the 204 skips it.
+    route_change(&state, RemoveRoutes(vec![id])).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// Has the router apply a change to the routing table and waits until it
+/// has (publishers read the table directly, not through the router).
+async fn route_change<M>(state: &State, change: M) -> Result<(), ApiError>
+where
+    M: actix::Message<Result = ()> + Send + 'static,
+    crate::router::Router: actix::Handler<M>,
+{
+    state
+        .router
+        .send(change)
+        .await
+        .map_err(|_| ApiError::Internal("the router did not take the subscription change".into()))
 }
