@@ -166,12 +166,27 @@ fn timestamp(s: &str) -> Result<String, EventError> {
             19 => b == b'Z',
             _ => b.is_ascii_digit(),
         });
-    if !shape_ok || chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%SZ").is_err() {
+    if !shape_ok || !real_date_time(s.as_bytes()) {
         return Err(invalid(format!(
             "`timestamp` is `{s}`; it must be a UTC time in the form yyyy-MM-ddTHH:mm:ssZ, like 2021-06-29T18:16:06Z"
         )));
     }
     Ok(s.to_string())
+}
+
+/// Whether a text of the right shape names a real date and time: what
+/// chrono's `%Y-%m-%dT%H:%M:%SZ` accepts (a leap second included), without
+/// parsing a format string for every event.
+fn real_date_time(s: &[u8]) -> bool {
+    let number = |range: std::ops::Range<usize>| {
+        s[range]
+            .iter()
+            .fold(0u32, |n, d| n * 10 + u32::from(d - b'0'))
+    };
+    chrono::NaiveDate::from_ymd_opt(number(0..4) as i32, number(5..7), number(8..10)).is_some()
+        && number(11..13) < 24
+        && number(14..16) < 60
+        && number(17..19) <= 60
 }
 
 fn extra_info(v: Value) -> Result<Value, EventError> {
@@ -514,5 +529,29 @@ mod tests {
         let wrong_type = serde_json::to_vec(&with("marketplaceId", json!("1"))).unwrap();
         assert!(Event::from_json(&wrong_type, known).is_none());
         assert!(Event::from_json(b"{not json", known).is_none());
+    }
+
+    #[test]
+    fn timestamps_are_checked_as_chrono_would() {
+        for (text, valid) in [
+            ("2021-06-29T18:16:06Z", true),
+            ("2020-02-29T00:00:00Z", true),
+            ("2021-06-30T23:59:60Z", true),
+            ("0000-01-01T00:00:00Z", true),
+            ("2021-02-29T00:00:00Z", false),
+            ("2021-13-01T00:00:00Z", false),
+            ("2021-00-10T00:00:00Z", false),
+            ("2021-06-00T00:00:00Z", false),
+            ("2021-06-29T24:00:00Z", false),
+            ("2021-06-29T18:60:00Z", false),
+            ("2021-06-29T18:16:61Z", false),
+        ] {
+            assert_eq!(timestamp(text).is_ok(), valid, "{text}");
+            assert_eq!(
+                chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%SZ").is_ok(),
+                valid,
+                "chrono on {text}"
+            );
+        }
     }
 }
