@@ -136,6 +136,12 @@ pub struct ServeArgs {
     #[arg(long, env = "HOOKRELAY_MAX_BATCH_EVENTS", default_value_t = 1000)]
     pub max_batch_events: usize,
 
+    /// Memory, in bytes, that deliveries held in memory may take in all.
+    /// An endpoint always holds up to 8,192 in memory; beyond that, up to
+    /// 65,536 while this budget lasts, and the rest wait in the database.
+    #[arg(long, env = "HOOKRELAY_MAX_QUEUED_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub max_queued_bytes: usize,
+
     /// How long an idempotency key (`Idempotency-Key` header or `eventId`
     /// field) is remembered.
     #[arg(long, env = "HOOKRELAY_IDEMPOTENCY_RETENTION", default_value = "24h", value_parser = parse_duration)]

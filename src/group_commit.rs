@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use std::sync::mpsc::{self, Receiver, Sender};
 
 use actix::prelude::*;
+use prometheus::IntCounter;
 
 use crate::delivery::endpoint::Job;
 use crate::metrics::METRICS;
@@ -144,6 +145,7 @@ fn write(store: Store, rx: Receiver<Pending>, written: Sender<Written>) {
 /// The syncer: one disk sync for every group written since the last one,
 /// then the answers, in the order written.
 fn sync(store: Store, rx: Receiver<Written>, done: Recipient<Committed>) {
+    let mut ingested = IngestCounters::default();
     while let Ok(first) = rx.recv() {
         let mut groups = vec![first];
         while let Ok(next) = rx.try_recv() {
@@ -168,7 +170,7 @@ fn sync(store: Store, rx: Receiver<Written>, done: Recipient<Committed>) {
                 // on disk: the publishers hear of a failure (and may push
                 // again, as after any unanswered push); the stored
                 // deliveries go out.
-                Ok(stored) => settle(group.parts, stored, synced.is_err()),
+                Ok(stored) => settle(group.parts, stored, synced.is_err(), &mut ingested),
             };
             done.do_send(Committed {
                 events: group.events,
@@ -178,9 +180,28 @@ fn sync(store: Store, rx: Receiver<Written>, done: Recipient<Committed>) {
     }
 }
 
+/// `hookrelay_events_ingested_total` per event type, each series looked up
+/// once (event types are the catalog's few).
+#[derive(Default)]
+struct IngestCounters(HashMap<String, IntCounter>);
+
+impl IngestCounters {
+    fn inc(&mut self, event_type: String) {
+        self.0
+            .entry(event_type)
+            .or_insert_with_key(|t| METRICS.events_ingested.with_label_values(&[t.as_str()]))
+            .inc();
+    }
+}
+
 /// Answers the publishers of a stored group (with an error if `unsynced`)
 /// and returns the deliveries of its new events, per endpoint.
-fn settle(parts: Vec<Part>, stored: Vec<Stored>, unsynced: bool) -> Vec<(i64, Vec<Job>)> {
+fn settle(
+    parts: Vec<Part>,
+    stored: Vec<Stored>,
+    unsynced: bool,
+    ingested: &mut IngestCounters,
+) -> Vec<(i64, Vec<Job>)> {
     let mut stored = stored.into_iter();
     let mut by_endpoint: HashMap<i64, Vec<Job>> = HashMap::new();
     for (ids, jobs, reply) in parts {
@@ -203,10 +224,7 @@ fn settle(parts: Vec<Part>, stored: Vec<Stored>, unsynced: bool) -> Vec<(i64, Ve
                 deliveries: count,
                 repeated: false,
             });
-            METRICS
-                .events_ingested
-                .with_label_values(&[event_type.as_str()])
-                .inc();
+            ingested.inc(event_type);
             for (endpoint_id, job) in event_jobs {
                 by_endpoint.entry(endpoint_id).or_default().push(job);
             }

@@ -11,7 +11,8 @@ use std::sync::{Arc, LazyLock, OnceLock, RwLock};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{self, LabelPair, MetricFamily, MetricType};
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 pub struct Metrics {
@@ -26,6 +27,8 @@ pub struct Metrics {
     pub commit_failures: IntCounter,
     pub group_commit_events: prometheus::Histogram,
     pub internal_errors: IntCounter,
+    /// Bytes charged by deliveries held in memory (set when scraped).
+    queued_bytes: IntGauge,
     /// The per-endpoint gauges, kept as plain atomics per endpoint.
     endpoint_gauges: Arc<GaugeTable>,
 }
@@ -128,6 +131,15 @@ impl Metrics {
                 "hookrelay_internal_errors_total",
                 "Internal errors (database, bugs); the cause is in the log.",
             ),
+            queued_bytes: {
+                let g = IntGauge::new(
+                    "hookrelay_queued_bytes",
+                    "Memory charged by deliveries held in memory (see --max-queued-bytes).",
+                )
+                .expect("valid metric");
+                r.register(Box::new(g.clone())).expect("registered once");
+                g
+            },
             endpoint_gauges: {
                 let table = Arc::new(GaugeTable::new());
                 r.register(Box::new(TableCollector(table.clone())))
@@ -140,6 +152,8 @@ impl Metrics {
 
     /// The exposition in the Prometheus text format.
     pub fn render(&self) -> String {
+        self.queued_bytes
+            .set(crate::delivery::budget::QUEUED.charged() as i64);
         let mut buf = Vec::with_capacity(64 * 1024);
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
             log::error!("could not encode metrics: {e}");

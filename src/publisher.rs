@@ -97,14 +97,12 @@ pub fn prepare(table: &Table, events: Vec<Incoming>) -> Prepared {
             });
             event_jobs.push((
                 route.endpoint_id,
-                Job {
-                    id: Arc::from(id),
-                    subscription_id: route.subscription_id,
-                    secret: route.secret.clone(),
-                    body: bytes.clone(),
-                    attempts: 0,
-                    not_before: None,
-                },
+                Job::new(
+                    Arc::from(id),
+                    route.subscription_id,
+                    route.secret.clone(),
+                    bytes.clone(),
+                ),
             ));
         }
         prepared.push(PreparedEvent {

@@ -64,6 +64,7 @@ pub fn install_tls_provider() {
 pub async fn run(args: ServeArgs) -> Result<(), StartError> {
     install_tls_provider();
     crate::delivery::sender::allow_private_endpoints(args.allow_private_endpoints);
+    crate::delivery::budget::QUEUED.set_limit(args.max_queued_bytes);
     let node_id: Arc<str> = Arc::from(args.node_id.clone().unwrap_or_else(default_node_id));
     metrics::set_node(&node_id);
     let url = args.database.database_url.clone();

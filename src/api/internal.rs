@@ -100,8 +100,12 @@ async fn publish(state: &State, events: Vec<Incoming>) -> Result<Vec<Published>,
         .map_err(publish_error)
 }
 
-fn published_json(p: &Published) -> Value {
-    json!({ "eventId": p.event_id, "deliveries": p.deliveries })
+/// The answer to a single push.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Accepted<'a> {
+    event_id: &'a str,
+    deliveries: usize,
 }
 
 async fn push_one(
@@ -148,7 +152,10 @@ async fn push_one(
     if p.repeated {
         answer.insert_header(("Idempotent-Replayed", "true"));
     }
-    Ok(answer.json(published_json(&p)))
+    Ok(answer.json(Accepted {
+        event_id: &p.event_id,
+        deliveries: p.deliveries,
+    }))
 }
 
 async fn push_batch(
@@ -480,14 +487,12 @@ async fn replay_dead_letter(
     };
     let secret = Secret::parse(&row.secret)
         .map_err(|e| ApiError::Internal(format!("stored secret unusable: {e}")))?;
-    let job = Job {
-        id: row.id.clone().into(),
-        subscription_id: row.subscription_id,
-        secret: secret.into(),
-        body: row.body.clone().into(),
-        attempts: 0,
-        not_before: None,
-    };
+    let job = Job::new(
+        row.id.clone().into(),
+        row.subscription_id,
+        secret.into(),
+        row.body.clone().into(),
+    );
     state.router.do_send(Replay {
         endpoint_id,
         endpoint_url,

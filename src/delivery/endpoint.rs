@@ -31,6 +31,7 @@ use actix::prelude::*;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
+use super::budget::{Charge, QUEUED};
 use super::health::{Effect, Health, Policy, State};
 use super::recorder::{Record, Recorder, Records};
 use super::retry;
@@ -46,8 +47,11 @@ use crate::store::models::NewAttempt;
 
 /// Pending deliveries read from the database per page.
 const PAGE: usize = 1024;
-/// Most deliveries held in memory; beyond it new ones wait in the database.
+/// Deliveries an endpoint may always hold in memory; beyond it new ones wait
+/// in the database once the memory budget (`budget`) is used up.
 const WINDOW: usize = 8 * PAGE;
+/// Most deliveries an endpoint holds in memory, budget or not.
+const MAX_WINDOW: usize = 64 * PAGE;
 /// How long a passed address check is trusted before it is repeated.
 const ADDRESS_CHECK_TTL: Duration = Duration::from_secs(60);
 /// Wait before touching the database again after a failed query.
@@ -111,21 +115,38 @@ pub struct Job {
     pub attempts: u32,
     /// Not to be sent before this (a retry's wait).
     pub not_before: Option<Instant>,
+    /// Its share of the memory budget of queued deliveries.
+    _charge: Charge,
 }
 
 impl Job {
+    /// A delivery to send from its first attempt on.
+    pub fn new(id: Arc<str>, subscription_id: i64, secret: Arc<Secret>, body: Bytes) -> Job {
+        Job {
+            _charge: QUEUED.charge(&id, &body),
+            id,
+            subscription_id,
+            secret,
+            body,
+            attempts: 0,
+            not_before: None,
+        }
+    }
+
     fn from_row(row: JobRow, secret: Arc<Secret>) -> Job {
         let wait = (row.next_attempt_at - crate::store::now())
             .to_std()
             .ok()
             .filter(|d| !d.is_zero());
         Job {
-            id: Arc::from(row.id),
-            subscription_id: row.subscription_id,
-            secret,
-            body: Bytes::from(row.body),
             attempts: row.attempts.max(0) as u32,
             not_before: wait.map(|d| Instant::now() + d),
+            ..Job::new(
+                Arc::from(row.id),
+                row.subscription_id,
+                secret,
+                Bytes::from(row.body),
+            )
         }
     }
 }
@@ -745,7 +766,8 @@ impl EndpointActor {
         {
             return;
         }
-        if self.queue.len() >= WINDOW {
+        let held = self.queue.len();
+        if held >= MAX_WINDOW || (held >= WINDOW && QUEUED.exhausted()) {
             // The window is full: from here on the database holds the rest.
             self.backlog.more_in_db = true;
             self.backlog.cursor = self.newest.as_deref().map(str::to_string);

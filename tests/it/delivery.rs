@@ -339,6 +339,64 @@ async fn a_batch_of_1000_events_reaches_each_of_three_endpoints() {
 }
 
 #[actix_rt::test]
+async fn a_backlog_beyond_the_memory_budget_waits_in_the_database_and_arrives_once_in_order() {
+    // No memory budget: the endpoint holds 8,192 deliveries in memory and
+    // leaves the rest in the database until its queue runs low.
+    let app = TestApp::spawn_with(&[
+        "--max-queued-bytes",
+        "1",
+        "--max-in-flight-per-endpoint",
+        "1",
+    ])
+    .await;
+    let receiver = Receiver::start_with(Reply::delayed(Duration::from_millis(200), 200)).await;
+    let token = app.token(2500, 1).await;
+    app.subscribe_ok(&token, REVISION_STATUS_UPDATED, &receiver.url(), SECRET)
+        .await;
+    const N: i64 = 9_000;
+    let all: Vec<i64> = (1..=N).collect();
+    for chunk in all.chunks(1000) {
+        let events: Vec<Value> = chunk
+            .iter()
+            .map(|i| event(REVISION_STATUS_UPDATED, 2500, *i))
+            .collect();
+        let (status, body) = app.push_batch(&events).await;
+        assert_eq!(status, 202, "{body}");
+    }
+    let endpoint = app
+        .endpoint_with_url(&receiver.url())
+        .await
+        .expect("the endpoint is listed");
+    assert_eq!(
+        endpoint["backlogInDatabase"], true,
+        "9,000 held deliveries exceed the in-memory window: {endpoint}"
+    );
+    receiver.set_reply(Reply::status(200));
+    receiver
+        .wait_for_context_ids(&all.iter().copied().collect(), Duration::from_secs(120))
+        .await;
+    let order: Vec<i64> = receiver
+        .deliveries()
+        .iter()
+        .filter_map(|d| d.context_object_id())
+        .collect();
+    assert!(
+        order == all,
+        "every event once and in the order pushed (one in flight); got {} deliveries, first out of order at {:?}",
+        order.len(),
+        order.iter().zip(&all).position(|(a, b)| a != b)
+    );
+    wait_for(
+        Duration::from_secs(10),
+        "the queued-bytes gauge to return to 0",
+        || async {
+            (app.scrape().await.value("hookrelay_queued_bytes", &[]) == Some(0.0)).then_some(())
+        },
+    )
+    .await;
+}
+
+#[actix_rt::test]
 async fn a_delivery_that_fails_twice_is_retried_with_the_same_webhook_id_until_it_succeeds() {
     let app = TestApp::spawn_with(&["--retry-schedule", "200ms,200ms,200ms"]).await;
     let receiver = Receiver::start().await;
