@@ -33,7 +33,7 @@ use chrono::{DateTime, Utc};
 
 use super::budget::{Charge, QUEUED};
 use super::health::{Effect, Health, Policy, State};
-use super::recorder::{Record, Recorder, Records};
+use super::recorder::{Record, Recorded, Recorder, Records};
 use super::retry;
 use super::sender::{self, Attempt};
 use crate::endpoint_url::EndpointUrl;
@@ -64,9 +64,6 @@ const SAVE_SUCCESS_EVERY: Duration = Duration::from_secs(60);
 const RECORD_EVERY: Duration = Duration::from_millis(5);
 /// ... or as soon as this many are waiting.
 const RECORD_AT: usize = 256;
-/// How long finished deliveries are remembered, so a re-read of the queue
-/// before the recorder has written their outcome does not send them again.
-const REMEMBER_DONE: Duration = Duration::from_secs(10);
 /// Fraction of the verification interval used to spread first checks.
 const CHECK_JITTER: f64 = 0.1;
 
@@ -279,6 +276,9 @@ struct Backlog {
     cursor: Option<String>,
     /// Deliveries that arrived while a page was being read.
     arrived: Vec<Job>,
+    /// Deliveries recorded while a page was being read: the page may show
+    /// them pending still, so they are forgotten once it is in.
+    recorded: Vec<Arc<str>>,
 }
 
 pub struct EndpointActor {
@@ -296,9 +296,12 @@ pub struct EndpointActor {
     /// Finished attempts not yet passed to the recorder.
     records: Vec<Record>,
     records_timer: Option<SpawnHandle>,
-    /// Deliveries finished lately whose outcome may not be written yet.
+    /// Deliveries let go of whose outcome the recorder has not confirmed
+    /// yet (`Recorded`): a read of the queue meanwhile may still see them
+    /// pending, and must not send them again.
     recently_done: HashSet<Arc<str>>,
-    done_order: VecDeque<(Instant, Arc<str>)>,
+    /// Of those, the ones not yet passed to the recorder.
+    released: Vec<Arc<str>>,
     /// Requests in flight plus deliveries waiting for their retry.
     slots_used: u32,
     in_flight: u32,
@@ -353,7 +356,7 @@ impl EndpointActor {
             records: Vec::new(),
             records_timer: None,
             recently_done: HashSet::new(),
-            done_order: VecDeque::new(),
+            released: Vec::new(),
             slots_used: 0,
             in_flight: 0,
             backlog: Backlog {
@@ -608,9 +611,12 @@ impl EndpointActor {
         if let Some(t) = self.records_timer.take() {
             ctx.cancel_future(t);
         }
-        if !self.records.is_empty() {
-            self.recorder
-                .do_send(Records(std::mem::take(&mut self.records)));
+        if !self.records.is_empty() || !self.released.is_empty() {
+            self.recorder.do_send(Records {
+                records: std::mem::take(&mut self.records),
+                released: std::mem::take(&mut self.released),
+                from: ctx.address().recipient(),
+            });
         }
     }
 
@@ -718,16 +724,15 @@ impl EndpointActor {
     fn release(&mut self, job: &Job) {
         self.slots_used -= 1;
         self.known.remove(&job.id);
-        let now = Instant::now();
-        while let Some((at, _)) = self.done_order.front()
-            && now.duration_since(*at) > REMEMBER_DONE
-        {
-            if let Some((_, id)) = self.done_order.pop_front() {
-                self.recently_done.remove(&id);
-            }
-        }
         self.recently_done.insert(job.id.clone());
-        self.done_order.push_back((now, job.id.clone()));
+        self.released.push(job.id.clone());
+    }
+
+    /// Forgets deliveries whose outcome is in the database.
+    fn forget(&mut self, recorded: Vec<Arc<str>>) {
+        for id in recorded {
+            self.recently_done.remove(&id);
+        }
     }
 
     /// Gives a delivery's slot back and puts it in the queue in id order
@@ -806,6 +811,7 @@ impl EndpointActor {
         ctx: &mut Context<Self>,
     ) {
         self.backlog.loading = false;
+        let recorded = std::mem::take(&mut self.backlog.recorded);
         let rows = match result {
             Ok(rows) => rows,
             Err(e) => {
@@ -814,6 +820,7 @@ impl EndpointActor {
                     self.id
                 );
                 METRICS.internal_errors.inc();
+                self.forget(recorded);
                 ctx.run_later(AFTER_DB_ERROR, |act, ctx| act.pump(ctx));
                 return;
             }
@@ -844,6 +851,7 @@ impl EndpointActor {
             };
             self.remember(Job::from_row(row, secret));
         }
+        self.forget(recorded);
         for job in std::mem::take(&mut self.backlog.arrived) {
             self.accept(job);
         }
@@ -1104,6 +1112,18 @@ impl Handler<Enqueue> for EndpointActor {
             self.accept(job);
         }
         self.pump(ctx);
+    }
+}
+
+impl Handler<Recorded> for EndpointActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Recorded, _ctx: &mut Self::Context) {
+        if self.backlog.loading {
+            self.backlog.recorded.extend(msg.0);
+        } else {
+            self.forget(msg.0);
+        }
     }
 }
 

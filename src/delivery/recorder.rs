@@ -2,7 +2,9 @@
 //! endpoint actor and writes them in batches (one transaction per flush, at
 //! most `FLUSH_EVERY` apart), so finishing a delivery costs no database round
 //! trip of its own. Losing an unflushed batch in a crash only means a
-//! delivery is sent again (at-least-once).
+//! delivery is sent again (at-least-once). After each write it tells the
+//! endpoint actors which of their finished deliveries are now recorded
+//! (`Recorded`), so they need remember them only that long.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,10 +28,25 @@ pub struct Record {
     pub attempt: Option<NewAttempt>,
 }
 
-/// Finished attempts from one endpoint actor, sent together.
+/// Finished attempts from one endpoint actor, sent together, and the
+/// deliveries it let go of meanwhile: once their outcomes are written the
+/// recorder tells `from` (`Recorded`), which may then forget them.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Records(pub Vec<Record>);
+pub struct Records {
+    pub records: Vec<Record>,
+    pub released: Vec<Arc<str>>,
+    pub from: Recipient<Recorded>,
+}
+
+/// These deliveries' outcomes are in the database (and were before any
+/// read that starts from now on).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Recorded(pub Vec<Arc<str>>);
+
+/// Who to tell of a write, and what.
+type Ack = (Recipient<Recorded>, Vec<Arc<str>>);
 
 /// Writes everything buffered; answers once it is stored (used on shutdown).
 #[derive(Message)]
@@ -40,6 +57,7 @@ pub struct Recorder {
     store: Store,
     completions: Vec<Completion>,
     attempts: Vec<NewAttempt>,
+    acks: Vec<Ack>,
     writing: bool,
     timer: Option<SpawnHandle>,
 }
@@ -50,6 +68,7 @@ impl Recorder {
             store,
             completions: Vec::new(),
             attempts: Vec::new(),
+            acks: Vec::new(),
             writing: false,
             timer: None,
         }
@@ -62,7 +81,7 @@ impl Recorder {
         &mut self,
         ctx: &mut Context<Self>,
     ) -> Option<impl ActorFuture<Self, Output = ()> + 'static> {
-        if self.completions.is_empty() && self.attempts.is_empty() {
+        if self.completions.is_empty() && self.attempts.is_empty() && self.acks.is_empty() {
             return None;
         }
         if let Some(t) = self.timer.take() {
@@ -73,6 +92,7 @@ impl Recorder {
             std::mem::take(&mut self.completions),
             std::mem::take(&mut self.attempts),
         ));
+        let acks = std::mem::take(&mut self.acks);
         let (store, written) = (self.store.clone(), batch.clone());
         let write = async move {
             store
@@ -81,12 +101,20 @@ impl Recorder {
         };
         Some(write.into_actor(self).map(move |result, act, _| {
             act.writing = false;
-            if let Err(e) = result {
-                log::error!("could not record delivery outcomes ({e}); retrying");
-                let (completions, attempts) =
-                    Arc::try_unwrap(batch).unwrap_or_else(|shared| (*shared).clone());
-                act.completions.splice(0..0, completions);
-                act.attempts.splice(0..0, attempts);
+            match result {
+                Ok(()) => {
+                    for (to, ids) in acks {
+                        to.do_send(Recorded(ids));
+                    }
+                }
+                Err(e) => {
+                    log::error!("could not record delivery outcomes ({e}); retrying");
+                    let (completions, attempts) =
+                        Arc::try_unwrap(batch).unwrap_or_else(|shared| (*shared).clone());
+                    act.completions.splice(0..0, completions);
+                    act.attempts.splice(0..0, attempts);
+                    act.acks.splice(0..0, acks);
+                }
             }
         }))
     }
@@ -108,7 +136,7 @@ impl Recorder {
     }
 
     fn schedule(&mut self, ctx: &mut Context<Self>) {
-        if self.timer.is_none() && !self.completions.is_empty() {
+        if self.timer.is_none() && !(self.completions.is_empty() && self.acks.is_empty()) {
             self.timer = Some(ctx.run_later(FLUSH_EVERY, |act, ctx| {
                 act.timer = None;
                 act.write(ctx);
@@ -129,9 +157,12 @@ impl Handler<Records> for Recorder {
     type Result = ();
 
     fn handle(&mut self, msg: Records, ctx: &mut Self::Context) {
-        for record in msg.0 {
+        for record in msg.records {
             self.completions.push(record.completion);
             self.attempts.extend(record.attempt);
+        }
+        if !msg.released.is_empty() {
+            self.acks.push((msg.from, msg.released));
         }
         if self.completions.len() >= FLUSH_AT {
             self.write(ctx);
