@@ -82,8 +82,10 @@ pub fn client() -> awc::Client {
                 awc::Client::builder()
                     .disable_redirects()
                     .add_default_header(("User-Agent", USER_AGENT))
-                    // The per-request timeout is set on each request.
-                    .timeout(Duration::from_secs(3600))
+                    // `post` bounds the whole exchange (head and body) with
+                    // one timer of its own; a second one in awc would only
+                    // cost a timer-wheel entry per request.
+                    .disable_timeout()
                     .connector(
                         awc::Connector::new()
                             .connector(
@@ -153,7 +155,6 @@ pub async fn post(
     } = secret.sign(message_id, timestamp, &body);
     let mut request = client()
         .post(url.as_str())
-        .timeout(timeout)
         .insert_header((header::CONTENT_TYPE, JSON));
     // Names built once; values are base64, hex, digits or our own ids.
     for (name, value) in [
