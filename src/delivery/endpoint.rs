@@ -276,9 +276,6 @@ struct Backlog {
     cursor: Option<String>,
     /// Deliveries that arrived while a page was being read.
     arrived: Vec<Job>,
-    /// Deliveries recorded while a page was being read: the page may show
-    /// them pending still, so they are forgotten once it is in.
-    recorded: Vec<Arc<str>>,
 }
 
 pub struct EndpointActor {
@@ -412,6 +409,23 @@ impl EndpointActor {
         }
         self.refill(ctx);
         self.update_gauges();
+        self.shrink_when_idle();
+    }
+
+    /// Gives back the memory of a burst once it is over: an emptied queue
+    /// or id set keeps its largest capacity otherwise (megabytes after a
+    /// backlog of tens of thousands).
+    fn shrink_when_idle(&mut self) {
+        const KEEP: usize = 1024;
+        if self.queue.is_empty() && self.queue.capacity() > KEEP {
+            self.queue = VecDeque::new();
+        }
+        if self.known.is_empty() && self.known.capacity() > KEEP {
+            self.known = HashSet::new();
+        }
+        if self.recently_done.is_empty() && self.recently_done.capacity() > KEEP {
+            self.recently_done = HashSet::new();
+        }
     }
 
     fn update_gauges(&self) {
@@ -599,7 +613,14 @@ impl EndpointActor {
         self.records.push(record);
         if self.records.len() >= RECORD_AT || self.draining {
             self.send_records(ctx);
-        } else if self.records_timer.is_none() {
+        } else {
+            self.schedule_records(ctx);
+        }
+    }
+
+    /// Passes what waits to the recorder within `RECORD_EVERY`.
+    fn schedule_records(&mut self, ctx: &mut Context<Self>) {
+        if self.records_timer.is_none() {
             self.records_timer = Some(ctx.run_later(RECORD_EVERY, |act, ctx| {
                 act.records_timer = None;
                 act.send_records(ctx);
@@ -733,6 +754,7 @@ impl EndpointActor {
         for id in recorded {
             self.recently_done.remove(&id);
         }
+        self.shrink_when_idle();
     }
 
     /// Gives a delivery's slot back and puts it in the queue in id order
@@ -811,7 +833,6 @@ impl EndpointActor {
         ctx: &mut Context<Self>,
     ) {
         self.backlog.loading = false;
-        let recorded = std::mem::take(&mut self.backlog.recorded);
         let rows = match result {
             Ok(rows) => rows,
             Err(e) => {
@@ -820,7 +841,6 @@ impl EndpointActor {
                     self.id
                 );
                 METRICS.internal_errors.inc();
-                self.forget(recorded);
                 ctx.run_later(AFTER_DB_ERROR, |act, ctx| act.pump(ctx));
                 return;
             }
@@ -851,7 +871,6 @@ impl EndpointActor {
             };
             self.remember(Job::from_row(row, secret));
         }
-        self.forget(recorded);
         for job in std::mem::take(&mut self.backlog.arrived) {
             self.accept(job);
         }
@@ -1118,9 +1137,12 @@ impl Handler<Enqueue> for EndpointActor {
 impl Handler<Recorded> for EndpointActor {
     type Result = ();
 
-    fn handle(&mut self, msg: Recorded, _ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: Recorded, ctx: &mut Self::Context) {
         if self.backlog.loading {
-            self.backlog.recorded.extend(msg.0);
+            // The page being read may show them pending still: ask again,
+            // and forget them once a confirmation comes while no read runs.
+            self.released.extend(msg.0);
+            self.schedule_records(ctx);
         } else {
             self.forget(msg.0);
         }

@@ -81,7 +81,12 @@ impl Recorder {
         &mut self,
         ctx: &mut Context<Self>,
     ) -> Option<impl ActorFuture<Self, Output = ()> + 'static> {
-        if self.completions.is_empty() && self.attempts.is_empty() && self.acks.is_empty() {
+        if self.completions.is_empty() && self.attempts.is_empty() {
+            // Nothing to write: the outcomes of what the actors ask about
+            // were written by an earlier write (or need none).
+            for (to, ids) in self.acks.drain(..) {
+                to.do_send(Recorded(ids));
+            }
             return None;
         }
         if let Some(t) = self.timer.take() {
