@@ -20,14 +20,14 @@ use tokio::sync::oneshot;
 
 use crate::delivery::endpoint::Job;
 use crate::group_commit::{GroupCommit, Pending};
-use crate::router::{Incoming, Publish, PublishError, Published, Router};
+use crate::router::{Incoming, Publish, PublishError, PublishReply, Published, Router};
 use crate::signing::Secret;
 use crate::store::db_time::DbTime;
 use crate::store::events::PreparedEvent;
 use crate::store::models::{NewDelivery, NewEvent, PENDING};
 
 /// Events waiting for a commit beyond which publishers are told to retry.
-pub const MAX_WAITING: usize = 200_000;
+const MAX_WAITING: usize = 200_000;
 
 /// One subscription as routing sees it.
 #[derive(Clone)]
@@ -60,10 +60,10 @@ impl RouteTable {
 
 /// The rows of one publish and, per event, the jobs to hand out once it is
 /// stored: (endpoint, job).
-pub type Prepared = (Vec<PreparedEvent>, Vec<Vec<(i64, Job)>>);
+type Prepared = (Vec<PreparedEvent>, Vec<Vec<(i64, Job)>>);
 
 /// Resolves routes and builds the rows and jobs of one publish.
-pub fn prepare(table: &Table, events: Vec<Incoming>) -> Prepared {
+fn prepare(table: &Table, events: Vec<Incoming>) -> Prepared {
     let now = DbTime::new(crate::store::now());
     let mut prepared = Vec::with_capacity(events.len());
     let mut jobs = Vec::with_capacity(events.len());
@@ -191,24 +191,50 @@ impl Publisher {
                 .map_err(|_| Busy)?;
             return Ok(answer);
         };
-        let count = events.len();
-        if let Err(waiting) = self.waiting.admit(count) {
-            let _ = reply.send(Err(PublishError::Overloaded(waiting)));
-            return Ok(answer);
-        }
-        let (events, jobs) = prepare(&self.routes.read(), events);
-        let pending = Pending {
+        submit(
+            &self.routes,
+            Some(commits),
+            &self.waiting,
             events,
-            jobs,
-            remote: Vec::new(),
             reply,
-        };
-        if let Err(pending) = commits.send(pending) {
-            self.waiting.done(count);
-            let _ = pending.reply.send(Err(PublishError::Storage(
-                "the group-commit thread is not running; see the server log".into(),
-            )));
-        }
+            |_| Vec::new(),
+        );
         Ok(answer)
+    }
+}
+
+/// Admits, routes and queues one publish for the group commit (`commits`,
+/// `None` if its threads could not start). `remote` picks, from the routed
+/// jobs, the endpoints other nodes own. Every refusal is answered on
+/// `reply`.
+pub fn submit(
+    table: &RouteTable,
+    commits: Option<&GroupCommit>,
+    waiting: &Waiting,
+    events: Vec<Incoming>,
+    reply: PublishReply,
+    remote: impl FnOnce(&[Vec<(i64, Job)>]) -> Vec<i64>,
+) {
+    let count = events.len();
+    if let Err(waiting) = waiting.admit(count) {
+        let _ = reply.send(Err(PublishError::Overloaded(waiting)));
+        return;
+    }
+    let (events, jobs) = prepare(&table.read(), events);
+    let pending = Pending {
+        remote: remote(&jobs),
+        events,
+        jobs,
+        reply,
+    };
+    let refused = match commits {
+        Some(commits) => commits.send(pending).err(),
+        None => Some(pending),
+    };
+    if let Some(pending) = refused {
+        waiting.done(count);
+        let _ = pending.reply.send(Err(PublishError::Storage(
+            "the group-commit thread is not running; see the server log".into(),
+        )));
     }
 }

@@ -20,8 +20,8 @@ use crate::delivery::endpoint::{
 use crate::delivery::recorder::{Flush, Recorder};
 use crate::endpoint_url::EndpointUrl;
 use crate::event::Event;
-use crate::group_commit::{Committed, GroupCommit, Pending};
-use crate::publisher::{Publisher, Route, RouteTable, Waiting, prepare};
+use crate::group_commit::{Committed, GroupCommit};
+use crate::publisher::{Publisher, Route, RouteTable, Waiting, submit};
 use crate::signing::Secret;
 use crate::store::Store;
 use crate::store::endpoints::HealthRow;
@@ -450,40 +450,26 @@ impl Handler<Publish> for Router {
     type Result = ();
 
     fn handle(&mut self, msg: Publish, _ctx: &mut Self::Context) {
-        let count = msg.events.len();
-        if let Err(waiting) = self.waiting.admit(count) {
-            let _ = msg.reply.send(Err(PublishError::Overloaded(waiting)));
-            return;
-        }
-        let (events, jobs) = prepare(&self.table.read(), msg.events);
-        let mut remote: Vec<i64> = Vec::new();
-        if !self.owns_all {
-            for (endpoint_id, _) in jobs.iter().flatten() {
-                if !self.actors.contains_key(endpoint_id) {
-                    remote.push(*endpoint_id);
-                }
-            }
-            remote.sort_unstable();
-            remote.dedup();
-        }
-        let pending = Pending {
-            events,
-            jobs,
-            remote,
-            reply: msg.reply,
-        };
-        let refused = match &self.commits {
-            Some(commits) => commits.send(pending).err(),
-            None => Some(pending),
-        };
-        if let Some(pending) = refused {
-            self.waiting.done(count);
-            {
-                let _ = pending.reply.send(Err(PublishError::Storage(
-                    "the group-commit thread is not running; see the server log".into(),
-                )));
-            }
-        }
+        let actors = &self.actors;
+        let owns_all = self.owns_all;
+        submit(
+            &self.table,
+            self.commits.as_ref(),
+            &self.waiting,
+            msg.events,
+            msg.reply,
+            |jobs| {
+                let mut remote: Vec<i64> = jobs
+                    .iter()
+                    .flatten()
+                    .map(|(endpoint_id, _)| *endpoint_id)
+                    .filter(|id| !owns_all && !actors.contains_key(id))
+                    .collect();
+                remote.sort_unstable();
+                remote.dedup();
+                remote
+            },
+        );
     }
 }
 

@@ -82,6 +82,17 @@ fn event_error(e: EventError) -> ApiError {
     }
 }
 
+/// Validates one pushed event from its JSON text: the fast typed path, or
+/// else the `Value` path, which names what is wrong.
+fn checked_event(state: &State, json: &[u8]) -> Result<Event, ApiError> {
+    let known = |t: &str| state.catalog.contains(t);
+    match Event::from_json(json, known) {
+        Some(checked) => checked,
+        None => Event::from_value(&parse_json(json)?, known),
+    }
+    .map_err(event_error)
+}
+
 fn publish_error(e: PublishError) -> ApiError {
     match e {
         PublishError::Overloaded(_) => ApiError::Unavailable(e.to_string()),
@@ -130,12 +141,7 @@ async fn push_one(
         }
     };
     let body = read_body(&req, payload, state.settings.max_body_bytes).await?;
-    let known = |t: &str| state.catalog.contains(t);
-    let event = match Event::from_json(&body, known) {
-        Some(checked) => checked,
-        None => Event::from_value(&parse_json(&body)?, known),
-    }
-    .map_err(event_error)?;
+    let event = checked_event(&state, &body)?;
     let idempotency_key = header_key.or_else(|| event.event_id.clone());
     let mut published = publish(
         &state,
@@ -186,14 +192,8 @@ async fn push_batch(
     let mut results: Vec<Value> = vec![Value::Null; items.len()];
     let mut valid = Vec::with_capacity(items.len());
     let mut valid_index = Vec::with_capacity(items.len());
-    let known = |t: &str| state.catalog.contains(t);
     for (index, item) in items.iter().enumerate() {
-        let checked = Event::from_json(item.get().as_bytes(), known).unwrap_or_else(|| {
-            serde_json::from_str(item.get())
-                .map_err(|e| EventError::Invalid(format!("the event is not valid JSON: {e}")))
-                .and_then(|value| Event::from_value(&value, known))
-        });
-        match checked {
+        match checked_event(&state, item.get().as_bytes()) {
             Ok(event) => {
                 let idempotency_key = event.event_id.clone();
                 valid.push(Incoming {
@@ -203,7 +203,7 @@ async fn push_batch(
                 valid_index.push(index);
             }
             Err(e) => {
-                let error = event_error(e).body();
+                let error = e.body();
                 results[index] = json!({
                     "index": index,
                     "status": "rejected",
