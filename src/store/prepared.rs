@@ -30,8 +30,29 @@ const SMALL: usize = 8;
 pub trait InsertRow: 'static {
     /// `INSERT INTO table (columns…) VALUES `
     const INSERT: &'static str;
-    /// Pushes `(?, ?, …)` with this row's values bound.
-    fn walk_values<'b>(&'b self, out: &mut AstPass<'_, 'b, Sqlite>) -> QueryResult<()>;
+    /// Binds this row's values, in the order of `INSERT`'s columns.
+    fn walk_values<'b>(&'b self, values: &mut Values<'_, '_, 'b>) -> QueryResult<()>;
+}
+
+/// The values of one row: `?, ?, …`, each bound.
+pub struct Values<'p, 'a, 'b> {
+    out: &'p mut AstPass<'a, 'b, Sqlite>,
+    first: bool,
+}
+
+impl<'b> Values<'_, '_, 'b> {
+    /// Binds the next value as SQL type `ST`.
+    pub fn bind<ST, U>(&mut self, value: &'b U) -> QueryResult<&mut Self>
+    where
+        Sqlite: diesel::sql_types::HasSqlType<ST>,
+        U: diesel::serialize::ToSql<ST, Sqlite> + ?Sized,
+    {
+        if !std::mem::take(&mut self.first) {
+            self.out.push_sql(", ");
+        }
+        self.out.push_bind_param::<ST, U>(value)?;
+        Ok(self)
+    }
 }
 
 /// One INSERT of exactly `N` rows of `R`.
@@ -50,7 +71,10 @@ impl<R: InsertRow, const N: usize> QueryFragment<Sqlite> for InsertRows<'_, R, N
                 out.push_sql(", ");
             }
             out.push_sql("(");
-            row.walk_values(&mut out)?;
+            row.walk_values(&mut Values {
+                out: &mut out,
+                first: true,
+            })?;
             out.push_sql(")");
         }
         Ok(())
@@ -123,29 +147,20 @@ pub fn first_attempts_succeeded(
     Ok(())
 }
 
-/// Pushes `, ` before every value but the first.
-fn sep(out: &mut AstPass<'_, '_, Sqlite>) {
-    out.push_sql(", ");
-}
-
 impl InsertRow for NewEvent {
     const INSERT: &'static str = "INSERT INTO events \
         (id, marketplace_id, event, body, idempotency_key, delivery_count, created_at) VALUES ";
 
-    fn walk_values<'b>(&'b self, out: &mut AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
-        out.push_bind_param::<Text, _>(&self.id)?;
-        sep(out);
-        out.push_bind_param::<BigInt, _>(&self.marketplace_id)?;
-        sep(out);
-        out.push_bind_param::<Text, _>(&self.event)?;
-        sep(out);
-        out.push_bind_param::<Text, _>(&self.body)?;
-        sep(out);
-        out.push_bind_param::<Nullable<Text>, _>(&self.idempotency_key)?;
-        sep(out);
-        out.push_bind_param::<Integer, _>(&self.delivery_count)?;
-        sep(out);
-        out.push_bind_param::<Timestamp, _>(&self.created_at)
+    fn walk_values<'b>(&'b self, values: &mut Values<'_, '_, 'b>) -> QueryResult<()> {
+        values
+            .bind::<Text, _>(&self.id)?
+            .bind::<BigInt, _>(&self.marketplace_id)?
+            .bind::<Text, _>(&self.event)?
+            .bind::<Text, _>(&self.body)?
+            .bind::<Nullable<Text>, _>(&self.idempotency_key)?
+            .bind::<Integer, _>(&self.delivery_count)?
+            .bind::<Timestamp, _>(&self.created_at)?;
+        Ok(())
     }
 }
 
@@ -154,26 +169,19 @@ impl InsertRow for NewDelivery {
         (id, event_id, subscription_id, endpoint_id, status, attempts, next_attempt_at, \
         last_error, created_at, updated_at) VALUES ";
 
-    fn walk_values<'b>(&'b self, out: &mut AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
-        out.push_bind_param::<Text, _>(&self.id)?;
-        sep(out);
-        out.push_bind_param::<Text, _>(&self.event_id)?;
-        sep(out);
-        out.push_bind_param::<BigInt, _>(&self.subscription_id)?;
-        sep(out);
-        out.push_bind_param::<BigInt, _>(&self.endpoint_id)?;
-        sep(out);
-        out.push_bind_param::<Text, _>(&self.status)?;
-        sep(out);
-        out.push_bind_param::<Integer, _>(&self.attempts)?;
-        sep(out);
-        out.push_bind_param::<Timestamp, _>(&self.next_attempt_at)?;
-        sep(out);
-        out.push_bind_param::<Nullable<Text>, _>(&self.last_error)?;
-        sep(out);
-        out.push_bind_param::<Timestamp, _>(&self.created_at)?;
-        sep(out);
-        out.push_bind_param::<Timestamp, _>(&self.updated_at)
+    fn walk_values<'b>(&'b self, values: &mut Values<'_, '_, 'b>) -> QueryResult<()> {
+        values
+            .bind::<Text, _>(&self.id)?
+            .bind::<Text, _>(&self.event_id)?
+            .bind::<BigInt, _>(&self.subscription_id)?
+            .bind::<BigInt, _>(&self.endpoint_id)?
+            .bind::<Text, _>(&self.status)?
+            .bind::<Integer, _>(&self.attempts)?
+            .bind::<Timestamp, _>(&self.next_attempt_at)?
+            .bind::<Nullable<Text>, _>(&self.last_error)?
+            .bind::<Timestamp, _>(&self.created_at)?
+            .bind::<Timestamp, _>(&self.updated_at)?;
+        Ok(())
     }
 }
 
