@@ -5,6 +5,7 @@
 //! reports nothing.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use serde_json::{Value, json};
@@ -21,6 +22,8 @@ pub struct Snapshot {
     /// hookrelay's threads: "pid/tid" → (name, ticks).
     threads: HashMap<String, (String, u64)>,
     bench: Option<u64>,
+    /// Of the bench's ticks, those of its load threads (the clients).
+    bench_load: u64,
     /// Bytes written to the machine's disks, and by each hookrelay.
     disk_written: Option<u64>,
     hookrelay_written: HashMap<u32, u64>,
@@ -55,6 +58,32 @@ fn process_written(pid: u32) -> Option<u64> {
         .trim()
         .parse()
         .ok()
+}
+
+/// Name prefix of the bench's load threads (`load::spread`).
+pub const LOAD_THREAD: &str = "bench-load-";
+
+/// Ticks of the load threads that have ended (see `load_thread_ends`).
+static ENDED_LOAD_TICKS: AtomicU64 = AtomicU64::new(0);
+
+/// Called by a load thread as its last act: its ticks stay counted once
+/// it is gone from /proc.
+pub fn load_thread_ends() {
+    if let Some(ticks) = process_ticks("thread-self") {
+        ENDED_LOAD_TICKS.fetch_add(ticks, Ordering::Relaxed);
+    }
+}
+
+/// CPU ticks of this process's load threads, running or ended: they play
+/// the clients; the rest of the bench (receiver, bare handler) plays the
+/// servers.
+fn load_ticks() -> u64 {
+    let running: u64 = thread_ticks(std::process::id())
+        .into_values()
+        .filter(|(name, _)| name.starts_with(LOAD_THREAD))
+        .map(|(_, ticks)| ticks)
+        .sum();
+    running + ENDED_LOAD_TICKS.load(Ordering::Relaxed)
 }
 
 /// Every thread of a process with its name and CPU ticks.
@@ -147,6 +176,7 @@ pub fn snapshot_of(hookrelay_pids: &[u32], database: Option<&str>) -> Snapshot {
             .collect(),
         threads,
         bench: process_ticks("self"),
+        bench_load: load_ticks(),
         disk_written: disk_written(),
         hookrelay_written: hookrelay_pids
             .iter()
@@ -184,6 +214,7 @@ pub fn usage(from: &Snapshot, to: &Snapshot) -> Value {
         });
     let hookrelay = per_sec(growth(&from.hookrelay, &to.hookrelay));
     let bench = per_sec(from.bench.zip(to.bench).map(|(a, b)| b.saturating_sub(a)));
+    let bench_load = per_sec(Some(to.bench_load.saturating_sub(from.bench_load)));
     let split = |s: &Snapshot, pick: fn(&(u64, u64)) -> u64| -> HashMap<u32, u64> {
         s.database
             .iter()
@@ -227,6 +258,9 @@ pub fn usage(from: &Snapshot, to: &Snapshot) -> Value {
         "machine_cores_busy": round(machine),
         "hookrelay_cores": round(hookrelay),
         "bench_cores": round(bench),
+        // The clients (load threads) and the rest (receiver, bare handler).
+        "bench_load_cores": round(bench_load),
+        "bench_server_cores": round(bench.zip(bench_load).map(|(b, l)| (b - l).max(0.0))),
         "other_cores": round(other),
         "hookrelay_threads": threads,
         "disk_mb_written": disk,

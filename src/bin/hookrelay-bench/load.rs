@@ -189,9 +189,9 @@ where
             let task = task.clone();
             let mine = tasks / threads + usize::from(t < tasks % threads);
             std::thread::Builder::new()
-                .name(format!("bench-load-{t}"))
+                .name(format!("{}{t}", crate::cpu::LOAD_THREAD))
                 .spawn(move || {
-                    actix_rt::System::new().block_on(async move {
+                    let tally = actix_rt::System::new().block_on(async move {
                         let client = client(mine);
                         let running: Vec<_> = (0..mine)
                             .map(|_| actix_rt::spawn(task(client.clone())))
@@ -204,7 +204,9 @@ where
                             );
                         }
                         tally
-                    })
+                    });
+                    crate::cpu::load_thread_ends();
+                    tally
                 })
         })
         .collect();

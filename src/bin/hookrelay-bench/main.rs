@@ -7,6 +7,7 @@
 //! cargo run --release --bin hookrelay-bench -- [--smoke] [--out FILE.json] [--runs N] [--figures 7,8,9]
 //! ```
 
+mod budget;
 mod clock;
 mod cpu;
 mod figures;
@@ -313,6 +314,7 @@ fn bench(args: Args) -> Result<bool, String> {
         );
     }
     print!("{}", report::table(&rows));
+    print!("{}", budget::table(&details, &rows, threads as f64));
     let noisy: Vec<String> = noise
         .iter()
         .filter_map(|(f, v)| {
@@ -351,6 +353,7 @@ fn bench(args: Args) -> Result<bool, String> {
         "postgres": postgres.map(hookrelay::store::redact),
         "skipped": skipped,
         "figures": report::rows_json(&rows),
+        "cpu_per_item": budget::json(&details, &rows, threads as f64),
         "other_processes_by_figure": noise,
         "run_details": details,
         "failures": failures,
