@@ -9,13 +9,18 @@
 //!   publishers in the order written and tells the router (`Committed`),
 //!   which hands the deliveries to their endpoint actors.
 //!
-//! So the next group is written while the previous one waits for the disk,
-//! and one disk sync covers every group written meanwhile. Plain threads
+//! So the next group is written while the previous one waits for the disk.
+//! The writer stays at most one group ahead of the syncer (the hand-over is
+//! a rendezvous): what arrives while a written group waits for its sync is
+//! gathered into the next group instead of being written as many small
+//! transactions that the same sync would cover anyway. Each transaction
+//! rewrites its tables' last, partly filled pages into the WAL, so fewer
+//! and larger groups write less per event. Plain threads
 //! rather than the blocking pool: no task hop between the stages, and the
 //! answers do not wait in the router's mailbox.
 
 use std::collections::HashMap;
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 
 use actix::prelude::*;
 use prometheus::IntCounter;
@@ -65,7 +70,9 @@ impl GroupCommit {
     /// this handle is dropped.
     pub fn start(store: Store, done: Recipient<Committed>) -> std::io::Result<GroupCommit> {
         let (tx, rx) = mpsc::channel();
-        let (written_tx, written_rx) = mpsc::channel();
+        // Rendezvous: the writer hands a group over only once the syncer
+        // is ready to sync it.
+        let (written_tx, written_rx) = mpsc::sync_channel(0);
         let syncer_store = store.clone();
         std::thread::Builder::new()
             .name("hr-sync".into())
@@ -99,7 +106,7 @@ struct Written {
 }
 
 /// The writer: one transaction for whatever has queued up.
-fn write(store: Store, rx: Receiver<Pending>, written: Sender<Written>) {
+fn write(store: Store, rx: Receiver<Pending>, written: SyncSender<Written>) {
     while let Ok(first) = rx.recv() {
         let mut group = vec![first];
         let mut count = group[0].events.len();
