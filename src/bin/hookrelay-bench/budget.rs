@@ -72,11 +72,23 @@ fn median_spent(all: &[Spent]) -> Option<Spent> {
     })
 }
 
+/// What a throughput target leaves hookrelay (µs of CPU per item).
+#[derive(Clone, Copy)]
+struct AtTarget {
+    /// The target's items/s.
+    rate: f64,
+    /// CPU per item with every core busy.
+    machine: f64,
+    /// The bench's own cost per item, at its lowest.
+    bench: f64,
+    /// What remains for hookrelay.
+    budget: f64,
+}
+
 struct Line {
     label: &'static str,
     spent: Spent,
-    /// (target items/s, µs of machine per item, bench floor, budget).
-    at_target: Option<(f64, f64, f64, f64)>,
+    at_target: Option<AtTarget>,
 }
 
 /// The CPU lines of the figures that ran, with the budgets of their targets.
@@ -103,8 +115,13 @@ fn lines(details: &[Value], rows: &[Row], cores: f64) -> Vec<Line> {
     let budget = |id: &str, bench_floor: Option<f64>| {
         let rate = target_rate(id)?;
         let machine = cores * 1e6 / rate;
-        let floor = bench_floor?;
-        Some((rate, machine, floor, machine - floor))
+        let bench = bench_floor?;
+        Some(AtTarget {
+            rate,
+            machine,
+            bench,
+            budget: machine - bench,
+        })
     };
     let receiver = loopback.map(|l| l.server);
     let mut out = Vec::new();
@@ -189,14 +206,14 @@ pub fn table(details: &[Value], rows: &[Row], cores: f64) -> String {
     for l in &lines {
         let s = l.spent;
         let right = match l.at_target {
-            Some((rate, machine, floor, budget)) => format!(
+            Some(t) => format!(
                 "{:>12} {:>8} {:>8} {:>8} {:>7}",
-                report::number(rate, ""),
-                us(machine),
-                us(floor),
-                us(budget),
+                report::number(t.rate, ""),
+                us(t.machine),
+                us(t.bench),
+                us(t.budget),
                 match s.hookrelay {
-                    Some(h) if budget > 0.0 => format!("{:.2}x", h / budget),
+                    Some(h) if t.budget > 0.0 => format!("{:.2}x", h / t.budget),
                     _ => "-".into(),
                 }
             ),
@@ -233,12 +250,12 @@ pub fn json(details: &[Value], rows: &[Row], cores: f64) -> Value {
                     "bench_servers_us": s.server,
                     "idle_cores": s.idle_cores,
                 });
-                if let Some((rate, machine, floor, budget)) = l.at_target {
+                if let Some(t) = l.at_target {
                     v["at_target"] = json!({
-                        "items_per_sec": rate,
-                        "machine_us": machine,
-                        "bench_us": floor,
-                        "hookrelay_budget_us": budget,
+                        "items_per_sec": t.rate,
+                        "machine_us": t.machine,
+                        "bench_us": t.bench,
+                        "hookrelay_budget_us": t.budget,
                     });
                 }
                 v
@@ -284,13 +301,13 @@ mod tests {
         let rows = report::summarise(&values, &[1, 2]);
         let lines = lines(&details, &rows, 2.0);
         let batch = lines.iter().find(|l| l.label.starts_with('2')).unwrap();
-        let (rate, machine, bench, budget) = batch.at_target.unwrap();
+        let t = batch.at_target.unwrap();
         // 60% of 100,000/s on 2 cores: 33.3 µs of CPU per delivery, of which
         // the bench needs its pushers' 1 µs and figure 1's receiver 10 µs.
-        assert_eq!(rate, 60_000.0);
-        assert!((machine - 33.333).abs() < 0.01, "{machine}");
-        assert!((bench - 11.0).abs() < 1e-9, "{bench}");
-        assert!((budget - 22.333).abs() < 0.01, "{budget}");
+        assert_eq!(t.rate, 60_000.0);
+        assert!((t.machine - 33.333).abs() < 0.01, "{}", t.machine);
+        assert!((t.bench - 11.0).abs() < 1e-9, "{}", t.bench);
+        assert!((t.budget - 22.333).abs() < 0.01, "{}", t.budget);
         assert_eq!(batch.spent.hookrelay, Some(30.0));
     }
 }
