@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use crate::report::{self, METRICS, Row, Target};
 
 /// µs of CPU per item, by whom, in one run of one figure.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 struct Spent {
     /// `None` for the baselines, which run without hookrelay.
     hookrelay: Option<f64>,
@@ -85,14 +85,14 @@ struct AtTarget {
     budget: f64,
 }
 
-struct Line {
+pub struct Line {
     label: &'static str,
     spent: Spent,
     at_target: Option<AtTarget>,
 }
 
 /// The CPU lines of the figures that ran, with the budgets of their targets.
-fn lines(details: &[Value], rows: &[Row], cores: f64) -> Vec<Line> {
+pub fn lines(details: &[Value], rows: &[Row], cores: f64) -> Vec<Line> {
     let collect = |figure: u8, items: &str, cpu: &str| -> Option<Spent> {
         let all: Vec<Spent> = runs_of(details, figure, items, cpu)
             .filter_map(|(n, c)| spent(c, n, cores))
@@ -181,8 +181,7 @@ fn us(v: f64) -> String {
 
 /// The table printed after the figures: CPU per item now, and what a
 /// target would leave.
-pub fn table(details: &[Value], rows: &[Row], cores: f64) -> String {
-    let lines = lines(details, rows, cores);
+pub fn table(lines: &[Line]) -> String {
     if lines.is_empty() {
         return String::new();
     }
@@ -203,7 +202,7 @@ pub fn table(details: &[Value], rows: &[Row], cores: f64) -> String {
         "over"
     ));
     out.push_str(&format!("{}\n", "-".repeat(124)));
-    for l in &lines {
+    for l in lines {
         let s = l.spent;
         let right = match l.at_target {
             Some(t) => format!(
@@ -237,9 +236,9 @@ pub fn table(details: &[Value], rows: &[Row], cores: f64) -> String {
 }
 
 /// The same, for the JSON document.
-pub fn json(details: &[Value], rows: &[Row], cores: f64) -> Value {
+pub fn json(lines: &[Line]) -> Value {
     Value::Array(
-        lines(details, rows, cores)
+        lines
             .iter()
             .map(|l| {
                 let s = l.spent;

@@ -60,14 +60,16 @@ fn process_written(pid: u32) -> Option<u64> {
         .ok()
 }
 
-/// Name prefix of the bench's load threads (`load::spread`).
+/// Name prefix of the bench's load threads (`load::thread`).
 pub const LOAD_THREAD: &str = "bench-load-";
 
 /// Ticks of the load threads that have ended (see `load_thread_ends`).
 static ENDED_LOAD_TICKS: AtomicU64 = AtomicU64::new(0);
 
 /// Called by a load thread as its last act: its ticks stay counted once
-/// it is gone from /proc.
+/// it is gone from /proc. (A snapshot taken between this call and the
+/// thread's exit would count it twice; the figures take theirs before
+/// their load threads start and after they are joined.)
 pub fn load_thread_ends() {
     if let Some(ticks) = process_ticks("thread-self") {
         ENDED_LOAD_TICKS.fetch_add(ticks, Ordering::Relaxed);

@@ -575,59 +575,57 @@ fn open_loop(
     sent: Arc<Vec<AtomicU64>>,
     acked: Arc<Vec<AtomicU64>>,
 ) -> Result<u64, String> {
-    let thread = std::thread::Builder::new()
-        .name("bench-open-loop".into())
-        .spawn(move || {
-            actix_rt::System::new().block_on(async move {
-                let client = load::client(256);
-                let url: Arc<str> = url.into();
-                let period = Duration::from_secs(1) / rate;
-                let t0 = tokio::time::Instant::now() + Duration::from_millis(5);
-                let mut running = Vec::with_capacity(bodies.len());
-                for id in 1..bodies.len() {
-                    tokio::time::sleep_until(t0 + period * (id as u32 - 1)).await;
-                    let (client, url, body) = (client.clone(), url.clone(), bodies[id].clone());
-                    let (sent, acked) = (sent.clone(), acked.clone());
-                    running.push(actix_rt::spawn(async move {
-                        sent[id].store(now_ns(), Ordering::SeqCst);
-                        let mut overloaded = 0;
-                        loop {
-                            match load::post(&client, &url, body.clone(), None).await? {
-                                (202, _) => {
-                                    acked[id].store(now_ns(), Ordering::SeqCst);
-                                    return Ok(overloaded);
-                                }
-                                (503, _) => {
-                                    overloaded += 1;
-                                    tokio::time::sleep(Duration::from_millis(1)).await;
-                                }
-                                (status, answer) => {
-                                    return Err(format!(
-                                        "POST {url} answered {status}: {}",
-                                        String::from_utf8_lossy(&answer)
-                                    ));
-                                }
+    let thread = load::thread("open-loop", move || {
+        actix_rt::System::new().block_on(async move {
+            let client = load::client(256);
+            let url: Arc<str> = url.into();
+            let period = Duration::from_secs(1) / rate;
+            let t0 = tokio::time::Instant::now() + Duration::from_millis(5);
+            let mut running = Vec::with_capacity(bodies.len());
+            for id in 1..bodies.len() {
+                tokio::time::sleep_until(t0 + period * (id as u32 - 1)).await;
+                let (client, url, body) = (client.clone(), url.clone(), bodies[id].clone());
+                let (sent, acked) = (sent.clone(), acked.clone());
+                running.push(actix_rt::spawn(async move {
+                    sent[id].store(now_ns(), Ordering::SeqCst);
+                    let mut overloaded = 0;
+                    loop {
+                        match load::post(&client, &url, body.clone(), None).await? {
+                            (202, _) => {
+                                acked[id].store(now_ns(), Ordering::SeqCst);
+                                return Ok(overloaded);
+                            }
+                            (503, _) => {
+                                overloaded += 1;
+                                tokio::time::sleep(Duration::from_millis(1)).await;
+                            }
+                            (status, answer) => {
+                                return Err(format!(
+                                    "POST {url} answered {status}: {}",
+                                    String::from_utf8_lossy(&answer)
+                                ));
                             }
                         }
-                    }));
-                }
-                let mut overloaded = 0;
-                let mut error = None;
-                for r in running {
-                    match r.await {
-                        Ok(Ok(n)) => overloaded += n,
-                        Ok(Err(e)) => {
-                            error.get_or_insert(e);
-                        }
-                        Err(_) => {
-                            error.get_or_insert("a sender task panicked".to_string());
-                        }
+                    }
+                }));
+            }
+            let mut overloaded = 0;
+            let mut error = None;
+            for r in running {
+                match r.await {
+                    Ok(Ok(n)) => overloaded += n,
+                    Ok(Err(e)) => {
+                        error.get_or_insert(e);
+                    }
+                    Err(_) => {
+                        error.get_or_insert("a sender task panicked".to_string());
                     }
                 }
-                error.map_or(Ok(overloaded), Err)
-            })
+            }
+            error.map_or(Ok(overloaded), Err)
         })
-        .map_err(|e| format!("cannot start the sender thread: {e}"))?;
+    })
+    .map_err(|e| format!("cannot start the sender thread: {e}"))?;
     thread
         .join()
         .unwrap_or_else(|_| Err("the sender thread panicked".into()))

@@ -175,6 +175,21 @@ impl Tally {
     }
 }
 
+/// Starts a thread that plays clients: named so that `cpu` counts its CPU
+/// as the bench's clients', also once it has ended.
+pub fn thread<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<T>> {
+    std::thread::Builder::new()
+        .name(format!("{}{name}", crate::cpu::LOAD_THREAD))
+        .spawn(move || {
+            let out = f();
+            crate::cpu::load_thread_ends();
+            out
+        })
+}
+
 /// Runs `tasks` copies of `task` spread over `threads` threads and waits
 /// for all of them. Each thread has one client shared by its tasks.
 pub fn spread<F, Fut>(threads: usize, tasks: usize, task: F) -> Tally
@@ -188,26 +203,22 @@ where
         .map(|t| {
             let task = task.clone();
             let mine = tasks / threads + usize::from(t < tasks % threads);
-            std::thread::Builder::new()
-                .name(format!("{}{t}", crate::cpu::LOAD_THREAD))
-                .spawn(move || {
-                    let tally = actix_rt::System::new().block_on(async move {
-                        let client = client(mine);
-                        let running: Vec<_> = (0..mine)
-                            .map(|_| actix_rt::spawn(task(client.clone())))
-                            .collect();
-                        let mut tally = Tally::default();
-                        for r in running {
-                            tally = tally.merge(
-                                r.await
-                                    .unwrap_or_else(|_| Tally::failed("a load task panicked")),
-                            );
-                        }
-                        tally
-                    });
-                    crate::cpu::load_thread_ends();
+            thread(&t.to_string(), move || {
+                actix_rt::System::new().block_on(async move {
+                    let client = client(mine);
+                    let running: Vec<_> = (0..mine)
+                        .map(|_| actix_rt::spawn(task(client.clone())))
+                        .collect();
+                    let mut tally = Tally::default();
+                    for r in running {
+                        tally = tally.merge(
+                            r.await
+                                .unwrap_or_else(|_| Tally::failed("a load task panicked")),
+                        );
+                    }
                     tally
                 })
+            })
         })
         .collect();
     handles

@@ -314,7 +314,8 @@ fn bench(args: Args) -> Result<bool, String> {
         );
     }
     print!("{}", report::table(&rows));
-    print!("{}", budget::table(&details, &rows, threads as f64));
+    let cpu_lines = budget::lines(&details, &rows, threads as f64);
+    print!("{}", budget::table(&cpu_lines));
     let noisy: Vec<String> = noise
         .iter()
         .filter_map(|(f, v)| {
@@ -353,7 +354,7 @@ fn bench(args: Args) -> Result<bool, String> {
         "postgres": postgres.map(hookrelay::store::redact),
         "skipped": skipped,
         "figures": report::rows_json(&rows),
-        "cpu_per_item": budget::json(&details, &rows, threads as f64),
+        "cpu_per_item": budget::json(&cpu_lines),
         "other_processes_by_figure": noise,
         "run_details": details,
         "failures": failures,
