@@ -20,15 +20,20 @@
 //! answers do not wait in the router's mailbox.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 
 use actix::prelude::*;
+use bytes::Bytes;
 use prometheus::IntCounter;
 
 use crate::delivery::endpoint::Job;
 use crate::metrics::METRICS;
 use crate::router::{PublishError, PublishReply, Published};
-use crate::store::events::{PreparedEvent, Stored, store_batch};
+use crate::routing::RouteTable;
+use crate::store::db_time::DbTime;
+use crate::store::events::{PreparedEvent, Reroute, Stored, store_batch};
+use crate::store::subscriptions::RouteRow;
 use crate::store::{Store, StoreError};
 
 /// Most events stored by one transaction.
@@ -41,9 +46,6 @@ const SYNC_FAILED: &str = "the database could not confirm the write on disk; pus
 /// One publish, routed and ready to store.
 pub struct Pending {
     pub events: Vec<PreparedEvent>,
-    /// Per event, the deliveries to hand out once it is stored: (endpoint,
-    /// job).
-    pub jobs: Vec<Vec<(i64, Job)>>,
     /// Endpoints of these events that other nodes own (told by NOTIFY).
     pub remote: Vec<i64>,
     pub reply: PublishReply,
@@ -54,7 +56,7 @@ pub struct Pending {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Committed {
-    /// Events the group held (stored, duplicate or refused).
+    /// Events the group held (stored, duplicate, refused or abandoned).
     pub events: usize,
     pub deliveries: Vec<(i64, Vec<Job>)>,
 }
@@ -66,9 +68,14 @@ pub struct GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts the threads; they tell `done` of every commit and stop when
-    /// this handle is dropped.
-    pub fn start(store: Store, done: Recipient<Committed>) -> std::io::Result<GroupCommit> {
+    /// Starts the threads; they route groups again against `table` when
+    /// it is stale, tell `done` of every commit and stop when this handle
+    /// is dropped.
+    pub fn start(
+        store: Store,
+        table: RouteTable,
+        done: Recipient<Committed>,
+    ) -> std::io::Result<GroupCommit> {
         let (tx, rx) = mpsc::channel();
         // Rendezvous: the writer hands a group over only once the syncer
         // is ready to sync it.
@@ -79,7 +86,7 @@ impl GroupCommit {
             .spawn(move || sync(syncer_store, written_rx, done))?;
         std::thread::Builder::new()
             .name("hr-commit".into())
-            .spawn(move || write(store, rx, written_tx))?;
+            .spawn(move || write(store, table, rx, written_tx))?;
         Ok(GroupCommit { tx })
     }
 
@@ -90,23 +97,45 @@ impl GroupCommit {
     }
 }
 
-/// Per publish: (event id, delivery count, event type) per event, the
-/// deliveries per event, and where to answer.
-type Part = (
-    Vec<(String, usize, String)>,
-    Vec<Vec<(i64, Job)>>,
-    PublishReply,
-);
-
-/// A group written (or refused), waiting for the disk sync.
+/// A group written (or refused), waiting for the disk sync: its events in
+/// order, and per publish how many of them and where to answer.
 struct Written {
     events: usize,
-    parts: Vec<Part>,
+    rows: Vec<PreparedEvent>,
+    parts: Vec<(usize, PublishReply)>,
     stored: Result<Vec<Stored>, StoreError>,
 }
 
-/// The writer: one transaction for whatever has queued up.
-fn write(store: Store, rx: Receiver<Pending>, written: SyncSender<Written>) {
+/// Routes a stale group again: the changes go into the node's table (and
+/// so to the router), then the stale events are routed against it.
+struct Rerouter<'a>(&'a RouteTable);
+
+impl Reroute for Rerouter<'_> {
+    fn reroute(
+        &mut self,
+        version: i64,
+        changes: Vec<RouteRow>,
+        batch: &mut [PreparedEvent],
+    ) -> Vec<i64> {
+        METRICS.routing_catch_ups.inc();
+        self.0.apply(version, changes);
+        let table = self.0.read();
+        let now = DbTime::new(crate::store::now());
+        let mut endpoints = Vec::new();
+        for prepared in batch.iter_mut().filter(|p| p.routed_at < version) {
+            table.route(prepared, &now);
+            endpoints.extend(prepared.deliveries.iter().map(|d| d.endpoint_id));
+        }
+        endpoints.sort_unstable();
+        endpoints.dedup();
+        endpoints
+    }
+}
+
+/// The writer: one transaction for whatever has queued up. A publish whose
+/// publisher stopped waiting (it answered the client that storage is not
+/// answering) is dropped unstored.
+fn write(store: Store, table: RouteTable, rx: Receiver<Pending>, written: SyncSender<Written>) {
     while let Ok(first) = rx.recv() {
         let mut group = vec![first];
         let mut count = group[0].events.len();
@@ -120,26 +149,24 @@ fn write(store: Store, rx: Receiver<Pending>, written: SyncSender<Written>) {
         let mut notify = Vec::new();
         let mut parts = Vec::with_capacity(group.len());
         for pending in group {
-            let ids = pending
-                .events
-                .iter()
-                .map(|p| {
-                    (
-                        p.event.id.clone(),
-                        p.deliveries.len(),
-                        p.event.event.clone(),
-                    )
-                })
-                .collect();
+            if pending.reply.is_closed() {
+                continue;
+            }
+            parts.push((pending.events.len(), pending.reply));
             rows.extend(pending.events);
             notify.extend(pending.remote);
-            parts.push((ids, pending.jobs, pending.reply));
         }
         notify.sort_unstable();
         notify.dedup();
-        let stored = store.write_unsynced(|conn| store_batch(conn, &rows, &notify));
+        let stored = if rows.is_empty() {
+            Ok(Vec::new())
+        } else {
+            store
+                .write_unsynced(|conn| store_batch(conn, &mut rows, &notify, &mut Rerouter(&table)))
+        };
         let group = Written {
             events: count,
+            rows,
             parts,
             stored,
         };
@@ -148,7 +175,6 @@ fn write(store: Store, rx: Receiver<Pending>, written: SyncSender<Written>) {
         }
     }
 }
-
 /// The syncer: one disk sync for every group written since the last one,
 /// then the answers, in the order written.
 fn sync(store: Store, rx: Receiver<Written>, done: Recipient<Committed>) {
@@ -168,7 +194,7 @@ fn sync(store: Store, rx: Receiver<Written>, done: Recipient<Committed>) {
                 Err(e) => {
                     log::error!("group commit failed: {e}");
                     METRICS.commit_failures.inc();
-                    for (_, _, reply) in group.parts {
+                    for (_, reply) in group.parts {
                         let _ = reply.send(Err(PublishError::Storage(STORE_FAILED.into())));
                     }
                     Vec::new()
@@ -177,7 +203,13 @@ fn sync(store: Store, rx: Receiver<Written>, done: Recipient<Committed>) {
                 // on disk: the publishers hear of a failure (and may push
                 // again, as after any unanswered push); the stored
                 // deliveries go out.
-                Ok(stored) => settle(group.parts, stored, synced.is_err(), &mut ingested),
+                Ok(stored) => settle(
+                    group.parts,
+                    group.rows,
+                    stored,
+                    synced.is_err(),
+                    &mut ingested,
+                ),
             };
             done.do_send(Committed {
                 events: group.events,
@@ -204,20 +236,21 @@ impl IngestCounters {
 /// Answers the publishers of a stored group (with an error if `unsynced`)
 /// and returns the deliveries of its new events, per endpoint.
 fn settle(
-    parts: Vec<Part>,
+    parts: Vec<(usize, PublishReply)>,
+    rows: Vec<PreparedEvent>,
     stored: Vec<Stored>,
     unsynced: bool,
     ingested: &mut IngestCounters,
 ) -> Vec<(i64, Vec<Job>)> {
-    let mut stored = stored.into_iter();
+    let mut events = rows.into_iter().zip(stored);
     let mut by_endpoint: HashMap<i64, Vec<Job>> = HashMap::new();
-    for (ids, jobs, reply) in parts {
-        let mut results = Vec::with_capacity(ids.len());
-        for ((event_id, count, event_type), event_jobs) in ids.into_iter().zip(jobs) {
-            if let Some(Stored::Duplicate {
+    for (count, reply) in parts {
+        let mut results = Vec::with_capacity(count);
+        for (prepared, stored) in events.by_ref().take(count) {
+            if let Stored::Duplicate {
                 event_id,
                 deliveries,
-            }) = stored.next()
+            } = stored
             {
                 results.push(Published {
                     event_id,
@@ -226,14 +259,29 @@ fn settle(
                 });
                 continue;
             }
+            let PreparedEvent {
+                event,
+                deliveries,
+                secrets,
+                ..
+            } = prepared;
             results.push(Published {
-                event_id,
-                deliveries: count,
+                event_id: event.id,
+                deliveries: deliveries.len(),
                 repeated: false,
             });
-            ingested.inc(event_type);
-            for (endpoint_id, job) in event_jobs {
-                by_endpoint.entry(endpoint_id).or_default().push(job);
+            ingested.inc(event.event);
+            let body = Bytes::from(event.body);
+            for (delivery, secret) in deliveries.into_iter().zip(secrets) {
+                by_endpoint
+                    .entry(delivery.endpoint_id)
+                    .or_default()
+                    .push(Job::new(
+                        Arc::from(delivery.id),
+                        delivery.subscription_id,
+                        secret,
+                        body.clone(),
+                    ));
             }
         }
         let _ = reply.send(if unsynced {

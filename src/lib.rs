@@ -15,6 +15,7 @@ pub mod group_commit;
 pub mod metrics;
 pub mod publisher;
 pub mod router;
+pub mod routing;
 pub mod server;
 pub mod signing;
 pub mod store;

@@ -25,6 +25,8 @@ pub struct Metrics {
     pub events_ingested: IntCounterVec,
     pub ingest_rejected: IntCounterVec,
     pub commit_failures: IntCounter,
+    /// Groups of events routed again because the routing version moved.
+    pub routing_catch_ups: IntCounter,
     pub group_commit_events: prometheus::Histogram,
     pub internal_errors: IntCounter,
     /// Bytes charged by deliveries held in memory (set when scraped).
@@ -124,6 +126,11 @@ impl Metrics {
                 &r,
                 "hookrelay_group_commit_failures_total",
                 "Group commits the database refused (publishers were told to retry).",
+            ),
+            routing_catch_ups: counter(
+                &r,
+                "hookrelay_routing_catch_ups_total",
+                "Groups of events routed again while being stored, because a subscription changed (on any node) after they were routed.",
             ),
             group_commit_events,
             internal_errors: counter(

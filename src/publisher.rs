@@ -10,116 +10,49 @@
 //! free for handing out deliveries. In a cluster, publishes still go
 //! through the router, which knows which endpoints other nodes own.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use actix::prelude::*;
-use bytes::Bytes;
-use foldhash::HashMap;
 use tokio::sync::oneshot;
 
-use crate::delivery::endpoint::Job;
 use crate::group_commit::{GroupCommit, Pending};
 use crate::router::{Incoming, Publish, PublishError, PublishReply, Published, Router};
-use crate::signing::Secret;
+use crate::routing::{RouteTable, Table};
 use crate::store::db_time::DbTime;
 use crate::store::events::PreparedEvent;
-use crate::store::models::{NewDelivery, NewEvent, PENDING};
+use crate::store::models::NewEvent;
 
 /// Events waiting for a commit beyond which publishers are told to retry.
 const MAX_WAITING: usize = 200_000;
 
-/// One subscription as routing sees it.
-#[derive(Clone)]
-pub struct Route {
-    pub subscription_id: i64,
-    pub user_id: i64,
-    pub endpoint_id: i64,
-    pub secret: Arc<Secret>,
-}
-
-/// marketplace id → event type → routes.
-type Table = HashMap<i64, HashMap<String, Vec<Route>>>;
-
-/// The routing table, shared by the router (writer) and the publishers.
-#[derive(Clone, Default)]
-pub struct RouteTable(Arc<RwLock<Table>>);
-
-impl RouteTable {
-    /// For reading. Nothing panics while holding the lock, so a poisoned
-    /// lock still holds a consistent table.
-    pub fn read(&self) -> RwLockReadGuard<'_, Table> {
-        self.0.read().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// For the router's changes.
-    pub fn write(&self) -> RwLockWriteGuard<'_, Table> {
-        self.0.write().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// The rows of one publish and, per event, the jobs to hand out once it is
-/// stored: (endpoint, job).
-type Prepared = (Vec<PreparedEvent>, Vec<Vec<(i64, Job)>>);
-
-/// Resolves routes and builds the rows and jobs of one publish.
-fn prepare(table: &Table, events: Vec<Incoming>) -> Prepared {
+/// Builds the rows of one publish, routed against `table`.
+fn prepare(table: &Table, events: Vec<Incoming>) -> Vec<PreparedEvent> {
     let now = DbTime::new(crate::store::now());
-    let mut prepared = Vec::with_capacity(events.len());
-    let mut jobs = Vec::with_capacity(events.len());
-    for incoming in events {
-        let event = incoming.event;
-        let body = event.to_body();
-        let bytes = Bytes::from(body.clone());
-        let event_id = uuid::Uuid::now_v7().to_string();
-        let routes = table
-            .get(&event.marketplace_id)
-            .and_then(|types| types.get(event.event.as_str()))
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-            .iter()
-            .filter(|r| Some(r.user_id) != event.triggering_user_id);
-        let mut deliveries = Vec::new();
-        let mut event_jobs = Vec::new();
-        for route in routes {
-            let id = uuid::Uuid::now_v7().to_string();
-            deliveries.push(NewDelivery {
-                id: id.clone(),
-                event_id: event_id.clone(),
-                subscription_id: route.subscription_id,
-                endpoint_id: route.endpoint_id,
-                status: PENDING,
-                attempts: 0,
-                next_attempt_at: now.clone(),
-                last_error: None,
-                created_at: now.clone(),
-                updated_at: now.clone(),
-            });
-            event_jobs.push((
-                route.endpoint_id,
-                Job::new(
-                    Arc::from(id),
-                    route.subscription_id,
-                    route.secret.clone(),
-                    bytes.clone(),
-                ),
-            ));
-        }
-        prepared.push(PreparedEvent {
-            event: NewEvent {
-                id: event_id,
-                marketplace_id: event.marketplace_id,
-                event: event.event,
-                body,
-                idempotency_key: incoming.idempotency_key,
-                delivery_count: deliveries.len() as i32,
-                created_at: now.clone(),
-            },
-            deliveries,
-        });
-        jobs.push(event_jobs);
-    }
-    (prepared, jobs)
+    events
+        .into_iter()
+        .map(|incoming| {
+            let event = incoming.event;
+            let body = event.to_body();
+            let mut prepared = PreparedEvent {
+                event: NewEvent {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    marketplace_id: event.marketplace_id,
+                    event: event.event,
+                    body,
+                    idempotency_key: incoming.idempotency_key,
+                    delivery_count: 0,
+                    created_at: now.clone(),
+                },
+                deliveries: Vec::new(),
+                secrets: Vec::new(),
+                triggering_user_id: event.triggering_user_id,
+                routed_at: 0,
+            };
+            table.route(&mut prepared, &now);
+            prepared
+        })
+        .collect()
 }
 
 /// Events handed to the group commit whose deliveries the router has not
@@ -181,6 +114,11 @@ impl Publisher {
         }
     }
 
+    /// The routing table publishes are routed against.
+    pub fn routes(&self) -> &RouteTable {
+        &self.routes
+    }
+
     /// Queues `events` to be stored; the answer comes once they are durable.
     /// `Busy` when the router's mailbox is full (cluster mode).
     pub fn publish(&self, events: Vec<Incoming>) -> Result<Answer, Busy> {
@@ -205,7 +143,7 @@ impl Publisher {
 
 /// Admits, routes and queues one publish for the group commit (`commits`,
 /// `None` if its threads could not start). `remote` picks, from the routed
-/// jobs, the endpoints other nodes own. Every refusal is answered on
+/// events, the endpoints other nodes own. Every refusal is answered on
 /// `reply`.
 pub fn submit(
     table: &RouteTable,
@@ -213,18 +151,17 @@ pub fn submit(
     waiting: &Waiting,
     events: Vec<Incoming>,
     reply: PublishReply,
-    remote: impl FnOnce(&[Vec<(i64, Job)>]) -> Vec<i64>,
+    remote: impl FnOnce(&[PreparedEvent]) -> Vec<i64>,
 ) {
     let count = events.len();
     if let Err(waiting) = waiting.admit(count) {
         let _ = reply.send(Err(PublishError::Overloaded(waiting)));
         return;
     }
-    let (events, jobs) = prepare(&table.read(), events);
+    let events = prepare(&table.read(), events);
     let pending = Pending {
-        remote: remote(&jobs),
+        remote: remote(&events),
         events,
-        jobs,
         reply,
     };
     let refused = match commits {

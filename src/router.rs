@@ -21,7 +21,8 @@ use crate::delivery::recorder::{Flush, Recorder};
 use crate::endpoint_url::EndpointUrl;
 use crate::event::Event;
 use crate::group_commit::{Committed, GroupCommit};
-use crate::publisher::{Publisher, Route, RouteTable, Waiting, submit};
+use crate::publisher::{Publisher, Waiting, submit};
+use crate::routing::{RouteTable, RoutesChanged};
 use crate::signing::Secret;
 use crate::store::Store;
 use crate::store::endpoints::HealthRow;
@@ -63,16 +64,6 @@ pub struct Publish {
     pub reply: PublishReply,
 }
 
-/// A subscription was created (or found active at start).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct AddRoute(pub RouteRow);
-
-/// Subscriptions were deactivated: stop routing to them.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct RemoveRoutes(pub Vec<i64>);
-
 /// A dead letter was put back in its queue.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -112,8 +103,8 @@ pub struct Router {
     /// Otherwise it owns the endpoints it holds leases on.
     owns_all: bool,
     table: RouteTable,
-    /// subscription id → its table key.
-    keys: HashMap<i64, (i64, String)>,
+    /// subscription id → its endpoint, for the routed subscriptions.
+    keys: HashMap<i64, i64>,
     /// endpoint id → its URL and the secrets of its subscriptions.
     known_endpoints: HashMap<i64, EndpointInfo>,
     /// The endpoint actors running on this node.
@@ -145,8 +136,9 @@ struct StartMore;
 pub struct Initial {
     /// This node owns every endpoint (single node on SQLite).
     pub owns_all: bool,
-    /// Every active subscription.
+    /// Every active subscription, as of routing version `version`.
     pub routes: Vec<RouteRow>,
+    pub version: i64,
     /// Endpoints with pending deliveries (used when `owns_all`).
     pub backlog: Vec<(i64, String)>,
     /// Saved health of endpoints (used when `owns_all`).
@@ -175,24 +167,28 @@ impl Router {
         let Initial {
             owns_all,
             routes,
+            version,
             backlog,
             health,
             on_loaded,
         } = initial;
         let on_loaded = Some(on_loaded);
-        let table = RouteTable::default();
         let waiting = Waiting::default();
-        let (shared_table, shared_waiting) = (table.clone(), waiting.clone());
+        let shared_waiting = waiting.clone();
+        let mut shared_table = None;
         let mut commits_for_publisher = None;
         let router = Router::create(|ctx| {
-            let commits = match GroupCommit::start(store.clone(), ctx.address().recipient()) {
-                Ok(commits) => Some(commits),
-                // Publishes are then refused with a storage error (and logged).
-                Err(e) => {
-                    log::error!("cannot start the group-commit threads: {e}");
-                    None
-                }
-            };
+            let table = RouteTable::new(version, &routes, ctx.address().recipient());
+            shared_table = Some(table.clone());
+            let commits =
+                match GroupCommit::start(store.clone(), table.clone(), ctx.address().recipient()) {
+                    Ok(commits) => Some(commits),
+                    // Publishes are then refused with a storage error (and logged).
+                    Err(e) => {
+                        log::error!("cannot start the group-commit threads: {e}");
+                        None
+                    }
+                };
             if owns_all {
                 commits_for_publisher = commits.clone();
             }
@@ -239,7 +235,7 @@ impl Router {
             router
         });
         let publisher = Publisher::new(
-            shared_table,
+            shared_table.expect("set when the router was created"),
             commits_for_publisher,
             router.clone(),
             shared_waiting,
@@ -314,17 +310,15 @@ impl Router {
         }
     }
 
+    /// Keeps the endpoint side of a routed subscription: its endpoint
+    /// known, its actor told of it (started, or its lease claimed). The
+    /// routing table itself is `RouteTable`'s.
     fn add_route(&mut self, row: RouteRow) {
         let sub = row.subscription;
         let secret = match Secret::parse(&sub.secret) {
+            // Logged by the routing table, which does not route it either.
             Ok(secret) => Arc::new(secret),
-            Err(e) => {
-                log::error!(
-                    "subscription {} has an unusable secret ({e}); not routed",
-                    sub.id
-                );
-                return;
-            }
+            Err(_) => return,
         };
         if !self.learn_endpoint(sub.endpoint_id, &row.endpoint_url) {
             return;
@@ -332,7 +326,7 @@ impl Router {
         if let Some(info) = self.known_endpoints.get_mut(&sub.endpoint_id) {
             info.subscriptions.insert(sub.id, secret.clone());
         }
-        let new_here = !self.keys.contains_key(&sub.id);
+        let new_here = self.keys.insert(sub.id, sub.endpoint_id).is_none();
         let running = match self.actors.get(&sub.endpoint_id) {
             Some(addr) if addr.connected() => Some(addr.clone()),
             _ if self.owns_all && self.on_loaded.is_some() => None,
@@ -345,26 +339,8 @@ impl Router {
             }
         };
         if let Some(addr) = running {
-            addr.do_send(AddSubscription {
-                id: sub.id,
-                secret: secret.clone(),
-            });
+            addr.do_send(AddSubscription { id: sub.id, secret });
         }
-        let mut table = self.table.write();
-        let routes = table
-            .entry(sub.marketplace_id)
-            .or_default()
-            .entry(sub.event.clone())
-            .or_default();
-        routes.retain(|r| r.subscription_id != sub.id);
-        routes.push(Route {
-            subscription_id: sub.id,
-            user_id: sub.user_id,
-            endpoint_id: sub.endpoint_id,
-            secret,
-        });
-        drop(table);
-        self.keys.insert(sub.id, (sub.marketplace_id, sub.event));
     }
 
     /// An endpoint actor stopped by itself (dead or unused). A subscription
@@ -387,32 +363,32 @@ impl Router {
         }
     }
 
+    /// Forgets a subscription that is no longer routed.
     fn remove_route(&mut self, subscription_id: i64) {
-        let Some((marketplace_id, event)) = self.keys.remove(&subscription_id) else {
+        let Some(endpoint_id) = self.keys.remove(&subscription_id) else {
             return;
         };
-        let mut table = self.table.write();
-        let Some(types) = table.get_mut(&marketplace_id) else {
-            return;
-        };
-        if let Some(routes) = types.get_mut(&event) {
-            if let Some(route) = routes.iter().find(|r| r.subscription_id == subscription_id) {
-                let endpoint_id = route.endpoint_id;
-                if let Some(info) = self.known_endpoints.get_mut(&endpoint_id) {
-                    info.subscriptions.remove(&subscription_id);
-                }
-                if let Some(addr) = self.actors.get(&endpoint_id) {
-                    addr.do_send(endpoint::ForgetSubscription(subscription_id));
+        if let Some(info) = self.known_endpoints.get_mut(&endpoint_id) {
+            info.subscriptions.remove(&subscription_id);
+        }
+        if let Some(addr) = self.actors.get(&endpoint_id) {
+            addr.do_send(endpoint::ForgetSubscription(subscription_id));
+        }
+    }
+
+    /// Brings the routing table up to date (after a change this node
+    /// learned of other than through the table).
+    fn catch_up(&self, ctx: &mut Context<Self>) {
+        let (table, store) = (self.table.clone(), self.store.clone());
+        ctx.spawn(
+            async move {
+                if let Err(e) = table.catch_up(&store).await {
+                    // The next group commit catches up by itself.
+                    log::warn!("could not read routing changes: {e}");
                 }
             }
-            routes.retain(|r| r.subscription_id != subscription_id);
-            if routes.is_empty() {
-                types.remove(&event);
-            }
-        }
-        if types.is_empty() {
-            table.remove(&marketplace_id);
-        }
+            .into_actor(self),
+        );
     }
 }
 
@@ -458,11 +434,11 @@ impl Handler<Publish> for Router {
             &self.waiting,
             msg.events,
             msg.reply,
-            |jobs| {
-                let mut remote: Vec<i64> = jobs
+            |events| {
+                let mut remote: Vec<i64> = events
                     .iter()
-                    .flatten()
-                    .map(|(endpoint_id, _)| *endpoint_id)
+                    .flat_map(|e| &e.deliveries)
+                    .map(|d| d.endpoint_id)
                     .filter(|id| !owns_all && !actors.contains_key(id))
                     .collect();
                 remote.sort_unstable();
@@ -488,20 +464,16 @@ impl Handler<Committed> for Router {
     }
 }
 
-impl Handler<AddRoute> for Router {
+impl Handler<RoutesChanged> for Router {
     type Result = ();
 
-    fn handle(&mut self, msg: AddRoute, _ctx: &mut Self::Context) {
-        self.add_route(msg.0);
-    }
-}
-
-impl Handler<RemoveRoutes> for Router {
-    type Result = ();
-
-    fn handle(&mut self, msg: RemoveRoutes, _ctx: &mut Self::Context) {
-        for id in msg.0 {
-            self.remove_route(id);
+    fn handle(&mut self, msg: RoutesChanged, _ctx: &mut Self::Context) {
+        for row in msg.0 {
+            if row.subscription.active {
+                self.add_route(row);
+            } else {
+                self.remove_route(row.subscription.id);
+            }
         }
     }
 }
@@ -549,11 +521,14 @@ impl Handler<EndpointAddr> for Router {
 impl Handler<EndpointDied> for Router {
     type Result = ();
 
-    fn handle(&mut self, msg: EndpointDied, _ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: EndpointDied, ctx: &mut Self::Context) {
         for id in msg.subscription_ids {
             self.remove_route(id);
         }
         self.actor_stopped(msg.endpoint_id, &msg.actor);
+        // The removal is a routing change in the database already (every
+        // group stored from now on sees it); this updates the table now.
+        self.catch_up(ctx);
     }
 }
 

@@ -119,6 +119,7 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
         Initial {
             owns_all: !clustered,
             routes: loaded.routes,
+            version: loaded.routing_version,
             backlog,
             health,
             on_loaded: loaded_tx,
@@ -141,6 +142,7 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
         );
         actix_rt::spawn(sync::run(
             store.clone(),
+            publisher.routes().clone(),
             router.clone(),
             catalog.clone(),
             node_id.to_string(),
@@ -260,6 +262,8 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
 struct Loaded {
     catalog: Vec<(String, String)>,
     routes: Vec<store::subscriptions::RouteRow>,
+    /// The routing version `routes` are at (or newer).
+    routing_version: i64,
     backlog: Vec<(i64, String)>,
     health: Vec<(i64, store::endpoints::HealthRow)>,
 }
@@ -267,6 +271,9 @@ struct Loaded {
 fn load(store: &Store) -> Result<Loaded, StoreError> {
     let mut conn = store.conn()?;
     let catalog = store::catalog::list(&mut conn)?;
+    // The version first: the routes read after it reflect it (or newer
+    // changes, which catching up applies again harmlessly).
+    let routing_version = store::routing::current(&mut conn)?;
     let routes = store::subscriptions::all_active(&mut conn)?;
     let backlog = store::deliveries::endpoints_with_pending(&mut conn)?;
     let mut ids: Vec<i64> = routes.iter().map(|r| r.subscription.endpoint_id).collect();
@@ -277,6 +284,7 @@ fn load(store: &Store) -> Result<Loaded, StoreError> {
     Ok(Loaded {
         catalog,
         routes,
+        routing_version,
         backlog,
         health,
     })

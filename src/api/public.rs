@@ -14,7 +14,7 @@ use crate::delivery::endpoint::Status;
 use crate::delivery::sender;
 use crate::endpoint_url::{EndpointError, EndpointUrl};
 use crate::error::ApiError;
-use crate::router::{AddRoute, EndpointAddr, RemoveRoutes};
+use crate::router::EndpointAddr;
 use crate::signing::Secret;
 use crate::store::subscriptions::{self, RouteRow};
 
@@ -138,8 +138,9 @@ async fn create(
     );
     crate::metrics::EndpointMetrics::subscribe_verification(row.subscription.endpoint_id);
     let answer = subscription_json(&row);
-    // Routed before the answer: an event published after the 201 reaches it.
-    route_change(&state, AddRoute(row)).await?;
+    // Every event stored from now on, on any node, is routed to it (the
+    // insert was a routing change); this also starts its endpoint here.
+    catch_up(&state).await;
     Ok(HttpResponse::Created().json(answer))
 }
 
@@ -200,21 +201,18 @@ async fn delete(
             "there is no subscription {id} of yours"
         )));
     }
-    // Unrouted before the answer: an event published after the 204 skips it.
-    route_change(&state, RemoveRoutes(vec![id])).await?;
+    // Every event stored from now on, on any node, skips it (the delete
+    // was a routing change); this also updates this node's table now.
+    catch_up(&state).await;
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// Has the router apply a change to the routing table and waits until it
-/// has (publishers read the table directly, not through the router).
-async fn route_change<M>(state: &State, change: M) -> Result<(), ApiError>
-where
-    M: actix::Message<Result = ()> + Send + 'static,
-    crate::router::Router: actix::Handler<M>,
-{
-    state
-        .router
-        .send(change)
-        .await
-        .map_err(|_| ApiError::Internal("the router did not take the subscription change".into()))
+/// Brings this node's routing table up to date after a subscription
+/// change it made. Not needed for correctness (a group of events stored
+/// later routes itself again when the table is stale), so a failure is
+/// only logged.
+async fn catch_up(state: &State) {
+    if let Err(e) = state.publisher.routes().catch_up(&state.store).await {
+        log::warn!("could not read the routing change back: {e}");
+    }
 }

@@ -333,7 +333,7 @@ pub fn cleanup(
 mod tests {
     use super::*;
     use crate::store::db_time::DbTime;
-    use crate::store::events::{PreparedEvent, store_batch};
+    use crate::store::events::{FixedRoutes, PreparedEvent, store_batch};
     use crate::store::models::{NewDelivery, NewEvent};
     use crate::store::{Store, subscriptions};
 
@@ -373,17 +373,17 @@ mod tests {
         subscriptions::insert(conn, 1, 1, "qti_export_ready", endpoint, "secret").unwrap();
         let old = chrono::Utc::now() - chrono::Duration::days(30);
         let id = |n: u32| format!("{}{n:04}", &crate::store::id_floor(old)[..32]);
-        let batch = vec![
-            PreparedEvent {
-                event: event(&id(1), old.naive_utc(), Some("k1")),
-                deliveries: vec![delivery(&id(2), &id(1), endpoint, old.naive_utc())],
-            },
-            PreparedEvent {
-                event: event(&id(3), old.naive_utc(), None),
-                deliveries: vec![delivery(&id(4), &id(3), endpoint, old.naive_utc())],
-            },
+        let mut batch = vec![
+            PreparedEvent::fixed(
+                event(&id(1), old.naive_utc(), Some("k1")),
+                vec![delivery(&id(2), &id(1), endpoint, old.naive_utc())],
+            ),
+            PreparedEvent::fixed(
+                event(&id(3), old.naive_utc(), None),
+                vec![delivery(&id(4), &id(3), endpoint, old.naive_utc())],
+            ),
         ];
-        store_batch(conn, &batch, &[]).unwrap();
+        store_batch(conn, &mut batch, &[], &mut FixedRoutes).unwrap();
         record(
             conn,
             &[Completion::Succeeded {
@@ -400,12 +400,12 @@ mod tests {
         assert_eq!(pending.len(), 1, "the pending delivery and its event stay");
         assert_eq!(pending[0].id, id(4));
         // The key of the removed event is forgotten: it can be used again.
-        let again = vec![PreparedEvent {
-            event: event(&id(5), day_ago, Some("k1")),
-            deliveries: vec![],
-        }];
+        let mut again = vec![PreparedEvent::fixed(
+            event(&id(5), day_ago, Some("k1")),
+            vec![],
+        )];
         assert_eq!(
-            store_batch(conn, &again, &[]).unwrap(),
+            store_batch(conn, &mut again, &[], &mut FixedRoutes).unwrap(),
             vec![crate::store::events::Stored::New]
         );
     }

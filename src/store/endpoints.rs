@@ -6,6 +6,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::models::DEAD;
+use super::routing::RoutingVersion;
 use super::schema::{deliveries, endpoints, subscriptions};
 use super::{Conn, StoreError, now};
 
@@ -56,6 +57,9 @@ pub fn bury(conn: &mut Conn, endpoint_id: i64, reason: &str) -> Result<Vec<i64>,
     let at = now();
     let why = format!("auto-unsubscribed: {reason}");
     Ok(crate::db_transaction!(conn, c => {
+        // First: it waits for groups of events being stored, and the
+        // dead-lettering below then sees their deliveries.
+        let version = c.bump_routing_version()?;
         let ids: Vec<i64> = subscriptions::table
             .filter(subscriptions::endpoint_id.eq(endpoint_id))
             .filter(subscriptions::active.eq(true))
@@ -67,6 +71,7 @@ pub fn bury(conn: &mut Conn, endpoint_id: i64, reason: &str) -> Result<Vec<i64>,
                 subscriptions::deactivated_at.eq(Some(at)),
                 subscriptions::deactivation_reason.eq(Some(&why)),
                 subscriptions::last_modified.eq(at),
+                subscriptions::route_version.eq(version),
             ))
             .execute(c)?;
         diesel::update(

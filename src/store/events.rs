@@ -3,13 +3,17 @@
 //! in the same transaction so a repeated push stores nothing twice.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use diesel::prelude::*;
 
 use super::models::{NewDelivery, NewEvent};
 use super::prepared::insert_all;
+use super::routing::RoutingVersion;
 use super::schema::{deliveries, events};
+use super::subscriptions::RouteRow;
 use super::{Conn, StoreError};
+use crate::signing::Secret;
 
 /// Rows per INSERT statement; keeps every statement under the bind-parameter
 /// limits of both backends.
@@ -72,11 +76,59 @@ impl InsertRows for diesel::PgConnection {
     }
 }
 
-/// One event ready to store, with its deliveries.
-#[derive(Debug, Clone)]
+/// One event ready to store, with its deliveries as routed at routing
+/// version `routed_at`.
+#[derive(Clone)]
 pub struct PreparedEvent {
     pub event: NewEvent,
     pub deliveries: Vec<NewDelivery>,
+    /// The secret of each delivery's subscription, in the same order.
+    pub secrets: Vec<Arc<Secret>>,
+    /// Its `triggeringUserId`, whose own subscriptions are skipped.
+    pub triggering_user_id: Option<i64>,
+    pub routed_at: i64,
+}
+
+impl PreparedEvent {
+    /// An event with deliveries its caller chose (seeding, tests): never
+    /// routed again, and carrying no secrets.
+    pub fn fixed(event: NewEvent, deliveries: Vec<NewDelivery>) -> PreparedEvent {
+        PreparedEvent {
+            event,
+            deliveries,
+            secrets: Vec::new(),
+            triggering_user_id: None,
+            routed_at: FIXED_ROUTES,
+        }
+    }
+}
+
+/// Routing a group again inside its transaction, when the routing version
+/// moved since the group was routed (the layer above owns the table).
+pub trait Reroute {
+    /// `changes` are the subscriptions changed after the group's oldest
+    /// routing, as of `version`: apply them and route every event of
+    /// `batch` routed before `version` again. Returns endpoints to notify
+    /// (their owners may be other nodes).
+    fn reroute(
+        &mut self,
+        version: i64,
+        changes: Vec<RouteRow>,
+        batch: &mut [PreparedEvent],
+    ) -> Vec<i64>;
+}
+
+/// `routed_at` of events whose deliveries their caller chose itself
+/// (seeding, tests): they are never routed again.
+pub const FIXED_ROUTES: i64 = i64::MAX;
+
+/// `Reroute` for batches of `FIXED_ROUTES` events.
+pub struct FixedRoutes;
+
+impl Reroute for FixedRoutes {
+    fn reroute(&mut self, _: i64, _: Vec<RouteRow>, _: &mut [PreparedEvent]) -> Vec<i64> {
+        Vec::new()
+    }
 }
 
 /// What happened to one prepared event.
@@ -90,14 +142,29 @@ pub enum Stored {
 }
 
 /// Stores `batch` in one transaction and says, per event, whether it was new.
-/// `notify` lists endpoints owned by other nodes, whose owners are told of
-/// the new work when the transaction commits.
+/// The transaction first reads the routing version; when it moved past the
+/// version an event was routed at, `reroute` routes the batch again (so an
+/// event is routed by every subscription change answered before it was
+/// stored). `notify` lists endpoints owned by other nodes, whose owners are
+/// told of the new work when the transaction commits.
 pub fn store_batch(
     conn: &mut Conn,
-    batch: &[PreparedEvent],
+    batch: &mut [PreparedEvent],
     notify: &[i64],
+    reroute: &mut dyn Reroute,
 ) -> Result<Vec<Stored>, StoreError> {
+    let oldest = batch.iter().map(|p| p.routed_at).min();
     Ok(crate::db_transaction!(conn, c => {
+        let mut notify = std::borrow::Cow::Borrowed(notify);
+        if let Some(oldest) = oldest {
+            let version = c.routing_version_for_group()?;
+            if version > oldest {
+                let changes = c.route_changes_since(oldest)?;
+                let more = reroute.reroute(version, changes, batch);
+                notify.to_mut().extend(more);
+            }
+        }
+        let batch = &*batch;
         let keys: Vec<&str> = batch
             .iter()
             .filter_map(|p| p.event.idempotency_key.as_deref())
@@ -133,7 +200,7 @@ pub fn store_batch(
         }
         InsertRows::insert_rows(c, &new_events, &new_deliveries)?;
         if !notify.is_empty() {
-            NotifyWork::notify_work(c, notify)?;
+            NotifyWork::notify_work(c, &notify)?;
         }
         Ok::<_, diesel::result::Error>(outcome)
     })?)

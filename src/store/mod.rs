@@ -12,6 +12,7 @@ pub mod events;
 pub mod leases;
 pub mod models;
 pub mod prepared;
+pub mod routing;
 pub mod schema;
 pub mod subscriptions;
 pub mod tokens;

@@ -39,6 +39,8 @@ pub struct Subscription {
     pub last_modified: NaiveDateTime,
     pub deactivated_at: Option<NaiveDateTime>,
     pub deactivation_reason: Option<String>,
+    /// The routing version of its last change (`store::routing`).
+    pub route_version: i64,
 }
 
 #[derive(Insertable)]
@@ -52,6 +54,7 @@ pub struct NewSubscription<'a> {
     pub active: bool,
     pub created_at: NaiveDateTime,
     pub last_modified: NaiveDateTime,
+    pub route_version: i64,
 }
 
 #[derive(Debug, Clone, Insertable)]

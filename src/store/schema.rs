@@ -90,6 +90,14 @@ diesel::table! {
         last_modified -> Timestamp,
         deactivated_at -> Nullable<Timestamp>,
         deactivation_reason -> Nullable<Text>,
+        route_version -> BigInt,
+    }
+}
+
+diesel::table! {
+    routing_version (id) {
+        id -> Integer,
+        version -> BigInt,
     }
 }
 
@@ -114,6 +122,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     event_types,
     events,
     nodes,
+    routing_version,
     subscriptions,
     tokens,
 );

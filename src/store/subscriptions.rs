@@ -7,6 +7,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::models::{CANCELLED, NewSubscription, Subscription};
+use super::routing::RoutingVersion;
 use super::schema::{deliveries, endpoints, subscriptions};
 use super::{Conn, StoreError, now};
 
@@ -36,7 +37,7 @@ pub fn endpoint_id_for(conn: &mut Conn, url: &str) -> Result<i64, StoreError> {
     find(conn)?.ok_or(StoreError::Query(diesel::result::Error::NotFound))
 }
 
-/// Stores a new active subscription and returns it.
+/// Stores a new active subscription (a routing change) and returns it.
 pub fn insert(
     conn: &mut Conn,
     marketplace_id: i64,
@@ -46,22 +47,23 @@ pub fn insert(
     secret: &str,
 ) -> Result<Subscription, StoreError> {
     let at = now();
-    let row = NewSubscription {
-        marketplace_id,
-        user_id,
-        event,
-        endpoint_id,
-        secret,
-        active: true,
-        created_at: at,
-        last_modified: at,
-    };
-    Ok(
-        crate::db_run!(conn, c => diesel::insert_into(subscriptions::table)
-        .values(&row)
-        .returning(Subscription::as_returning())
-        .get_result(c))?,
-    )
+    Ok(crate::db_transaction!(conn, c => {
+        let row = NewSubscription {
+            marketplace_id,
+            user_id,
+            event,
+            endpoint_id,
+            secret,
+            active: true,
+            created_at: at,
+            last_modified: at,
+            route_version: c.bump_routing_version()?,
+        };
+        diesel::insert_into(subscriptions::table)
+            .values(&row)
+            .returning(Subscription::as_returning())
+            .get_result(c)
+    })?)
 }
 
 /// The caller's active subscriptions, oldest first.
@@ -119,10 +121,14 @@ fn into_route((subscription, endpoint_url): (Subscription, String)) -> RouteRow 
 }
 
 /// Deactivates subscriptions (kept, with the reason and time) and cancels
-/// their pending deliveries, in one transaction. Returns how many were active.
+/// their pending deliveries, in one transaction (a routing change). Returns
+/// how many were active.
 pub fn deactivate(conn: &mut Conn, ids: &[i64], reason: &str) -> Result<usize, StoreError> {
     let at: NaiveDateTime = now();
     let changed = crate::db_transaction!(conn, c => {
+        // First: it waits for groups of events being stored, and the
+        // cancelling below then sees their deliveries.
+        let version = c.bump_routing_version()?;
         let changed = diesel::update(
             subscriptions::table
                 .filter(subscriptions::id.eq_any(ids))
@@ -133,6 +139,7 @@ pub fn deactivate(conn: &mut Conn, ids: &[i64], reason: &str) -> Result<usize, S
             subscriptions::deactivated_at.eq(Some(at)),
             subscriptions::deactivation_reason.eq(Some(reason)),
             subscriptions::last_modified.eq(at),
+            subscriptions::route_version.eq(version),
         ))
         .execute(c)?;
         // By endpoint too, so that the endpoints' queue index is used.
@@ -154,16 +161,4 @@ pub fn deactivate(conn: &mut Conn, ids: &[i64], reason: &str) -> Result<usize, S
         Ok::<_, diesel::result::Error>(changed)
     })?;
     Ok(changed)
-}
-
-/// Subscriptions created or changed (including deactivated) at or after
-/// `since`, oldest change first.
-pub fn changed_since(conn: &mut Conn, since: NaiveDateTime) -> Result<Vec<RouteRow>, StoreError> {
-    let rows: Vec<(Subscription, String)> = crate::db_run!(conn, c => subscriptions::table
-        .inner_join(endpoints::table)
-        .filter(subscriptions::last_modified.ge(since))
-        .order(subscriptions::last_modified)
-        .select((Subscription::as_select(), endpoints::url))
-        .load(c))?;
-    Ok(rows.into_iter().map(into_route).collect())
 }

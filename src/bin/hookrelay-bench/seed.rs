@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
-use hookrelay::store::events::{PreparedEvent, store_batch};
+use hookrelay::store::events::{FixedRoutes, PreparedEvent, store_batch};
 use hookrelay::store::models::{NewDelivery, NewEvent, NewSubscription, PENDING};
 use hookrelay::store::schema::{endpoints, subscriptions};
 use hookrelay::store::{self, Conn, Store};
@@ -127,6 +127,9 @@ fn seed_idle_endpoints(path: &Path, count: usize, receiver_port: u16) -> Result<
                     active: true,
                     created_at: at,
                     last_modified: at,
+                    // Seeded before the server starts, which loads every
+                    // active subscription.
+                    route_version: 0,
                 })
                 .collect();
             diesel::insert_into(subscriptions::table).values(&rows).execute(c)?;
@@ -180,8 +183,8 @@ fn seed_backlog(
     for context_id in 1..=per_endpoint as u64 {
         for &(endpoint_id, subscription_id) in &targets {
             let event_id = uuid::Uuid::now_v7().to_string();
-            batch.push(PreparedEvent {
-                event: NewEvent {
+            batch.push(PreparedEvent::fixed(
+                NewEvent {
                     id: event_id.clone(),
                     marketplace_id: SUBSCRIBER_MARKETPLACE,
                     event: EVENT_TYPE.to_string(),
@@ -190,7 +193,7 @@ fn seed_backlog(
                     delivery_count: 1,
                     created_at: at.clone(),
                 },
-                deliveries: vec![NewDelivery {
+                vec![NewDelivery {
                     id: uuid::Uuid::now_v7().to_string(),
                     event_id,
                     subscription_id,
@@ -202,16 +205,16 @@ fn seed_backlog(
                     created_at: at.clone(),
                     updated_at: at.clone(),
                 }],
-            });
+            ));
             if batch.len() == EVENTS_PER_COMMIT {
-                store_batch(&mut conn, &batch, &[])
+                store_batch(&mut conn, &mut batch, &[], &mut FixedRoutes)
                     .map_err(|e| format!("seeding the backlog failed: {e}"))?;
                 batch.clear();
             }
         }
     }
     if !batch.is_empty() {
-        store_batch(&mut conn, &batch, &[])
+        store_batch(&mut conn, &mut batch, &[], &mut FixedRoutes)
             .map_err(|e| format!("seeding the backlog failed: {e}"))?;
     }
     Ok(())
