@@ -29,6 +29,9 @@ pub enum ApiError {
     /// The node cannot take the request now; the caller should retry.
     #[error("{0}")]
     Unavailable(String),
+    /// The database does not answer or cannot store: retry later.
+    #[error("{0}")]
+    StorageUnavailable(String),
     /// Our fault (database, bug). The cause is logged, never shown.
     #[error("internal error: {0}")]
     Internal(String),
@@ -58,6 +61,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::StorageUnavailable(_) => "storage_unavailable",
             ApiError::Internal(_) => "internal_error",
         }
     }
@@ -84,7 +88,9 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::StorageUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -97,16 +103,30 @@ impl ResponseError for ApiError {
         if let ApiError::Unauthorized(_) = self {
             response.insert_header(("WWW-Authenticate", "Bearer"));
         }
-        if let ApiError::Unavailable(_) = self {
-            response.insert_header(("Retry-After", "1"));
+        match self {
+            ApiError::Unavailable(_) => {
+                response.insert_header(("Retry-After", "1"));
+            }
+            ApiError::StorageUnavailable(_) => {
+                response.insert_header(("Retry-After", "2"));
+            }
+            _ => {}
         }
         response.json(self.body())
     }
 }
 
 impl From<StoreError> for ApiError {
+    /// The database's own trouble is a 503 that says what is wrong; any
+    /// other failure is ours (500).
     fn from(e: StoreError) -> Self {
-        ApiError::Internal(e.to_string())
+        match e.trouble() {
+            Some(trouble) => ApiError::StorageUnavailable(format!(
+                "{}; retry after a few seconds",
+                trouble.explain()
+            )),
+            None => ApiError::Internal(e.to_string()),
+        }
     }
 }
 

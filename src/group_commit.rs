@@ -185,17 +185,31 @@ fn sync(store: Store, rx: Receiver<Written>, done: Recipient<Committed>) {
             groups.push(next);
         }
         let synced = store.sync_commits();
-        if let Err(e) = &synced {
-            log::error!("group commit could not be synced to disk: {e}");
-            METRICS.commit_failures.inc();
+        match &synced {
+            Err(e) => {
+                log::error!("group commit could not be synced to disk: {e}");
+                METRICS.commit_failures.inc();
+            }
+            Ok(())
+                if groups
+                    .iter()
+                    .any(|g| g.stored.is_ok() && !g.rows.is_empty()) =>
+            {
+                store.write_succeeded();
+            }
+            Ok(()) => {}
         }
         for group in groups {
             let deliveries = match group.stored {
                 Err(e) => {
                     log::error!("group commit failed: {e}");
                     METRICS.commit_failures.inc();
+                    let refusal = match e.trouble() {
+                        Some(trouble) => PublishError::Storage(trouble.explain()),
+                        None => PublishError::Failed(STORE_FAILED.into()),
+                    };
                     for (_, reply) in group.parts {
-                        let _ = reply.send(Err(PublishError::Storage(STORE_FAILED.into())));
+                        let _ = reply.send(Err(refusal.clone()));
                     }
                     Vec::new()
                 }

@@ -25,6 +25,8 @@ pub struct Metrics {
     pub events_ingested: IntCounterVec,
     pub ingest_rejected: IntCounterVec,
     pub commit_failures: IntCounter,
+    /// Times the database got into trouble, by kind.
+    pub storage_trouble: IntCounterVec,
     /// Groups of events routed again because the routing version moved.
     pub routing_catch_ups: IntCounter,
     pub group_commit_events: prometheus::Histogram,
@@ -126,6 +128,12 @@ impl Metrics {
                 &r,
                 "hookrelay_group_commit_failures_total",
                 "Group commits the database refused (publishers were told to retry).",
+            ),
+            storage_trouble: counter_vec(
+                &r,
+                "hookrelay_storage_trouble_total",
+                "Times the database stopped answering or storing (kind: unreachable, writes_failing); while it lasts pushes answer 503 and /health is not ready.",
+                &["kind"],
             ),
             routing_catch_ups: counter(
                 &r,

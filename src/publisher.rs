@@ -170,7 +170,7 @@ pub fn submit(
     };
     if let Some(pending) = refused {
         waiting.done(count);
-        let _ = pending.reply.send(Err(PublishError::Storage(
+        let _ = pending.reply.send(Err(PublishError::Failed(
             "the group-commit thread is not running; see the server log".into(),
         )));
     }

@@ -50,8 +50,12 @@ pub struct Published {
 pub enum PublishError {
     #[error("hookrelay is overloaded: {0} events are waiting to be stored; retry shortly")]
     Overloaded(usize),
+    /// The database's trouble (unreachable, disk full): retry later.
     #[error("the events could not be stored: {0}")]
     Storage(String),
+    /// Refused for another reason (ours, and logged).
+    #[error("the events could not be stored: {0}")]
+    Failed(String),
 }
 
 pub type PublishReply = oneshot::Sender<Result<Vec<Published>, PublishError>>;

@@ -26,6 +26,8 @@ use crate::store::{self, Backend, SqliteSync, Store, StoreError};
 
 /// How often old history is cleaned up.
 const CLEANUP_EVERY: Duration = Duration::from_secs(600);
+/// How often a database in trouble is tried again.
+const PROBE_STORAGE_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -134,10 +136,13 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
             router.clone(),
         )
         .start();
-        router.do_send(UseLeaseManager(leases));
+        router.do_send(UseLeaseManager(leases.clone()));
         listener::spawn(
             args.database.database_url.clone(),
-            router.clone(),
+            listener::Listeners {
+                work: router.clone().recipient(),
+                leases: leases.recipient(),
+            },
             stop_listener.clone(),
         );
         actix_rt::spawn(sync::run(
@@ -209,6 +214,7 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
     let (public_handle, internal_handle) = (public.handle(), internal.handle());
     actix_rt::spawn(public);
     actix_rt::spawn(internal);
+    actix_rt::spawn(watch_storage(store.clone()));
     actix_rt::spawn(cleanup_loop(
         store.clone(),
         args.history_retention,
@@ -299,6 +305,16 @@ async fn wait_for_signal() -> std::io::Result<()> {
         _ = int.recv() => {}
     }
     Ok(())
+}
+
+/// While the database is in trouble, tries it every second, so the node
+/// says it is ready again once the database works, even with no traffic.
+async fn watch_storage(store: Store) {
+    let mut tick = tokio::time::interval(PROBE_STORAGE_EVERY);
+    loop {
+        tick.tick().await;
+        store.probe().await;
+    }
 }
 
 /// Removes history older than the retention settings, periodically.

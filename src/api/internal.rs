@@ -50,13 +50,21 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 async fn health(state: State) -> HttpResponse {
-    let ready = state.ready.load(Ordering::Relaxed);
-    let body = json!({
+    let started = state.ready.load(Ordering::Relaxed);
+    let trouble = state.store.trouble();
+    let ready = started && trouble.is_none();
+    let mut body = json!({
         "status": "ok",
         "ready": ready,
         "node": &*state.node_id,
         "backend": format!("{:?}", state.store.backend()).to_lowercase(),
     });
+    if let Some(trouble) = trouble {
+        body["reason"] = json!(trouble.explain());
+        body["storage"] = json!(trouble.kind());
+    } else if !started {
+        body["reason"] = json!("starting (its endpoint actors are being started) or shutting down");
+    }
     if ready {
         HttpResponse::Ok().json(body)
     } else {
@@ -84,31 +92,70 @@ fn event_error(e: EventError) -> ApiError {
 
 /// Validates one pushed event from its JSON text: the fast typed path, or
 /// else the `Value` path, which names what is wrong.
-fn checked_event(state: &State, json: &[u8]) -> Result<Event, ApiError> {
+fn validated(state: &State, json: &[u8]) -> Result<Result<Event, EventError>, ApiError> {
     let known = |t: &str| state.catalog.contains(t);
-    match Event::from_json(json, known) {
+    Ok(match Event::from_json(json, known) {
         Some(checked) => checked,
         None => Event::from_value(&parse_json(json)?, known),
+    })
+}
+
+/// Checks pushed events; an unknown event type is looked up again in the
+/// database once per request (in a cluster another node may have just
+/// registered it).
+#[derive(Default)]
+struct EventChecker {
+    reloaded: bool,
+}
+
+impl EventChecker {
+    async fn check(&mut self, state: &State, json: &[u8]) -> Result<Event, ApiError> {
+        let checked = validated(state, json)?;
+        if matches!(checked, Err(EventError::UnknownEventType(_))) && !self.reloaded {
+            self.reloaded = true;
+            if state.reload_catalog().await {
+                return validated(state, json)?.map_err(event_error);
+            }
+        }
+        checked.map_err(event_error)
     }
-    .map_err(event_error)
 }
 
 fn publish_error(e: PublishError) -> ApiError {
     match e {
         PublishError::Overloaded(_) => ApiError::Unavailable(e.to_string()),
-        PublishError::Storage(_) => ApiError::Internal(e.to_string()),
+        PublishError::Storage(_) => ApiError::StorageUnavailable(format!(
+            "{e}; push again in a few seconds (with an Idempotency-Key to avoid duplicates)"
+        )),
+        PublishError::Failed(_) => ApiError::Internal(e.to_string()),
     }
 }
 
+/// Longest wait for a publish's commit before the caller is told to retry.
+/// A publish given up on before its group is written is not stored; one
+/// given up on while being written may be, so a retry should carry its
+/// Idempotency-Key.
+const COMMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Publishes events and waits for their commit.
 async fn publish(state: &State, events: Vec<Incoming>) -> Result<Vec<Published>, ApiError> {
-    state
+    let answer = state
         .publisher
         .publish(events)
-        .map_err(|_| ApiError::Unavailable("hookrelay is overloaded; retry shortly".into()))?
-        .await
-        .map_err(|_| ApiError::Internal("a publish was dropped before its commit".into()))?
-        .map_err(publish_error)
+        .map_err(|_| ApiError::Unavailable("hookrelay is overloaded; retry shortly".into()))?;
+    match tokio::time::timeout(COMMIT_WAIT, answer).await {
+        Ok(answer) => answer
+            .map_err(|_| ApiError::Internal("a publish was dropped before its commit".into()))?
+            .map_err(publish_error),
+        Err(_) => Err(ApiError::StorageUnavailable(format!(
+            "the database did not confirm the events within {}: {}; push again (with an Idempotency-Key to avoid duplicates)",
+            humantime::format_duration(COMMIT_WAIT),
+            state
+                .store
+                .trouble()
+                .map_or_else(|| "it is slow or overloaded".to_string(), |t| t.explain())
+        ))),
+    }
 }
 
 /// The answer to a single push.
@@ -141,7 +188,7 @@ async fn push_one(
         }
     };
     let body = read_body(&req, payload, state.settings.max_body_bytes).await?;
-    let event = checked_event(&state, &body)?;
+    let event = EventChecker::default().check(&state, &body).await?;
     let idempotency_key = header_key.or_else(|| event.event_id.clone());
     let mut published = publish(
         &state,
@@ -192,8 +239,9 @@ async fn push_batch(
     let mut results: Vec<Value> = vec![Value::Null; items.len()];
     let mut valid = Vec::with_capacity(items.len());
     let mut valid_index = Vec::with_capacity(items.len());
+    let mut checker = EventChecker::default();
     for (index, item) in items.iter().enumerate() {
-        match checked_event(&state, item.get().as_bytes()) {
+        match checker.check(&state, item.get().as_bytes()).await {
             Ok(event) => {
                 let idempotency_key = event.event_id.clone();
                 valid.push(Incoming {

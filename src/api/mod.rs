@@ -46,6 +46,27 @@ pub struct AppState {
 
 pub type State = web::Data<AppState>;
 
+impl AppState {
+    /// Reads the event-type catalog again when other nodes may have changed
+    /// it (a cluster), so that a type registered on any node is known here
+    /// at once; `false` when nothing was read.
+    pub async fn reload_catalog(&self) -> bool {
+        if self.store.backend() != crate::store::Backend::Postgres {
+            return false;
+        }
+        match self.store.run(crate::store::catalog::list).await {
+            Ok(entries) => {
+                self.catalog.replace(entries);
+                true
+            }
+            Err(e) => {
+                log::warn!("could not read the event-type catalog: {e}");
+                false
+            }
+        }
+    }
+}
+
 /// Unknown paths answer a JSON 404.
 pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound(format!(

@@ -3,7 +3,14 @@
 //! hands surplus endpoints over (after their in-flight requests finish).
 //! When it cannot renew in time (database unreachable) it stops every
 //! endpoint actor of this node before the leases expire, so two nodes never
-//! both deliver for one endpoint.
+//! both deliver for one endpoint; once the database answers again, the
+//! leases it still holds get their actors back.
+//!
+//! Hand-over without waiting for a timer: a node that joins, releases
+//! endpoints or leaves says so on `hookrelay_leases`, and every node runs a
+//! round at once (`LeasesMoved`). A node that died says nothing: each round
+//! learns when the earliest lease of another node expires, and a round runs
+//! right then, so the dead node's endpoints move within the lease TTL.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -24,8 +31,22 @@ pub struct LeaseManager {
     /// This node may act on its leases until then.
     valid_until: Option<Instant>,
     busy: bool,
+    /// A round was asked for while one ran: run another after it.
+    again: bool,
     releasing: bool,
+    /// This node has told the others that it joined.
+    announced: bool,
+    /// The extra round at the next expiry of another node's lease.
+    at_expiry: Option<SpawnHandle>,
 }
+
+/// Leases were freed or the fair shares changed: run a round now.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct LeasesMoved;
+
+/// Slack after another node's lease expires before the round that takes it.
+const EXPIRY_SLACK: Duration = Duration::from_millis(25);
 
 impl LeaseManager {
     pub fn new(store: Store, node: Arc<str>, ttl: Duration, router: Addr<Router>) -> LeaseManager {
@@ -37,7 +58,10 @@ impl LeaseManager {
             held: HashSet::new(),
             valid_until: None,
             busy: false,
+            again: false,
             releasing: false,
+            announced: false,
+            at_expiry: None,
         }
     }
 
@@ -57,6 +81,7 @@ impl LeaseManager {
 
     fn round(&mut self, ctx: &mut Context<Self>) {
         if self.busy {
+            self.again = true;
             return;
         }
         self.busy = true;
@@ -69,6 +94,9 @@ impl LeaseManager {
         };
         ctx.spawn(work.into_actor(self).map(move |result, act, ctx| {
             act.busy = false;
+            if std::mem::take(&mut act.again) {
+                ctx.notify(LeasesMoved);
+            }
             let round = match result {
                 Ok(round) => round,
                 Err(e) => {
@@ -78,11 +106,17 @@ impl LeaseManager {
             };
             // The database set the expiry to (its now + ttl) after `started`.
             act.valid_until = Some(started + act.ttl.mul_f64(0.75));
+            act.announce(ctx);
+            act.round_at_next_expiry(round.next_foreign_expiry_ms, ctx);
             let renewed: HashSet<i64> = round.held.iter().copied().collect();
             let lost: Vec<i64> = act.held.difference(&renewed).copied().collect();
             if !lost.is_empty() {
                 log::warn!("node {}: lost the leases of endpoints {lost:?}", act.node);
                 act.router.do_send(LeasesLost(lost));
+            }
+            let regained: Vec<i64> = renewed.difference(&act.held).copied().collect();
+            if !regained.is_empty() {
+                act.restart(regained, ctx);
             }
             act.held = renewed;
             if !round.acquired.is_empty() {
@@ -100,6 +134,72 @@ impl LeaseManager {
                 act.hand_over(act.held.len() - round.fair_share, ctx);
             }
         }));
+    }
+
+    /// Tells the other nodes once that this node is there, so that they
+    /// hand over its share now rather than at their next round.
+    fn announce(&mut self, ctx: &mut Context<Self>) {
+        if self.announced {
+            return;
+        }
+        self.announced = true;
+        let (store, node) = (self.store.clone(), self.node.clone());
+        let work = async move { store.run(move |conn| leases::announce(conn, &node)).await };
+        ctx.spawn(work.into_actor(self).map(|result, act, _| {
+            if let Err(e) = result {
+                log::warn!("node {}: could not announce itself: {e}", act.node);
+                act.announced = false;
+            }
+        }));
+    }
+
+    /// Schedules a round just after the earliest lease of another node
+    /// expires, when that comes before the next regular round: a node that
+    /// died stops renewing, and its endpoints move then.
+    fn round_at_next_expiry(&mut self, ms: Option<i64>, ctx: &mut Context<Self>) {
+        let Some(ms) = ms.filter(|ms| *ms >= 0) else {
+            return;
+        };
+        let wait = Duration::from_millis(ms as u64) + EXPIRY_SLACK;
+        if wait >= self.tick() {
+            return;
+        }
+        if let Some(handle) = self.at_expiry.take() {
+            ctx.cancel_future(handle);
+        }
+        self.at_expiry = Some(ctx.run_later(wait, |act, ctx| {
+            act.at_expiry = None;
+            act.round(ctx);
+        }));
+    }
+
+    /// Starts the actors of leases this node still holds but had stopped
+    /// (its leases could not be renewed for a while, and nobody took them).
+    fn restart(&mut self, ids: Vec<i64>, ctx: &mut Context<Self>) {
+        log::info!(
+            "node {}: the database answers again; resuming {} endpoints it still holds",
+            self.node,
+            ids.len()
+        );
+        let (store, node, asked) = (self.store.clone(), self.node.clone(), ids.clone());
+        let work = async move {
+            store
+                .run(move |conn| leases::describe(conn, &node, &asked))
+                .await
+        };
+        ctx.spawn(
+            work.into_actor(self)
+                .map(move |result, act, _| match result {
+                    Ok(acquired) => act.router.do_send(LeasesAcquired(acquired)),
+                    Err(e) => {
+                        // Forget them: the next round finds them again.
+                        log::warn!("node {}: could not resume its endpoints: {e}", act.node);
+                        for id in &ids {
+                            act.held.remove(id);
+                        }
+                    }
+                }),
+        );
     }
 
     /// Gives `count` endpoints back so a new node can take them.
@@ -151,6 +251,14 @@ impl LeaseManager {
             let ids: Vec<i64> = self.held.drain().collect();
             self.router.do_send(LeasesLost(ids));
         }
+    }
+}
+
+impl Handler<LeasesMoved> for LeaseManager {
+    type Result = ();
+
+    fn handle(&mut self, _: LeasesMoved, ctx: &mut Self::Context) {
+        self.round(ctx);
     }
 }
 

@@ -1,30 +1,40 @@
-//! The LISTEN side of work notifications: a thread with its own PostgreSQL
-//! connection that waits for `hookrelay_work` notifications (endpoint ids
-//! that received deliveries on another node) and pokes the router. It
-//! reconnects by itself; missed notifications are caught by `sync`.
+//! The LISTEN side of the nodes' notifications: a thread with its own
+//! PostgreSQL connection that waits for `hookrelay_work` (endpoint ids that
+//! received deliveries on another node: the router pokes their actors) and
+//! `hookrelay_leases` (leases were freed or the fair shares changed: the
+//! lease manager runs a round now). It reconnects by itself; missed
+//! notifications are caught by `sync` and the periodic lease rounds.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use actix::Addr;
+use actix::Recipient;
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection};
 
-use crate::router::{Router, WorkArrived};
-use crate::store::leases::WORK_CHANNEL;
+use super::lease::LeasesMoved;
+use crate::router::WorkArrived;
+use crate::store::leases::{LEASES_CHANNEL, WORK_CHANNEL};
+
+/// Who hears of what.
+#[derive(Clone)]
+pub struct Listeners {
+    pub work: Recipient<WorkArrived>,
+    pub leases: Recipient<LeasesMoved>,
+}
 
 /// How often the connection is checked for notifications.
 const POLL: Duration = Duration::from_millis(5);
 const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 
 /// Starts the listener thread; it ends when `stop` is set.
-pub fn spawn(url: String, router: Addr<Router>, stop: Arc<AtomicBool>) {
+pub fn spawn(url: String, to: Listeners, stop: Arc<AtomicBool>) {
     let _ = std::thread::Builder::new()
         .name("hookrelay-listen".into())
         .spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                match listen(&url, &router, &stop) {
+                match listen(&url, &to, &stop) {
                     Ok(()) => return,
                     Err(e) => {
                         log::warn!("work notifications interrupted ({e}); reconnecting");
@@ -35,14 +45,21 @@ pub fn spawn(url: String, router: Addr<Router>, stop: Arc<AtomicBool>) {
         });
 }
 
-fn listen(url: &str, router: &Addr<Router>, stop: &AtomicBool) -> Result<(), String> {
+fn listen(url: &str, to: &Listeners, stop: &AtomicBool) -> Result<(), String> {
     let mut conn = PgConnection::establish(url).map_err(|e| e.to_string())?;
-    conn.batch_execute(&format!("LISTEN {WORK_CHANNEL}"))
+    conn.batch_execute(&format!("LISTEN {WORK_CHANNEL}; LISTEN {LEASES_CHANNEL}"))
         .map_err(|e| e.to_string())?;
+    // Whatever moved while this connection was not listening.
+    to.leases.do_send(LeasesMoved);
     while !stop.load(Ordering::Relaxed) {
         let mut ids = Vec::new();
+        let mut leases_moved = false;
         for notification in conn.notifications_iter() {
             let notification = notification.map_err(|e| e.to_string())?;
+            if notification.channel == LEASES_CHANNEL {
+                leases_moved = true;
+                continue;
+            }
             ids.extend(
                 notification
                     .payload
@@ -50,12 +67,17 @@ fn listen(url: &str, router: &Addr<Router>, stop: &AtomicBool) -> Result<(), Str
                     .filter_map(|s| s.parse::<i64>().ok()),
             );
         }
+        if leases_moved {
+            to.leases.do_send(LeasesMoved);
+        }
         if ids.is_empty() {
-            std::thread::sleep(POLL);
+            if !leases_moved {
+                std::thread::sleep(POLL);
+            }
         } else {
             ids.sort_unstable();
             ids.dedup();
-            router.do_send(WorkArrived(ids));
+            to.work.do_send(WorkArrived(ids));
         }
     }
     Ok(())

@@ -83,7 +83,21 @@ pub struct Round {
     /// This node's fair share: endpoints needing an owner / live nodes.
     pub fair_share: usize,
     pub live_nodes: i64,
+    /// Milliseconds until the earliest lease held by another node expires
+    /// (negative when one has expired already), if any is held.
+    pub next_foreign_expiry_ms: Option<i64>,
 }
+
+#[derive(QueryableByName)]
+struct Millis {
+    #[diesel(sql_type = Nullable<BigInt>)]
+    ms: Option<i64>,
+}
+
+/// The columns of `Acquired`.
+const ACQUIRED_COLUMNS: &str =
+    "id, url, state, consecutive_failures, failed_verifications, last_success_at,
+    last_failure_at, last_failure_reason, next_verification_at";
 
 /// Endpoints that need an owner: not dead, with an active subscription or a
 /// pending delivery.
@@ -135,48 +149,92 @@ pub fn round(conn: &mut Conn, node: &str, ttl_ms: i64) -> Result<Round, StoreErr
                  ORDER BY e.id
                  LIMIT $3
                  FOR UPDATE SKIP LOCKED)
-             RETURNING id, url, state, consecutive_failures, failed_verifications, last_success_at,
-                       last_failure_at, last_failure_reason, next_verification_at"
+             RETURNING {ACQUIRED_COLUMNS}"
         ))
         .bind::<Text, _>(node)
         .bind::<BigInt, _>(ttl_ms)
         .bind::<BigInt, _>((fair_share - held.len()) as i64)
         .load::<Acquired>(c)?;
     }
+    let next_foreign_expiry_ms = sql_query(format!(
+        "SELECT CAST(EXTRACT(EPOCH FROM (min(lease_expires_at) - {NOW})) * 1000 AS BIGINT) AS ms
+         FROM endpoints WHERE owner_node IS NOT NULL AND owner_node <> $1 AND state <> 'dead'"
+    ))
+    .bind::<Text, _>(node)
+    .get_result::<Millis>(c)?
+    .ms;
     Ok(Round {
         held,
         acquired,
         fair_share,
         live_nodes,
+        next_foreign_expiry_ms,
     })
 }
 
-/// Gives up leases (after their actors stopped), so another node can take
-/// them at once.
-pub fn release(conn: &mut Conn, node: &str, ids: &[i64]) -> Result<usize, StoreError> {
+/// The endpoints of `ids` that `node` holds, with their saved health (its
+/// leases renewed after a time without actors: a database outage).
+pub fn describe(conn: &mut Conn, node: &str, ids: &[i64]) -> Result<Vec<Acquired>, StoreError> {
     let c = pg(conn)?;
-    Ok(sql_query(
-        "UPDATE endpoints SET owner_node = NULL, lease_expires_at = NULL
-         WHERE owner_node = $1 AND id = ANY($2)",
-    )
+    Ok(sql_query(format!(
+        "SELECT {ACQUIRED_COLUMNS} FROM endpoints WHERE owner_node = $1 AND id = ANY($2)"
+    ))
     .bind::<Text, _>(node)
     .bind::<Array<BigInt>, _>(ids)
-    .execute(c)?)
+    .load::<Acquired>(c)?)
+}
+
+/// Gives up leases (after their actors stopped), so another node can take
+/// them at once: the other nodes are told to run a lease round.
+pub fn release(conn: &mut Conn, node: &str, ids: &[i64]) -> Result<usize, StoreError> {
+    let c = pg(conn)?;
+    Ok(c.transaction(|c| {
+        let released = sql_query(
+            "UPDATE endpoints SET owner_node = NULL, lease_expires_at = NULL
+             WHERE owner_node = $1 AND id = ANY($2)",
+        )
+        .bind::<Text, _>(node)
+        .bind::<Array<BigInt>, _>(ids)
+        .execute(c)?;
+        notify_leases(c, node)?;
+        Ok::<_, diesel::result::Error>(released)
+    })?)
 }
 
 /// Leaves the cluster (graceful shutdown): releases every lease and removes
-/// the node's heartbeat, so the fair shares are recomputed at once.
+/// the node's heartbeat, so the fair shares are recomputed at once, and
+/// tells the other nodes to take the endpoints now.
 pub fn leave(conn: &mut Conn, node: &str) -> Result<(), StoreError> {
     let c = pg(conn)?;
-    sql_query(
-        "UPDATE endpoints SET owner_node = NULL, lease_expires_at = NULL WHERE owner_node = $1",
-    )
-    .bind::<Text, _>(node)
-    .execute(c)?;
-    sql_query("DELETE FROM nodes WHERE id = $1")
+    c.transaction(|c| {
+        sql_query(
+            "UPDATE endpoints SET owner_node = NULL, lease_expires_at = NULL WHERE owner_node = $1",
+        )
         .bind::<Text, _>(node)
         .execute(c)?;
+        sql_query("DELETE FROM nodes WHERE id = $1")
+            .bind::<Text, _>(node)
+            .execute(c)?;
+        notify_leases(c, node)
+    })?;
     Ok(())
+}
+
+/// Channel on which nodes say that leases are free or that the fair shares
+/// changed (a node joined, released endpoints or left); payload: the node.
+pub const LEASES_CHANNEL: &str = "hookrelay_leases";
+
+fn notify_leases(c: &mut PgConnection, node: &str) -> QueryResult<()> {
+    sql_query("SELECT pg_notify($1, $2)")
+        .bind::<Text, _>(LEASES_CHANNEL)
+        .bind::<Text, _>(node)
+        .execute(c)
+        .map(|_| ())
+}
+
+/// Tells the other nodes to run a lease round now (this node joined).
+pub fn announce(conn: &mut Conn, node: &str) -> Result<(), StoreError> {
+    Ok(notify_leases(pg(conn)?, node)?)
 }
 
 /// Endpoints held by `node` that received deliveries in the last
@@ -250,8 +308,7 @@ pub fn claim(
                AND (e.owner_node IS NULL OR e.owner_node = $1
                     OR e.lease_expires_at IS NULL OR e.lease_expires_at < {NOW})
              FOR UPDATE SKIP LOCKED)
-         RETURNING id, url, state, consecutive_failures, failed_verifications, last_success_at,
-                   last_failure_at, last_failure_reason, next_verification_at"
+         RETURNING {ACQUIRED_COLUMNS}"
     ))
     .bind::<Text, _>(node)
     .bind::<BigInt, _>(ttl_ms)

@@ -33,6 +33,15 @@ const WAL_SYNC_POOL_SIZE: u32 = 2;
 /// How long a SQLite connection waits for a lock before giving up.
 const SQLITE_BUSY_TIMEOUT_MS: u32 = 10_000;
 
+/// How long taking a pooled connection may wait: a request that needs the
+/// database answers 503 after about this long when it does not answer.
+const POOL_WAIT: Duration = Duration::from_secs(2);
+/// ... and while the database is known to be unreachable, so that requests
+/// fail fast until it answers again.
+const POOL_WAIT_WHILE_DOWN: Duration = Duration::from_millis(250);
+/// `connect_timeout` (seconds) added to a PostgreSQL URL that sets none.
+const PG_CONNECT_TIMEOUT_S: u32 = 2;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database query failed: {0}")]
@@ -130,10 +139,146 @@ pub fn sqlite_writer() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// What keeps the database from doing its work, as this node saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trouble {
+    /// No connection can be made (PostgreSQL down or out of reach).
+    Unreachable(String),
+    /// Connections work but writes fail (disk full, read-only file, I/O
+    /// error).
+    WritesFailing(String),
+}
+
+impl Trouble {
+    /// What an operator or a caller is told.
+    pub fn explain(&self) -> String {
+        match self {
+            Trouble::Unreachable(cause) => format!(
+                "the database does not answer ({cause}); nothing accepted is lost, and hookrelay resumes by itself once it is back"
+            ),
+            Trouble::WritesFailing(cause) => format!(
+                "the database cannot store anything ({cause}); free disk space (or shorten --history-retention) and check that the database file is writable; nothing accepted is lost, and hookrelay resumes by itself"
+            ),
+        }
+    }
+
+    /// Which kind, for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Trouble::Unreachable(_) => "unreachable",
+            Trouble::WritesFailing(_) => "writes_failing",
+        }
+    }
+}
+
+/// The database's health as the node's own work finds it: set by failures
+/// that are the database's (not a query's), cleared when a connection or a
+/// write works again. One flag to read on hot paths.
+#[derive(Default)]
+struct Health {
+    troubled: std::sync::atomic::AtomicBool,
+    trouble: std::sync::Mutex<Option<Trouble>>,
+}
+
+impl Health {
+    fn set(&self, trouble: Trouble) {
+        let mut current = self.trouble.lock().unwrap_or_else(|e| e.into_inner());
+        if current.as_ref() != Some(&trouble) {
+            log::error!("storage trouble: {}", trouble.explain());
+            crate::metrics::METRICS
+                .storage_trouble
+                .with_label_values(&[trouble.kind()])
+                .inc();
+        }
+        *current = Some(trouble);
+        self.troubled
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Clears trouble of the kind `cleared` matches.
+    fn clear(&self, cleared: impl Fn(&Trouble) -> bool) {
+        if !self.troubled.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        let mut current = self.trouble.lock().unwrap_or_else(|e| e.into_inner());
+        if current.as_ref().is_some_and(cleared) {
+            log::info!("storage works again");
+            *current = None;
+            self.troubled
+                .store(false, std::sync::atomic::Ordering::Release);
+        }
+    }
+
+    fn get(&self) -> Option<Trouble> {
+        if !self.troubled.load(std::sync::atomic::Ordering::Acquire) {
+            return None;
+        }
+        self.trouble
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn unreachable(&self) -> bool {
+        self.troubled.load(std::sync::atomic::Ordering::Acquire)
+            && matches!(self.get(), Some(Trouble::Unreachable(_)))
+    }
+}
+
+impl StoreError {
+    /// The database's own trouble behind this error, if it is that rather
+    /// than a failed query.
+    pub fn trouble(&self) -> Option<Trouble> {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match self {
+            // r2d2 names the last connection error when connecting failed;
+            // a plain timeout means every connection was busy.
+            StoreError::Pool(e) => {
+                let text = e.to_string();
+                text.split_once(": ")
+                    .map(|(_, cause)| Trouble::Unreachable(cause.trim().to_string()))
+            }
+            StoreError::Connect { reason, .. } => Some(Trouble::Unreachable(reason.clone())),
+            StoreError::WalSync { source, .. } => Some(Trouble::WritesFailing(source.to_string())),
+            StoreError::Query(Error::DatabaseError(kind, info)) => match kind {
+                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand => {
+                    Some(Trouble::Unreachable(info.message().to_string()))
+                }
+                _ => {
+                    let message = info.message();
+                    let lower = message.to_ascii_lowercase();
+                    let storage = [
+                        "disk is full",
+                        "disk i/o error",
+                        "readonly database",
+                        "read-only",
+                        "no space left",
+                        "unable to open database",
+                        "could not extend file",
+                        "terminating connection",
+                        "the database system is",
+                    ];
+                    storage.iter().any(|s| lower.contains(s)).then(|| {
+                        if lower.contains("terminating connection")
+                            || lower.contains("the database system is")
+                        {
+                            Trouble::Unreachable(message.to_string())
+                        } else {
+                            Trouble::WritesFailing(message.to_string())
+                        }
+                    })
+                }
+            },
+            _ => None,
+        }
+    }
+}
+
 /// The database: a pool of connections of one backend.
 #[derive(Clone)]
 pub struct Store {
     pools: Pools,
+    health: std::sync::Arc<Health>,
     /// SQLite with `synchronous = FULL` in WAL mode: how `write_unsynced`
     /// commits are made durable by `sync_commits` with `fdatasync`.
     wal_sync: Option<WalSync>,
@@ -228,7 +373,7 @@ impl Store {
                 let sqlite_pool = |size: u32, sync: SqliteSync| {
                     Pool::builder()
                         .max_size(size)
-                        .connection_timeout(Duration::from_secs(30))
+                        .connection_timeout(POOL_WAIT)
                         .connection_customizer(Box::new(SqlitePragmas(sync)))
                         .build(ConnectionManager::<SqliteConnection>::new(path))
                         .map_err(|e| connect_error(e.to_string()))
@@ -242,6 +387,7 @@ impl Store {
                 Pools::Sqlite(sqlite_pool(pool_size.max(2), sqlite_sync)?)
             }
             Backend::Postgres => {
+                let url = &with_connect_timeout(url);
                 let mut first =
                     PgConnection::establish(url).map_err(|e| connect_error(e.to_string()))?;
                 first
@@ -250,13 +396,17 @@ impl Store {
                 drop(first);
                 let pool = Pool::builder()
                     .max_size(pool_size.max(2))
-                    .connection_timeout(Duration::from_secs(30))
+                    .connection_timeout(POOL_WAIT)
                     .build(ConnectionManager::<PgConnection>::new(url))
                     .map_err(|e| connect_error(e.to_string()))?;
                 Pools::Pg(pool)
             }
         };
-        Ok(Store { pools, wal_sync })
+        Ok(Store {
+            pools,
+            health: Default::default(),
+            wal_sync,
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -267,12 +417,65 @@ impl Store {
     }
 
     /// Takes a connection on the current thread (for the CLI and for code
-    /// already on a blocking thread).
+    /// already on a blocking thread). Waits at most `POOL_WAIT`, and
+    /// briefly while the database is known not to answer.
     pub fn conn(&self) -> Result<Conn, StoreError> {
-        Ok(match &self.pools {
-            Pools::Sqlite(p) => Conn::Sqlite(p.get()?),
-            Pools::Pg(p) => Conn::Pg(p.get()?),
-        })
+        let wait = if self.health.unreachable() {
+            POOL_WAIT_WHILE_DOWN
+        } else {
+            POOL_WAIT
+        };
+        let conn = match &self.pools {
+            Pools::Sqlite(p) => p.get_timeout(wait).map(Conn::Sqlite),
+            Pools::Pg(p) => p.get_timeout(wait).map(Conn::Pg),
+        };
+        match conn {
+            Ok(conn) => {
+                self.health.clear(|t| matches!(t, Trouble::Unreachable(_)));
+                Ok(conn)
+            }
+            Err(e) => Err(self.noted(StoreError::Pool(e))),
+        }
+    }
+
+    /// Records the database trouble behind `e`, if any, and returns it.
+    pub fn noted(&self, e: StoreError) -> StoreError {
+        if let Some(trouble) = e.trouble() {
+            self.health.set(trouble);
+        }
+        e
+    }
+
+    /// A write went through: the database stores again.
+    pub fn write_succeeded(&self) {
+        self.health.clear(|_| true);
+    }
+
+    /// What keeps the database from working now, if anything.
+    pub fn trouble(&self) -> Option<Trouble> {
+        self.health.get()
+    }
+
+    /// While there is trouble: one small write (on the blocking pool),
+    /// which clears it when it works.
+    pub async fn probe(&self) {
+        if self.health.get().is_none() {
+            return;
+        }
+        let probed = self
+            .run(|conn| {
+                Ok(crate::db_transaction!(conn, c => {
+                    use diesel::RunQueryDsl;
+                    diesel::sql_query(
+                        "UPDATE routing_version SET version = version WHERE id = 1",
+                    )
+                    .execute(c)
+                })?)
+            })
+            .await;
+        if probed.is_ok() {
+            self.write_succeeded();
+        }
     }
 
     /// Runs `f` with a connection on the blocking thread pool.
@@ -284,7 +487,7 @@ impl Store {
         let store = self.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = store.conn()?;
-            f(&mut conn)
+            f(&mut conn).map_err(|e| store.noted(e))
         })
         .await
         .map_err(|_| StoreError::TaskFailed)?
@@ -298,10 +501,14 @@ impl Store {
         &self,
         f: impl FnOnce(&mut Conn) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
-        match &self.wal_sync {
-            Some(wal_sync) => f(&mut Conn::Sqlite(wal_sync.pool.get()?)),
-            None => f(&mut self.conn()?),
-        }
+        let result = match &self.wal_sync {
+            Some(wal_sync) => match wal_sync.pool.get() {
+                Ok(conn) => f(&mut Conn::Sqlite(conn)),
+                Err(e) => Err(StoreError::Pool(e)),
+            },
+            None => self.conn().and_then(|mut conn| f(&mut conn)),
+        };
+        result.map_err(|e| self.noted(e))
     }
 
     /// Makes every commit of `write_unsynced` that returned before this
@@ -319,11 +526,23 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e),
         };
-        synced.map_err(|source| StoreError::WalSync {
-            path: wal_sync.wal.display().to_string(),
-            source,
+        synced.map_err(|source| {
+            self.noted(StoreError::WalSync {
+                path: wal_sync.wal.display().to_string(),
+                source,
+            })
         })
     }
+}
+
+/// A PostgreSQL URL with a `connect_timeout` when it sets none, so that an
+/// unreachable server fails a connection attempt in seconds.
+fn with_connect_timeout(url: &str) -> String {
+    if url.contains("connect_timeout=") {
+        return url.to_string();
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}connect_timeout={PG_CONNECT_TIMEOUT_S}")
 }
 
 /// The database URL without its password, for messages.
@@ -445,5 +664,62 @@ mod tests {
         assert_eq!(Backend::from_url("postgresql://u@h/db"), Backend::Postgres);
         assert_eq!(Backend::from_url("hookrelay.db"), Backend::Sqlite);
         assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+    }
+
+    #[test]
+    fn a_postgres_url_gets_a_connect_timeout_unless_it_sets_one() {
+        assert_eq!(
+            with_connect_timeout("postgres://h/db"),
+            "postgres://h/db?connect_timeout=2"
+        );
+        assert_eq!(
+            with_connect_timeout("postgres://h/db?sslmode=disable"),
+            "postgres://h/db?sslmode=disable&connect_timeout=2"
+        );
+        assert_eq!(
+            with_connect_timeout("postgres://h/db?connect_timeout=9"),
+            "postgres://h/db?connect_timeout=9"
+        );
+    }
+
+    #[test]
+    fn storage_errors_are_told_apart_from_failed_queries() {
+        use diesel::result::{DatabaseErrorKind, Error};
+        let db = |kind, message: &str| {
+            StoreError::Query(Error::DatabaseError(kind, Box::new(message.to_string())))
+        };
+        assert!(matches!(
+            db(DatabaseErrorKind::Unknown, "database or disk is full").trouble(),
+            Some(Trouble::WritesFailing(_))
+        ));
+        assert!(matches!(
+            db(
+                DatabaseErrorKind::Unknown,
+                "attempt to write a readonly database"
+            )
+            .trouble(),
+            Some(Trouble::WritesFailing(_))
+        ));
+        assert!(matches!(
+            db(
+                DatabaseErrorKind::ClosedConnection,
+                "server closed the connection"
+            )
+            .trouble(),
+            Some(Trouble::Unreachable(_))
+        ));
+        assert!(matches!(
+            db(
+                DatabaseErrorKind::Unknown,
+                "terminating connection due to administrator command"
+            )
+            .trouble(),
+            Some(Trouble::Unreachable(_))
+        ));
+        assert_eq!(
+            db(DatabaseErrorKind::UniqueViolation, "duplicate key").trouble(),
+            None
+        );
+        assert_eq!(StoreError::Query(Error::NotFound).trouble(), None);
     }
 }
