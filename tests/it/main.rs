@@ -21,6 +21,7 @@
 mod helpers;
 
 mod cluster;
+mod cluster_consistency;
 mod crash;
 mod delivery;
 mod harness;
