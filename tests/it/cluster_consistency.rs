@@ -269,8 +269,7 @@ async fn a_subscription_created_on_one_node_routes_an_event_pushed_to_another_ri
     }
     assert!(
         problems.is_empty(),
-        "{} of {N} pushes right after a subscription create on the other node went wrong:\n{}",
-        problems.len(),
+        "{N} pushes, each right after a subscription create on the other node:\n{}",
         problems.join("\n")
     );
 }
