@@ -1161,7 +1161,9 @@ impl PostgresDb {
         postgres_server_url().map(|server| Arc::new(PostgresDb::create(&server)))
     }
 
-    fn create(server_url: &str) -> PostgresDb {
+    /// A fresh database on the server `server_url` names (any database in
+    /// the URL is only used to find the server).
+    pub fn create(server_url: &str) -> PostgresDb {
         let (without_query, query) = match server_url.split_once('?') {
             Some((u, q)) => (u, format!("?{q}")),
             None => (server_url, String::new()),

@@ -12,20 +12,25 @@
 //! PostgreSQL. `HOOKRELAY_TEST_BACKEND=postgres` without the URL fails.
 //! The `postgres` and `cluster` modules run on PostgreSQL whenever
 //! `HOOKRELAY_TEST_POSTGRES_URL` is set, whatever the backend, and pass as
-//! skipped when it is not.
+//! skipped when it is not; so does `cluster_consistency`. The `outage` tests
+//! start a private PostgreSQL server of their own (`private_pg`) from the
+//! machine's packages and pass as skipped when there are none.
 //! A failing test prints the tail of the server log and keeps its temp dir
 //! (and its PostgreSQL database).
 
 mod helpers;
 
 mod cluster;
+mod cluster_consistency;
 mod crash;
 mod delivery;
 mod harness;
 mod health;
 mod ingest;
 mod internal_api;
+mod outage;
 mod postgres;
+mod private_pg;
 mod subscriptions;
 mod verification;
 
