@@ -120,11 +120,8 @@ impl From<StoreError> for ApiError {
     /// The database's own trouble is a 503 that says what is wrong; any
     /// other failure is ours (500).
     fn from(e: StoreError) -> Self {
-        match e.trouble() {
-            Some(trouble) => ApiError::StorageUnavailable(format!(
-                "{}; retry after a few seconds",
-                trouble.explain()
-            )),
+        match e.unavailable() {
+            Some(why) => ApiError::StorageUnavailable(format!("{why}; retry after a few seconds")),
             None => ApiError::Internal(e.to_string()),
         }
     }

@@ -204,8 +204,8 @@ fn sync(store: Store, rx: Receiver<Written>, done: Recipient<Committed>) {
                 Err(e) => {
                     log::error!("group commit failed: {e}");
                     METRICS.commit_failures.inc();
-                    let refusal = match e.trouble() {
-                        Some(trouble) => PublishError::Storage(trouble.explain()),
+                    let refusal = match e.unavailable() {
+                        Some(why) => PublishError::Storage(why),
                         None => PublishError::Failed(STORE_FAILED.into()),
                     };
                     for (_, reply) in group.parts {

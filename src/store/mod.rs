@@ -226,6 +226,20 @@ impl Health {
 }
 
 impl StoreError {
+    /// Why the caller should retry later, when this error is the
+    /// database's (in trouble, or too busy to hand out a connection) rather
+    /// than a failed query of ours.
+    pub fn unavailable(&self) -> Option<String> {
+        match (self.trouble(), self) {
+            (Some(trouble), _) => Some(trouble.explain()),
+            (None, StoreError::Pool(_)) => Some(
+                "the database did not hand out a connection in time (it is busy or does not answer)"
+                    .into(),
+            ),
+            _ => None,
+        }
+    }
+
     /// The database's own trouble behind this error, if it is that rather
     /// than a failed query.
     pub fn trouble(&self) -> Option<Trouble> {
