@@ -21,6 +21,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 
 use actix::prelude::*;
@@ -48,7 +49,37 @@ pub struct Pending {
     pub events: Vec<PreparedEvent>,
     /// Endpoints of these events that other nodes own (told by NOTIFY).
     pub remote: Vec<i64>,
+    pub ticket: Ticket,
     pub reply: PublishReply,
+}
+
+/// Decides, once, whether a queued publish is stored: the writer takes it
+/// into a group, or its publisher gives up waiting first (and then tells
+/// its client that nothing was stored). Whoever comes second loses.
+#[derive(Clone, Default)]
+pub struct Ticket(Arc<AtomicU8>);
+
+const QUEUED: u8 = 0;
+const TAKEN: u8 = 1;
+const ABANDONED: u8 = 2;
+
+impl Ticket {
+    fn decide(&self, to: u8) -> bool {
+        self.0
+            .compare_exchange(QUEUED, to, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// The writer takes the publish; `false` when it was given up on.
+    pub fn take(&self) -> bool {
+        self.decide(TAKEN)
+    }
+
+    /// The publisher gives up waiting; `false` when the writer has taken it
+    /// already (its outcome will come).
+    pub fn abandon(&self) -> bool {
+        self.decide(ABANDONED)
+    }
 }
 
 /// A group is stored and its publishers answered: the deliveries of its new
@@ -133,8 +164,8 @@ impl Reroute for Rerouter<'_> {
 }
 
 /// The writer: one transaction for whatever has queued up. A publish whose
-/// publisher stopped waiting (it answered the client that storage is not
-/// answering) is dropped unstored.
+/// publisher gave up waiting (and told its client that nothing was stored)
+/// is dropped unstored.
 fn write(store: Store, table: RouteTable, rx: Receiver<Pending>, written: SyncSender<Written>) {
     while let Ok(first) = rx.recv() {
         let mut group = vec![first];
@@ -149,7 +180,7 @@ fn write(store: Store, table: RouteTable, rx: Receiver<Pending>, written: SyncSe
         let mut notify = Vec::new();
         let mut parts = Vec::with_capacity(group.len());
         for pending in group {
-            if pending.reply.is_closed() {
+            if !pending.ticket.take() {
                 continue;
             }
             parts.push((pending.events.len(), pending.reply));

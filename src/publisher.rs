@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use crate::group_commit::{GroupCommit, Pending};
+use crate::group_commit::{GroupCommit, Pending, Ticket};
 use crate::router::{Incoming, Publish, PublishError, PublishReply, Published, Router};
 use crate::routing::{RouteTable, Table};
 use crate::store::db_time::DbTime;
@@ -121,23 +121,56 @@ impl Publisher {
 
     /// Queues `events` to be stored; the answer comes once they are durable.
     /// `Busy` when the router's mailbox is full (cluster mode).
-    pub fn publish(&self, events: Vec<Incoming>) -> Result<Answer, Busy> {
+    pub fn publish(&self, events: Vec<Incoming>) -> Result<Publication, Busy> {
         let (reply, answer) = oneshot::channel();
+        let ticket = Ticket::default();
+        let publication = Publication {
+            answer,
+            ticket: ticket.clone(),
+        };
         let Some(commits) = &self.commits else {
             self.router
-                .try_send(Publish { events, reply })
+                .try_send(Publish {
+                    events,
+                    ticket,
+                    reply,
+                })
                 .map_err(|_| Busy)?;
-            return Ok(answer);
+            return Ok(publication);
         };
         submit(
             &self.routes,
             Some(commits),
             &self.waiting,
             events,
+            ticket,
             reply,
             |_| Vec::new(),
         );
-        Ok(answer)
+        Ok(publication)
+    }
+}
+
+/// A publish on its way: its answer, and the ticket with which its
+/// publisher can give up waiting for it before it is stored.
+pub struct Publication {
+    pub answer: Answer,
+    pub ticket: Ticket,
+}
+
+impl Publication {
+    /// The answer once the events are stored, or `None` after `wait` when
+    /// the publish was given up on before the writer took it: then nothing
+    /// of it is stored. Once taken, its outcome comes whatever the wait.
+    pub async fn answer_within(
+        mut self,
+        wait: std::time::Duration,
+    ) -> Option<Result<Result<Vec<Published>, PublishError>, oneshot::error::RecvError>> {
+        match tokio::time::timeout(wait, &mut self.answer).await {
+            Ok(answer) => Some(answer),
+            Err(_) if self.ticket.abandon() => None,
+            Err(_) => Some(self.answer.await),
+        }
     }
 }
 
@@ -150,6 +183,7 @@ pub fn submit(
     commits: Option<&GroupCommit>,
     waiting: &Waiting,
     events: Vec<Incoming>,
+    ticket: Ticket,
     reply: PublishReply,
     remote: impl FnOnce(&[PreparedEvent]) -> Vec<i64>,
 ) {
@@ -162,6 +196,7 @@ pub fn submit(
     let pending = Pending {
         remote: remote(&events),
         events,
+        ticket,
         reply,
     };
     let refused = match commits {

@@ -20,7 +20,7 @@ use crate::delivery::endpoint::{
 use crate::delivery::recorder::{Flush, Recorder};
 use crate::endpoint_url::EndpointUrl;
 use crate::event::Event;
-use crate::group_commit::{Committed, GroupCommit};
+use crate::group_commit::{Committed, GroupCommit, Ticket};
 use crate::publisher::{Publisher, Waiting, submit};
 use crate::routing::{RouteTable, RoutesChanged};
 use crate::signing::Secret;
@@ -65,6 +65,7 @@ pub type PublishReply = oneshot::Sender<Result<Vec<Published>, PublishError>>;
 #[rtype(result = "()")]
 pub struct Publish {
     pub events: Vec<Incoming>,
+    pub ticket: Ticket,
     pub reply: PublishReply,
 }
 
@@ -437,6 +438,7 @@ impl Handler<Publish> for Router {
             self.commits.as_ref(),
             &self.waiting,
             msg.events,
+            msg.ticket,
             msg.reply,
             |events| {
                 let mut remote: Vec<i64> = events

@@ -263,6 +263,7 @@ impl StoreError {
                     let lower = message.to_ascii_lowercase();
                     let storage = [
                         "disk is full",
+                        "database is locked",
                         "disk i/o error",
                         "readonly database",
                         "read-only",

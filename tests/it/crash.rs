@@ -105,9 +105,9 @@ async fn sigterm_during_deliveries_exits_0_and_a_restart_delivers_the_rest() {
 }
 
 /// A publish that the database refuses (here: another process holds
-/// SQLite's write lock longer than the busy timeout) gets a JSON error and
-/// stores nothing; once the database writes again, so does hookrelay, and
-/// only the accepted event is delivered.
+/// SQLite's write lock longer than the busy timeout) gets a JSON 503
+/// (retry later) and stores nothing; once the database writes again, so does
+/// hookrelay, and only the accepted event is delivered.
 #[actix_rt::test]
 async fn a_publish_the_database_refuses_gets_a_json_error_and_the_next_one_is_stored() {
     use diesel::connection::SimpleConnection;
@@ -128,7 +128,8 @@ async fn a_publish_the_database_refuses_gets_a_json_error_and_the_next_one_is_st
     let refused = app
         .push_event(&event(REVISION_STATUS_UPDATED, 3100, 1))
         .await;
-    assert_json_error(&refused, 500, "a publish while the database is locked");
+    assert_json_error(&refused, 503, "a publish while the database is locked");
+    assert_eq!(refused.1["error"], "storage_unavailable", "{refused:?}");
     blocker.batch_execute("ROLLBACK").unwrap();
     drop(blocker);
 
