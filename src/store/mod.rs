@@ -625,6 +625,95 @@ mod tests {
             .unwrap();
     }
 
+    /// Rows as the previous release wrote them (before the routing
+    /// version): a token, an endpoint, an active subscription, an event and
+    /// its pending delivery.
+    const PREVIOUS_RELEASE_ROWS: &str = "
+        INSERT INTO tokens (token_hash, marketplace_id, user_id, created_at)
+            VALUES ('h', 7, 1, '2026-11-30 10:00:00');
+        INSERT INTO endpoints (url, created_at) VALUES ('https://example.com/h', '2026-11-30 10:00:00');
+        INSERT INTO subscriptions (marketplace_id, user_id, event, endpoint_id, secret, active, created_at, last_modified)
+            VALUES (7, 1, 'qti_export_ready', 1, 'a-long-enough-secret', TRUE, '2026-11-30 10:00:00', '2026-11-30 10:00:00');
+        INSERT INTO events (id, marketplace_id, event, body, idempotency_key, delivery_count, created_at)
+            VALUES ('019ad000-0000-7000-8000-000000000001', 7, 'qti_export_ready', '{}', NULL, 1, '2026-11-30 10:00:00');
+        INSERT INTO deliveries (id, event_id, subscription_id, endpoint_id, status, attempts, next_attempt_at, last_error, created_at, updated_at)
+            VALUES ('019ad000-0000-7000-8000-000000000002', '019ad000-0000-7000-8000-000000000001', 1, 1, 'pending', 0,
+                    '2026-11-30 10:00:00', NULL, '2026-11-30 10:00:00', '2026-11-30 10:00:00');";
+
+    /// How many migrations the previous release had (every one before
+    /// this release's).
+    fn previous_release<DB: diesel::backend::Backend>(source: EmbeddedMigrations) -> usize {
+        use diesel::migration::MigrationSource;
+        MigrationSource::<DB>::migrations(&source)
+            .unwrap()
+            .iter()
+            .filter(|m| m.name().to_string().as_str() < "2026-12-01")
+            .count()
+    }
+
+    /// Opening a database of the previous release migrates it in place:
+    /// its subscription is routed (at routing version 0) and its pending
+    /// delivery is still there.
+    fn assert_upgraded_in_place(store: &Store) {
+        let conn = &mut store.conn().unwrap();
+        assert_eq!(routing::current(conn).unwrap(), 0);
+        let routes = subscriptions::all_active(conn).unwrap();
+        assert_eq!(routes.len(), 1);
+        assert_eq!(routes[0].subscription.route_version, 0);
+        assert_eq!(routes[0].endpoint_url, "https://example.com/h");
+        let pending = deliveries::pending_page(conn, 1, None, 10).unwrap();
+        assert_eq!(pending.len(), 1, "the pending delivery survived");
+        assert_eq!(pending[0].secret, "a-long-enough-secret");
+        // A change after the upgrade moves the version and stamps its row.
+        let removed = subscriptions::deactivate(conn, &[1], "test").unwrap();
+        assert_eq!(removed, 1);
+        let (as_of, changes) = routing::catch_up(conn, 0).unwrap().unwrap();
+        assert_eq!((as_of, changes.len()), (1, 1));
+        assert!(!changes[0].subscription.active);
+    }
+
+    #[test]
+    fn a_sqlite_database_of_the_previous_release_upgrades_in_place_with_nothing_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let path = path.to_str().unwrap();
+        {
+            let mut old = SqliteConnection::establish(path).unwrap();
+            for _ in 0..previous_release::<diesel::sqlite::Sqlite>(SQLITE_MIGRATIONS) {
+                old.run_next_migration(SQLITE_MIGRATIONS).unwrap();
+            }
+            old.batch_execute(PREVIOUS_RELEASE_ROWS).unwrap();
+        }
+        assert_upgraded_in_place(&Store::open(path, 2).unwrap());
+    }
+
+    #[test]
+    fn a_postgres_database_of_the_previous_release_upgrades_in_place_with_nothing_lost() {
+        let Ok(url) = std::env::var("HOOKRELAY_TEST_POSTGRES_URL") else {
+            eprintln!("HOOKRELAY_TEST_POSTGRES_URL not set: PostgreSQL upgrade test skipped");
+            return;
+        };
+        let name = format!("hookrelay_up_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = PgConnection::establish(&url).unwrap();
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap();
+        let base = url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&url);
+        let db_url = format!("{base}/{name}");
+        {
+            let mut old = PgConnection::establish(&db_url).unwrap();
+            for _ in 0..previous_release::<diesel::pg::Pg>(POSTGRES_MIGRATIONS) {
+                old.run_next_migration(POSTGRES_MIGRATIONS).unwrap();
+            }
+            old.batch_execute(PREVIOUS_RELEASE_ROWS).unwrap();
+            let store = Store::open(&db_url, 2).unwrap();
+            assert_upgraded_in_place(&store);
+        }
+        admin
+            .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
+            .unwrap();
+    }
+
     #[test]
     fn unsynced_writes_are_synced_through_the_wal_file() {
         use diesel::RunQueryDsl;
