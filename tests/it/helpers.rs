@@ -336,6 +336,17 @@ impl TestApp {
         app
     }
 
+    /// A server (with `--allow-private-endpoints` plus `args`) on the SQLite
+    /// file `path`, wherever it is (a small file system, say).
+    pub async fn spawn_on_sqlite_file(path: &std::path::Path, args: &[&str]) -> TestApp {
+        let mut full = vec!["--database-url", path.to_str().expect("utf-8 path")];
+        full.extend_from_slice(args);
+        let mut app = Self::unstarted(true, &full, None, false);
+        app.db_path = path.to_path_buf();
+        app.start().await;
+        app
+    }
+
     /// A server on the backend chosen by `HOOKRELAY_TEST_BACKEND`
     /// (see [`test_backend`]): its own SQLite file, or its own fresh
     /// PostgreSQL database.

@@ -31,6 +31,7 @@ mod internal_api;
 mod outage;
 mod postgres;
 mod private_pg;
+mod storage;
 mod subscriptions;
 mod verification;
 
