@@ -180,6 +180,24 @@ pub struct ServeArgs {
     /// Database connections in the pool.
     #[arg(long, env = "HOOKRELAY_DB_POOL_SIZE", default_value_t = 8)]
     pub db_pool_size: u32,
+
+    /// Most active subscriptions one subscriber token may have; a create
+    /// past it answers 422 `too_many_subscriptions`. Also the default page
+    /// size of `GET /v1/subscription`.
+    #[arg(long, env = "HOOKRELAY_MAX_SUBSCRIPTIONS_PER_TOKEN", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_subscriptions_per_token: u32,
+
+    /// Time a client has to send a request body once its headers are in;
+    /// past it the connection answers 408 and is closed. (Headers must
+    /// arrive within 5 s of connecting, and an idle keep-alive connection
+    /// is closed after 30 s.)
+    #[arg(long, env = "HOOKRELAY_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+
+    /// Most open connections per listener; past it new connections wait
+    /// in the kernel's accept queue until one closes.
+    #[arg(long, env = "HOOKRELAY_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
 }
 
 /// The delays between attempts of one delivery.

@@ -18,14 +18,28 @@ pub enum ApiError {
     Unauthorized(String),
     #[error("{0}")]
     NotFound(String),
+    /// The path exists, not with this method; `allow` lists those it has.
+    #[error("{message}")]
+    MethodNotAllowed { message: String, allow: String },
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// The body did not arrive in time; the connection is closed.
+    #[error("{0}")]
+    RequestTimeout(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
     /// Well-formed but refused: an unknown event type, an endpoint that failed
     /// validation, a private address.
     #[error("{message}")]
     Unprocessable { code: &'static str, message: String },
+    /// It conflicts with what exists: a duplicate, an idempotency key used
+    /// for another event. `details` are more fields of the error body.
+    #[error("{message}")]
+    Conflict {
+        code: &'static str,
+        message: String,
+        details: Option<serde_json::Value>,
+    },
     /// The node cannot take the request now; the caller should retry.
     #[error("{0}")]
     Unavailable(String),
@@ -55,10 +69,14 @@ impl ApiError {
     /// The machine-readable code of the error body.
     pub fn code(&self) -> &'static str {
         match self {
-            ApiError::BadRequest { code, .. } | ApiError::Unprocessable { code, .. } => code,
+            ApiError::BadRequest { code, .. }
+            | ApiError::Unprocessable { code, .. }
+            | ApiError::Conflict { code, .. } => code,
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::RequestTimeout(_) => "request_timeout",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::StorageUnavailable(_) => "storage_unavailable",
@@ -75,7 +93,17 @@ impl ApiError {
             }
             other => other.to_string(),
         };
-        json!({ "error": self.code(), "message": message })
+        let mut body = json!({ "error": self.code(), "message": message });
+        if let ApiError::Conflict {
+            details: Some(serde_json::Value::Object(more)),
+            ..
+        } = self
+        {
+            for (k, v) in more {
+                body[k] = v.clone();
+            }
+        }
+        body
     }
 }
 
@@ -85,9 +113,12 @@ impl ResponseError for ApiError {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Unavailable(_) | ApiError::StorageUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -109,6 +140,12 @@ impl ResponseError for ApiError {
             }
             ApiError::StorageUnavailable(_) => {
                 response.insert_header(("Retry-After", "2"));
+            }
+            ApiError::RequestTimeout(_) => {
+                response.force_close();
+            }
+            ApiError::MethodNotAllowed { allow, .. } => {
+                response.insert_header(("Allow", allow.as_str()));
             }
             _ => {}
         }

@@ -8,6 +8,8 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::api::quote;
+
 /// Allowed `contextObjectType` values.
 pub const CONTEXT_OBJECT_TYPES: &[&str] = &[
     "ASSESSMENT_RUN",
@@ -133,10 +135,20 @@ fn optional<'a>(obj: &'a Map<String, Value>, field: &str) -> Option<&'a Value> {
 
 fn integer(field: &str, v: &Value) -> Result<i64, EventError> {
     v.as_i64().ok_or_else(|| {
-        invalid(format!(
-            "`{field}` must be an integer (a whole number within 64 bits), got {}",
-            type_name(v)
-        ))
+        let whole = v.as_u64().is_some() || v.as_f64().is_some_and(|f| f.fract() == 0.0);
+        invalid(if whole {
+            format!(
+                "`{field}` is {}, out of range: it must be an integer from {} to {}",
+                quote(&v.to_string()),
+                i64::MIN,
+                i64::MAX
+            )
+        } else {
+            format!(
+                "`{field}` must be an integer (a whole number within 64 bits), got {}",
+                type_name(v)
+            )
+        })
     })
 }
 
@@ -150,7 +162,8 @@ fn one_of(field: &str, s: &str, allowed: &[&str]) -> Result<String, EventError> 
         Ok(s.to_string())
     } else {
         Err(invalid(format!(
-            "`{field}` is `{s}`, which is not one of: {}",
+            "`{field}` is `{}`, which is not one of: {}",
+            quote(s),
             allowed.join(", ")
         )))
     }
@@ -168,7 +181,8 @@ fn timestamp(s: &str) -> Result<String, EventError> {
         });
     if !shape_ok || !real_date_time(s.as_bytes()) {
         return Err(invalid(format!(
-            "`timestamp` is `{s}`; it must be a UTC time in the form yyyy-MM-ddTHH:mm:ssZ, like 2021-06-29T18:16:06Z"
+            "`timestamp` is `{}`; it must be a UTC time in the form yyyy-MM-ddTHH:mm:ssZ, like 2021-06-29T18:16:06Z",
+            quote(s)
         )));
     }
     Ok(s.to_string())
@@ -199,7 +213,8 @@ fn extra_info(v: Value) -> Result<Value, EventError> {
     for key in obj.keys() {
         if !["type", "value", "previousValue"].contains(&key.as_str()) {
             return Err(invalid(format!(
-                "`extraInfo.{key}` is not a known field; extraInfo has `type`, `value` and optional `previousValue`"
+                "`extraInfo.{}` is not a known field; extraInfo has `type`, `value` and optional `previousValue`",
+                quote(key)
             )));
         }
     }
@@ -263,6 +278,7 @@ struct Fields<'a> {
     triggering_user_name: Option<Cow<'a, str>>,
     #[serde(borrow)]
     timestamp: Cow<'a, str>,
+    #[serde(default, deserialize_with = "crate::json::strict_option")]
     extra_info: Option<Value>,
     #[serde(borrow)]
     event_id: Option<Cow<'a, str>>,
@@ -279,7 +295,8 @@ fn fields_of(value: &Value) -> Result<Fields<'_>, EventError> {
     })?;
     if let Some(unknown) = obj.keys().find(|k| !KNOWN_FIELDS.contains(&k.as_str())) {
         return Err(invalid(format!(
-            "`{unknown}` is not a known event field; the fields are: {}",
+            "`{}` is not a known event field; the fields are: {}",
+            quote(unknown),
             KNOWN_FIELDS.join(", ")
         )));
     }
@@ -366,7 +383,7 @@ impl Event {
         if !is_known_type(&parsed.event) {
             return Err(EventError::UnknownEventType(format!(
                 "`event` is `{}`, which is not a registered event type; GET /internal/v1/event-types lists them and PUT /internal/v1/event-types/{{name}} adds one",
-                parsed.event
+                quote(&parsed.event)
             )));
         }
         Ok(parsed)

@@ -292,17 +292,29 @@ fn settle(
     for (count, reply) in parts {
         let mut results = Vec::with_capacity(count);
         for (prepared, stored) in events.by_ref().take(count) {
-            if let Stored::Duplicate {
-                event_id,
-                deliveries,
-            } = stored
-            {
-                results.push(Published {
+            match stored {
+                Stored::Duplicate {
                     event_id,
-                    deliveries: deliveries.max(0) as usize,
-                    repeated: true,
-                });
-                continue;
+                    deliveries,
+                } => {
+                    results.push(Published {
+                        event_id,
+                        deliveries: deliveries.max(0) as usize,
+                        repeated: true,
+                        conflicting: false,
+                    });
+                    continue;
+                }
+                Stored::Conflict { event_id } => {
+                    results.push(Published {
+                        event_id,
+                        deliveries: 0,
+                        repeated: true,
+                        conflicting: true,
+                    });
+                    continue;
+                }
+                Stored::New => {}
             }
             let PreparedEvent {
                 event,
@@ -314,6 +326,7 @@ fn settle(
                 event_id: event.id,
                 deliveries: deliveries.len(),
                 repeated: false,
+                conflicting: false,
             });
             ingested.inc(event.event);
             let body = Bytes::from(event.body);

@@ -12,6 +12,7 @@ pub mod endpoint_url;
 pub mod error;
 pub mod event;
 pub mod group_commit;
+pub mod json;
 pub mod metrics;
 pub mod publisher;
 pub mod router;

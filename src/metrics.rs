@@ -428,20 +428,33 @@ impl EndpointMetrics {
         g.paused.store(i64::from(paused), Ordering::Relaxed);
     }
 
-    /// Drops the endpoint's gauges (a stopped actor reports nothing); its
-    /// counters stay so that rates stay correct.
-    pub fn remove_gauges(&self) {
+    /// Drops every series of the endpoint: its actor stopped (dead,
+    /// unused, or moved to another node, which reports it from then on), so
+    /// `/metrics` stays as large as the live endpoints make it. Nothing is
+    /// dropped when a newer actor of the same endpoint runs already.
+    pub fn remove(&self) {
         let mut table = METRICS
             .endpoint_gauges
             .endpoints
             .write()
             .unwrap_or_else(|p| p.into_inner());
-        // A newer actor of the same endpoint may have replaced the entry.
-        if table
+        if !table
             .get(&self.id)
             .is_some_and(|g| Arc::ptr_eq(g, &self.gauges))
         {
-            table.remove(&self.id);
+            return;
         }
+        table.remove(&self.id);
+        let label = self.label.as_str();
+        for outcome in ["succeeded", "dead"] {
+            let _ = METRICS.deliveries.remove_label_values(&[label, outcome]);
+        }
+        for outcome in ATTEMPT_OUTCOMES {
+            let _ = METRICS.attempts.remove_label_values(&[label, outcome]);
+        }
+        for outcome in ["success", "failure"] {
+            let _ = METRICS.verifications.remove_label_values(&[label, outcome]);
+        }
+        let _ = METRICS.duration.remove_label_values(&[label]);
     }
 }

@@ -43,6 +43,9 @@ pub struct Published {
     pub deliveries: usize,
     /// True when the idempotency key was seen before: nothing new was stored.
     pub repeated: bool,
+    /// True when the idempotency key was seen before with another event:
+    /// nothing was stored (`event_id` is the earlier event's).
+    pub conflicting: bool,
 }
 
 /// Why a publish failed; the publisher should retry.

@@ -165,52 +165,32 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
             max_body_bytes: args.max_body_bytes,
             max_batch_events: args.max_batch_events,
             internal_token_hash: args.internal_token.as_deref().map(crate::token::hash),
+            max_subscriptions_per_token: args.max_subscriptions_per_token,
+            request_timeout: args.request_timeout,
         }),
         ready: Arc::new(AtomicBool::new(false)),
         node_id: node_id.clone(),
     };
 
-    let public_state = web::Data::new(state.clone());
-    let public = HttpServer::new(move || {
-        App::new()
-            .app_data(public_state.clone())
-            .configure(api::public::routes)
-            .default_service(web::to(api::not_found))
-    })
-    .workers(threads)
-    .disable_signals()
-    .shutdown_timeout(args.shutdown_timeout.as_secs().max(1))
-    .bind(args.public_addr)
-    .map_err(|source| StartError::Bind {
-        which: "public",
-        addr: args.public_addr,
-        source,
-    })?;
-    let internal_state = web::Data::new(state.clone());
-    let internal = HttpServer::new(move || {
-        App::new()
-            .app_data(internal_state.clone())
-            .configure(api::internal::routes)
-            .default_service(web::to(api::not_found))
-    })
-    .workers(threads)
-    .disable_signals()
-    .shutdown_timeout(args.shutdown_timeout.as_secs().max(1))
-    .bind(args.internal_addr)
-    .map_err(|source| StartError::Bind {
-        which: "internal",
-        addr: args.internal_addr,
-        source,
-    })?;
-
-    let public_addr = public.addrs().first().copied().unwrap_or(args.public_addr);
-    let internal_addr = internal
-        .addrs()
-        .first()
-        .copied()
-        .unwrap_or(args.internal_addr);
-    let public = public.run();
-    let internal = internal.run();
+    let limits = ListenerLimits {
+        workers: threads,
+        shutdown_timeout: args.shutdown_timeout,
+        max_connections: args.max_connections as usize,
+    };
+    let (public, public_addr) = bind(
+        "public",
+        args.public_addr,
+        &state,
+        api::public::routes,
+        &limits,
+    )?;
+    let (internal, internal_addr) = bind(
+        "internal",
+        args.internal_addr,
+        &state,
+        api::internal::routes,
+        &limits,
+    )?;
     let (public_handle, internal_handle) = (public.handle(), internal.handle());
     actix_rt::spawn(public);
     actix_rt::spawn(internal);
@@ -262,6 +242,54 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
     }
     log::info!("stopped");
     Ok(())
+}
+
+/// A client must send its request headers within this long of connecting
+/// (or of its previous request, on a kept-alive connection), or gets a 408
+/// and the connection is closed.
+const HEADERS_WITHIN: Duration = Duration::from_secs(5);
+/// An idle kept-alive connection is closed after this long.
+const KEEP_ALIVE: Duration = Duration::from_secs(30);
+
+/// What both listeners are bounded by.
+struct ListenerLimits {
+    workers: usize,
+    shutdown_timeout: Duration,
+    /// Open connections per listener (over all its workers).
+    max_connections: usize,
+}
+
+/// Binds one listener with its routes; `which` names it in errors.
+fn bind(
+    which: &'static str,
+    addr: std::net::SocketAddr,
+    state: &AppState,
+    routes: fn(&mut web::ServiceConfig),
+    limits: &ListenerLimits,
+) -> Result<(actix_web::dev::Server, std::net::SocketAddr), StartError> {
+    let state = web::Data::new(state.clone());
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .wrap(api::json_errors())
+            .configure(routes)
+            .default_service(web::to(api::not_found))
+    })
+    .workers(limits.workers)
+    .disable_signals()
+    .shutdown_timeout(limits.shutdown_timeout.as_secs().max(1))
+    .client_request_timeout(HEADERS_WITHIN)
+    .client_disconnect_timeout(Duration::from_secs(1))
+    .keep_alive(KEEP_ALIVE)
+    .max_connections(limits.max_connections.div_ceil(limits.workers).max(1))
+    .bind(addr)
+    .map_err(|source| StartError::Bind {
+        which,
+        addr,
+        source,
+    })?;
+    let bound = server.addrs().first().copied().unwrap_or(addr);
+    Ok((server.run(), bound))
 }
 
 /// What a node reads from the database at start.

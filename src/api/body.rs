@@ -1,25 +1,48 @@
-//! Request bodies: the size limit (413), the JSON content type (415), and
-//! JSON parsing with errors that say what is wrong (400).
+//! Request bodies: the size limit (413), the time limit (408), the JSON
+//! content type (415), and JSON parsing with errors that say what is wrong
+//! (400), duplicate keys included.
 
 use actix_web::{HttpRequest, web};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use super::ApiSettings;
 use crate::error::{ApiError, body_too_large};
 
-/// Reads the whole body, at most `limit` bytes, and parses it as JSON.
+/// Reads the whole body (within the size and time limits of `settings`)
+/// and parses it as JSON.
 pub async fn read_json(
     req: &HttpRequest,
     payload: web::Payload,
-    limit: usize,
+    settings: &ApiSettings,
 ) -> Result<Value, ApiError> {
-    parse_json(&read_body(req, payload, limit).await?)
+    parse_json(&read_body(req, payload, settings).await?)
 }
 
-/// Reads the whole body of a JSON request, at most `limit` bytes; refuses
-/// another content type and an empty body.
+/// Reads the whole body of a JSON request, at most `--max-body-bytes`,
+/// within `--request-timeout`; refuses another content type and an empty
+/// body.
 pub async fn read_body(
+    req: &HttpRequest,
+    payload: web::Payload,
+    settings: &ApiSettings,
+) -> Result<web::Bytes, ApiError> {
+    match tokio::time::timeout(
+        settings.request_timeout,
+        read_body_within(req, payload, settings.max_body_bytes),
+    )
+    .await
+    {
+        Ok(body) => body,
+        Err(_) => Err(ApiError::RequestTimeout(format!(
+            "the request body did not arrive within {} (--request-timeout); send it at once",
+            humantime::format_duration(settings.request_timeout)
+        ))),
+    }
+}
+
+async fn read_body_within(
     req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,
@@ -70,9 +93,10 @@ pub async fn read_body(
     Ok(buf.freeze())
 }
 
-/// Parses a body read by `read_body`.
+/// Parses a body read by `read_body`; an object with the same key twice is
+/// refused (which one would count is a guess).
 pub fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
-    serde_json::from_slice(body).map_err(|e| {
+    crate::json::parse_strict(body).map_err(|e| {
         ApiError::bad_request(
             "invalid_json",
             format!("the request body is not valid JSON: {e}"),
@@ -84,4 +108,25 @@ pub fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
 pub fn typed<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
     serde_json::from_value(value)
         .map_err(|e| ApiError::bad_request("invalid_field", format!("{e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_object_with_a_key_twice_is_refused_at_any_depth() {
+        assert!(parse_json(br#"{"a":1,"a":2}"#).is_err());
+        assert!(parse_json(br#"[{"x":{"b":1,"b":1}}]"#).is_err());
+        assert_eq!(
+            parse_json(br#"{"a":[1,{"b":null}],"c":"d"}"#).unwrap(),
+            serde_json::json!({"a":[1,{"b":null}],"c":"d"})
+        );
+        assert!(parse_json(b"{} x").is_err(), "trailing text");
+        assert_eq!(parse_json(b"1.5").unwrap(), serde_json::json!(1.5));
+        assert_eq!(
+            parse_json(b"18446744073709551615").unwrap(),
+            serde_json::json!(u64::MAX)
+        );
+    }
 }

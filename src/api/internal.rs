@@ -11,6 +11,8 @@ use serde_json::{Value, json};
 
 use super::auth::Operator;
 use super::body::{parse_json, read_body, read_json, typed};
+use super::page::{id_cursor, next_cursor};
+use super::resource::Resource;
 use super::{State, format_time};
 use crate::catalog;
 use crate::delivery::endpoint::{Job, Status};
@@ -28,25 +30,20 @@ use crate::token;
 const MAX_PAGE: i64 = 500;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/health", web::get().to(health))
-        .route("/metrics", web::get().to(metrics))
-        .route("/internal/v1/events", web::post().to(push_one))
-        .route("/internal/v1/events/batch", web::post().to(push_batch))
-        .route("/internal/v1/tokens", web::post().to(create_token))
-        .route("/internal/v1/event-types", web::get().to(list_event_types))
-        .route(
-            "/internal/v1/event-types/{name}",
-            web::put().to(put_event_type),
-        )
-        .route("/internal/v1/endpoints", web::get().to(list_endpoints))
-        .route(
-            "/internal/v1/dead-letters",
-            web::get().to(list_dead_letters),
-        )
-        .route(
-            "/internal/v1/dead-letters/{id}/replay",
-            web::post().to(replay_dead_letter),
-        );
+    for resource in [
+        Resource::at("/health").get(health),
+        Resource::at("/metrics").get(metrics),
+        Resource::at("/internal/v1/events").post(push_one),
+        Resource::at("/internal/v1/events/batch").post(push_batch),
+        Resource::at("/internal/v1/tokens").post(create_token),
+        Resource::at("/internal/v1/event-types").get(list_event_types),
+        Resource::at("/internal/v1/event-types/{name}").put(put_event_type),
+        Resource::at("/internal/v1/endpoints").get(list_endpoints),
+        Resource::at("/internal/v1/dead-letters").get(list_dead_letters),
+        Resource::at("/internal/v1/dead-letters/{id}/replay").post(replay_dead_letter),
+    ] {
+        cfg.service(resource.done());
+    }
 }
 
 async fn health(state: State) -> HttpResponse {
@@ -158,6 +155,17 @@ async fn publish(state: &State, events: Vec<Incoming>) -> Result<Vec<Published>,
     }
 }
 
+/// The 409 for an idempotency key used before with a different event.
+fn idempotency_conflict(earlier: &str) -> ApiError {
+    ApiError::Conflict {
+        code: "idempotency_conflict",
+        message: format!(
+            "this idempotency key (Idempotency-Key or eventId) was used for a different event ({earlier}) within --idempotency-retention; nothing was stored. Use a new key for a new event"
+        ),
+        details: Some(json!({ "eventId": earlier })),
+    }
+}
+
 /// The answer to a single push.
 #[derive(serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -187,7 +195,7 @@ async fn push_one(
             Some(key.to_string())
         }
     };
-    let body = read_body(&req, payload, state.settings.max_body_bytes).await?;
+    let body = read_body(&req, payload, &state.settings).await?;
     let event = EventChecker::default().check(&state, &body).await?;
     let idempotency_key = header_key.or_else(|| event.event_id.clone());
     let mut published = publish(
@@ -201,6 +209,9 @@ async fn push_one(
     let p = published
         .pop()
         .ok_or_else(|| ApiError::Internal("the router answered no result".into()))?;
+    if p.conflicting {
+        return Err(idempotency_conflict(&p.event_id));
+    }
     let mut answer = HttpResponse::Accepted();
     if p.repeated {
         answer.insert_header(("Idempotent-Replayed", "true"));
@@ -217,7 +228,7 @@ async fn push_batch(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let body = read_body(&req, payload, state.settings.max_body_bytes).await?;
+    let body = read_body(&req, payload, &state.settings).await?;
     // Each event is kept as its JSON text and validated from it.
     let items: Vec<&RawValue> = match serde_json::from_slice(&body) {
         Ok(items) => items,
@@ -229,6 +240,12 @@ async fn push_batch(
             ));
         }
     };
+    if items.is_empty() {
+        return Err(ApiError::bad_request(
+            "empty_batch",
+            "the batch is an empty array; send at least one event",
+        ));
+    }
     let limit = state.settings.max_batch_events;
     if items.len() > limit {
         return Err(ApiError::PayloadTooLarge(format!(
@@ -261,21 +278,32 @@ async fn push_batch(
             }
         }
     }
-    let accepted = valid.len();
-    let rejected = items.len() - accepted;
+    let mut accepted = valid.len();
     if accepted > 0 {
         let published = publish(&state, valid).await?;
         for (index, p) in valid_index.into_iter().zip(published) {
-            results[index] = json!({
-                "index": index,
-                "status": "accepted",
-                "eventId": p.event_id,
-                "deliveries": p.deliveries,
-            });
+            results[index] = if p.conflicting {
+                accepted -= 1;
+                let error = idempotency_conflict(&p.event_id).body();
+                json!({
+                    "index": index,
+                    "status": "rejected",
+                    "error": error["error"],
+                    "message": error["message"],
+                })
+            } else {
+                json!({
+                    "index": index,
+                    "status": "accepted",
+                    "eventId": p.event_id,
+                    "deliveries": p.deliveries,
+                })
+            };
         }
     }
+    let rejected = items.len() - accepted;
     let body = json!({ "results": results, "accepted": accepted, "rejected": rejected });
-    if accepted == 0 && rejected > 0 {
+    if accepted == 0 {
         let mut body = body;
         body["error"] = json!("invalid_events");
         body["message"] =
@@ -298,7 +326,7 @@ async fn create_token(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let body: CreateToken = typed(read_json(&req, payload, state.settings.max_body_bytes).await?)?;
+    let body: CreateToken = typed(read_json(&req, payload, &state.settings).await?)?;
     let (mp, user) = (body.marketplace_id, body.user_id);
     let token = state
         .store
@@ -335,7 +363,7 @@ async fn put_event_type(
 ) -> Result<HttpResponse, ApiError> {
     let name = name.into_inner();
     catalog::validate_name(&name).map_err(|m| ApiError::bad_request("invalid_event_type", m))?;
-    let body: PutEventType = typed(read_json(&req, payload, state.settings.max_body_bytes).await?)?;
+    let body: PutEventType = typed(read_json(&req, payload, &state.settings).await?)?;
     let description = body.description.trim().to_string();
     if description.is_empty() || description.len() > 500 {
         return Err(ApiError::bad_request(
@@ -390,22 +418,6 @@ fn page(req: &HttpRequest) -> Result<Page, ApiError> {
     Ok(page)
 }
 
-/// Cuts rows read with `limit + 1` down to `limit`; the cursor of the next
-/// page when there is one.
-fn next_cursor<T>(
-    rows: &mut Vec<T>,
-    limit: i64,
-    cursor_of: impl Fn(&T) -> String,
-) -> Option<String> {
-    let more = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
-    if more {
-        rows.last().map(cursor_of)
-    } else {
-        None
-    }
-}
-
 async fn list_endpoints(
     _op: Operator,
     state: State,
@@ -413,12 +425,7 @@ async fn list_endpoints(
 ) -> Result<HttpResponse, ApiError> {
     let page = page(&req)?;
     let limit = page.limit();
-    let after: i64 = match page.cursor.as_deref() {
-        None | Some("") => 0,
-        Some(c) => c.parse().map_err(|_| {
-            ApiError::bad_request("invalid_query", "`cursor` must be a value of `nextCursor`")
-        })?,
-    };
+    let after = id_cursor(page.cursor.as_deref())?;
     let mut rows = state
         .store
         .run(move |conn| endpoints::page(conn, after, limit + 1))

@@ -6,7 +6,9 @@
 pub mod auth;
 pub mod body;
 pub mod internal;
+pub mod page;
 pub mod public;
+pub mod resource;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +31,9 @@ pub struct ApiSettings {
     pub max_batch_events: usize,
     /// SHA-256 of the internal token, when one is configured.
     pub internal_token_hash: Option<String>,
+    pub max_subscriptions_per_token: u32,
+    /// Time a request body may take to arrive.
+    pub request_timeout: Duration,
 }
 
 /// Shared by every handler of both listeners.
@@ -67,6 +72,66 @@ impl AppState {
     }
 }
 
+/// Makes every error answer JSON `{"error","message"}`, also those the
+/// framework writes itself (a malformed path or query, a body it could not
+/// read): an answer of 400 or more without a JSON body gets one.
+pub fn json_errors<B: actix_web::body::MessageBody + 'static>()
+-> actix_web::middleware::ErrorHandlers<B> {
+    actix_web::middleware::ErrorHandlers::new().default_handler(json_error_body)
+}
+
+fn json_error_body<B>(
+    res: actix_web::dev::ServiceResponse<B>,
+) -> actix_web::Result<actix_web::middleware::ErrorHandlerResponse<B>> {
+    use actix_web::middleware::ErrorHandlerResponse;
+    let is_json = res
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+    let status = res.status();
+    let (code, hint) = match status.as_u16() {
+        400 => ("bad_request", "the request is malformed"),
+        404 => (
+            "not_found",
+            "there is no such route; see the README for the API",
+        ),
+        405 => ("method_not_allowed", "this method is not allowed here"),
+        408 => (
+            "request_timeout",
+            "the request did not arrive in time; send it at once",
+        ),
+        413 => ("payload_too_large", "the request is too large"),
+        414 => ("uri_too_long", "the request path is too long"),
+        431 => (
+            "request_header_fields_too_large",
+            "the request headers are too large",
+        ),
+        s if s >= 500 => (
+            "internal_error",
+            "hookrelay hit an internal error; the cause is in its log",
+        ),
+        _ => ("http_error", "the request was refused"),
+    };
+    let (req, original) = res.into_parts();
+    let mut answer = HttpResponse::build(status);
+    for (name, value) in original.headers() {
+        if name != actix_web::http::header::CONTENT_TYPE
+            && name != actix_web::http::header::CONTENT_LENGTH
+        {
+            answer.insert_header((name.clone(), value.clone()));
+        }
+    }
+    let answer =
+        answer.json(serde_json::json!({ "error": code, "message": format!("{hint} ({status})") }));
+    Ok(ErrorHandlerResponse::Response(
+        actix_web::dev::ServiceResponse::new(req, answer).map_into_right_body(),
+    ))
+}
+
 /// Unknown paths answer a JSON 404.
 pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound(format!(
@@ -74,6 +139,18 @@ pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
         req.method(),
         req.path()
     )))
+}
+
+/// Most characters of a caller's value quoted back in an error message.
+pub const QUOTE_AT_MOST: usize = 100;
+
+/// A caller's value as quoted in an error message: at most
+/// `QUOTE_AT_MOST` characters, and `…` when it was cut.
+pub fn quote(value: &str) -> std::borrow::Cow<'_, str> {
+    match value.char_indices().nth(QUOTE_AT_MOST) {
+        None => value.into(),
+        Some((cut, _)) => format!("{}…", &value[..cut]).into(),
+    }
 }
 
 /// RFC 3339 UTC with whole seconds, as in the event format.

@@ -8,6 +8,8 @@ use serde_json::json;
 
 use super::auth::Caller;
 use super::body::{read_json, typed};
+use super::page::{PageQuery, next_cursor};
+use super::resource::Resource;
 use super::{State, format_time, path_id};
 use crate::catalog;
 use crate::delivery::endpoint::Status;
@@ -16,14 +18,18 @@ use crate::endpoint_url::{EndpointError, EndpointUrl};
 use crate::error::ApiError;
 use crate::router::EndpointAddr;
 use crate::signing::Secret;
-use crate::store::subscriptions::{self, RouteRow};
+use crate::store::subscriptions::{self, Created, RouteRow};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/subscription/events", web::get().to(list_event_types))
-        .route("/v1/subscription", web::get().to(list))
-        .route("/v1/subscription", web::post().to(create))
-        .route("/v1/subscription/{id}", web::get().to(get))
-        .route("/v1/subscription/{id}", web::delete().to(delete));
+    for resource in [
+        Resource::at("/v1/subscription/events").get(list_event_types),
+        Resource::at("/v1/subscription").get(list).post(create),
+        Resource::at("/v1/subscription/{id}")
+            .get(get)
+            .delete(delete),
+    ] {
+        cfg.service(resource.done());
+    }
 }
 
 #[derive(Deserialize)]
@@ -53,13 +59,51 @@ async fn list_event_types(_caller: Caller, state: State) -> HttpResponse {
     HttpResponse::Ok().json(json!({ "events": events }))
 }
 
-async fn list(caller: Caller, state: State) -> Result<HttpResponse, ApiError> {
-    let rows = state
+/// `GET /v1/subscription?limit=&cursor=`: oldest first; the default page
+/// holds as many as a token may have, so one call lists them all.
+async fn list(caller: Caller, state: State, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let query = web::Query::<PageQuery>::from_query(req.query_string())
+        .map_err(|e| ApiError::bad_request("invalid_query", format!("bad query parameters: {e}")))?
+        .into_inner();
+    let max = i64::from(state.settings.max_subscriptions_per_token);
+    let limit = query.limit(max, max.max(1000))?;
+    let after = query.after_id()?;
+    let mut rows = state
         .store
-        .run(move |conn| subscriptions::list_for_owner(conn, caller.marketplace_id, caller.user_id))
+        .run(move |conn| {
+            subscriptions::page_for_owner(
+                conn,
+                caller.marketplace_id,
+                caller.user_id,
+                after,
+                limit + 1,
+            )
+        })
         .await?;
+    let next = next_cursor(&mut rows, limit, |r| r.subscription.id.to_string());
     let items: Vec<_> = rows.iter().map(subscription_json).collect();
-    Ok(HttpResponse::Ok().json(json!({ "subscriptions": items })))
+    Ok(HttpResponse::Ok().json(json!({ "subscriptions": items, "nextCursor": next })))
+}
+
+/// The 409 for a subscription the caller has already.
+fn duplicate(id: i64) -> ApiError {
+    ApiError::Conflict {
+        code: "duplicate_subscription",
+        message: format!(
+            "you are subscribed to this event at this endpoint already (subscription {id}); nothing was changed"
+        ),
+        details: Some(json!({ "subscriptionId": id })),
+    }
+}
+
+/// The 422 past `--max-subscriptions-per-token`.
+fn too_many(count: i64) -> ApiError {
+    ApiError::unprocessable(
+        "too_many_subscriptions",
+        format!(
+            "this token has {count} active subscriptions, the most allowed (--max-subscriptions-per-token); delete one first"
+        ),
+    )
 }
 
 async fn create(
@@ -68,8 +112,7 @@ async fn create(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let body: CreateSubscription =
-        typed(read_json(&req, payload, state.settings.max_body_bytes).await?)?;
+    let body: CreateSubscription = typed(read_json(&req, payload, &state.settings).await?)?;
     let secret =
         Secret::parse(&body.secret).map_err(|m| ApiError::bad_request("invalid_field", m))?;
     let endpoint = EndpointUrl::parse(&body.endpoint).map_err(|e| match e {
@@ -93,6 +136,26 @@ async fn create(
             ),
         ));
     }
+    let (event, url) = (body.event.clone(), endpoint.as_str().to_string());
+    let max = i64::from(state.settings.max_subscriptions_per_token);
+    let (same, count) = state
+        .store
+        .run(move |conn| {
+            let (mp, user) = (caller.marketplace_id, caller.user_id);
+            Ok((
+                subscriptions::find_same(conn, mp, user, &event, &url)?,
+                subscriptions::count_for_owner(conn, mp, user)?,
+            ))
+        })
+        .await?;
+    // Before the verification call: nothing is sent for a refused create.
+    // (Checked again when storing, against concurrent creates.)
+    if let Some(id) = same {
+        return Err(duplicate(id));
+    }
+    if count >= max {
+        return Err(too_many(count));
+    }
     endpoint
         .check_reachable_safely(state.settings.allow_private_endpoints)
         .await
@@ -111,25 +174,31 @@ async fn create(
         ));
     }
     let url = endpoint.as_str().to_string();
-    let row = state
+    let created = state
         .store
         .run(move |conn| {
             let endpoint_id = subscriptions::endpoint_id_for(conn, &url)?;
             crate::store::endpoints::revive(conn, endpoint_id)?;
-            let subscription = subscriptions::insert(
+            let created = subscriptions::create(
                 conn,
                 caller.marketplace_id,
                 caller.user_id,
                 &body.event,
                 endpoint_id,
                 secret.as_str(),
+                max,
             )?;
-            Ok(RouteRow {
-                subscription,
-                endpoint_url: url,
-            })
+            Ok((created, url))
         })
         .await?;
+    let row = match created {
+        (Created::New(subscription), endpoint_url) => RouteRow {
+            subscription,
+            endpoint_url,
+        },
+        (Created::Duplicate(id), _) => return Err(duplicate(id)),
+        (Created::TooMany(count), _) => return Err(too_many(count)),
+    };
     log::info!(
         "subscription {} created: marketplace {} user {} event {} endpoint {}",
         row.subscription.id,

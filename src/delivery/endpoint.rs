@@ -33,7 +33,7 @@ use chrono::{DateTime, Utc};
 
 use super::budget::{Charge, QUEUED};
 use super::health::{Effect, Health, Policy, State};
-use super::recorder::{Record, Recorded, Recorder, Records};
+use super::recorder::{Record, Recorded, Recorder, Records, SaveHealth};
 use super::retry;
 use super::sender::{self, Attempt};
 use crate::endpoint_url::EndpointUrl;
@@ -1044,7 +1044,7 @@ impl EndpointActor {
                             actor: ctx.address(),
                             subscription_ids,
                         });
-                        act.metrics.remove_gauges();
+                        act.metrics.remove();
                         ctx.stop();
                     }
                     Err(e) => {
@@ -1071,21 +1071,13 @@ impl EndpointActor {
         }
     }
 
-    fn save_health(&mut self, ctx: &mut Context<Self>) {
+    /// Hands the health to the recorder, which writes it with its next
+    /// batch (and again until it is written).
+    fn save_health(&mut self, _ctx: &mut Context<Self>) {
         self.health_dirty = false;
         self.health_saved_at = Instant::now();
-        let (store, row) = (self.store.clone(), (self.id, self.health_row()));
-        let save = async move {
-            store
-                .run(move |conn| endpoint_store::save_health(conn, &[row]))
-                .await
-        };
-        ctx.spawn(save.into_actor(self).map(|result, act, ctx| {
-            if let Err(e) = result {
-                log::error!("endpoint {}: could not save its health: {e}", act.id);
-                act.health_changed(ctx);
-            }
-        }));
+        self.recorder
+            .do_send(SaveHealth(self.id, self.health_row()));
     }
 }
 
@@ -1119,7 +1111,7 @@ impl Actor for EndpointActor {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
-        self.metrics.remove_gauges();
+        self.metrics.remove();
     }
 }
 
@@ -1213,7 +1205,7 @@ impl Handler<StopNow> for EndpointActor {
         if self.health_dirty {
             self.save_health(ctx);
         }
-        self.metrics.remove_gauges();
+        self.metrics.remove();
         ctx.stop();
     }
 }

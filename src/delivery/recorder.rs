@@ -1,11 +1,13 @@
 //! The recorder actor: collects delivery outcomes and attempt rows from every
-//! endpoint actor and writes them in batches (one transaction per flush, at
-//! most `FLUSH_EVERY` apart), so finishing a delivery costs no database round
-//! trip of its own. Losing an unflushed batch in a crash only means a
+//! endpoint actor, and their saved health, and writes them in batches (one
+//! blocking task per flush, at most `FLUSH_EVERY` apart), so finishing a
+//! delivery or changing health costs no database round trip of its own, and
+//! thousands of endpoints failing at once make one write, not thousands. Losing an unflushed batch in a crash only means a
 //! delivery is sent again (at-least-once). After each write it tells the
 //! endpoint actors which of their finished deliveries are now recorded
 //! (`Recorded`), so they need remember them only that long.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +15,7 @@ use actix::prelude::*;
 
 use crate::store::Store;
 use crate::store::deliveries::{self, Completion};
+use crate::store::endpoints::{self, HealthRow};
 use crate::store::models::NewAttempt;
 
 /// Longest time an outcome waits before it is written.
@@ -48,6 +51,11 @@ pub struct Recorded(pub Vec<Arc<str>>);
 /// Who to tell of a write, and what.
 type Ack = (Recipient<Recorded>, Vec<Arc<str>>);
 
+/// An endpoint's health to save (the latest one per endpoint is written).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SaveHealth(pub i64, pub HealthRow);
+
 /// Writes everything buffered; answers once it is stored (used on shutdown).
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -57,10 +65,14 @@ pub struct Recorder {
     store: Store,
     completions: Vec<Completion>,
     attempts: Vec<NewAttempt>,
+    health: HashMap<i64, HealthRow>,
     acks: Vec<Ack>,
     writing: bool,
     timer: Option<SpawnHandle>,
 }
+
+/// One write's rows.
+type Batch = (Vec<Completion>, Vec<NewAttempt>, Vec<(i64, HealthRow)>);
 
 impl Recorder {
     pub fn new(store: Store) -> Recorder {
@@ -68,6 +80,7 @@ impl Recorder {
             store,
             completions: Vec::new(),
             attempts: Vec::new(),
+            health: HashMap::new(),
             acks: Vec::new(),
             writing: false,
             timer: None,
@@ -81,7 +94,7 @@ impl Recorder {
         &mut self,
         ctx: &mut Context<Self>,
     ) -> Option<impl ActorFuture<Self, Output = ()> + 'static> {
-        if self.completions.is_empty() && self.attempts.is_empty() {
+        if self.completions.is_empty() && self.attempts.is_empty() && self.health.is_empty() {
             // Nothing to write: the outcomes of what the actors ask about
             // were written by an earlier write (or need none).
             for (to, ids) in self.acks.drain(..) {
@@ -93,15 +106,19 @@ impl Recorder {
             ctx.cancel_future(t);
         }
         self.writing = true;
-        let batch = Arc::new((
+        let batch: Arc<Batch> = Arc::new((
             std::mem::take(&mut self.completions),
             std::mem::take(&mut self.attempts),
+            std::mem::take(&mut self.health).into_iter().collect(),
         ));
         let acks = std::mem::take(&mut self.acks);
         let (store, written) = (self.store.clone(), batch.clone());
         let write = async move {
             store
-                .run(move |conn| deliveries::record(conn, &written.0, &written.1))
+                .run(move |conn| {
+                    deliveries::record(conn, &written.0, &written.1)?;
+                    endpoints::save_health(conn, &written.2)
+                })
                 .await
         };
         Some(write.into_actor(self).map(move |result, act, _| {
@@ -114,10 +131,15 @@ impl Recorder {
                 }
                 Err(e) => {
                     log::error!("could not record delivery outcomes ({e}); retrying");
-                    let (completions, attempts) =
+                    crate::metrics::METRICS.internal_errors.inc();
+                    let (completions, attempts, health) =
                         Arc::try_unwrap(batch).unwrap_or_else(|shared| (*shared).clone());
                     act.completions.splice(0..0, completions);
                     act.attempts.splice(0..0, attempts);
+                    for (id, row) in health {
+                        // A newer one may have come meanwhile.
+                        act.health.entry(id).or_insert(row);
+                    }
                     act.acks.splice(0..0, acks);
                 }
             }
@@ -141,7 +163,9 @@ impl Recorder {
     }
 
     fn schedule(&mut self, ctx: &mut Context<Self>) {
-        if self.timer.is_none() && !(self.completions.is_empty() && self.acks.is_empty()) {
+        if self.timer.is_none()
+            && !(self.completions.is_empty() && self.acks.is_empty() && self.health.is_empty())
+        {
             self.timer = Some(ctx.run_later(FLUSH_EVERY, |act, ctx| {
                 act.timer = None;
                 act.write(ctx);
@@ -174,6 +198,15 @@ impl Handler<Records> for Recorder {
         } else {
             self.schedule(ctx);
         }
+    }
+}
+
+impl Handler<SaveHealth> for Recorder {
+    type Result = ();
+
+    fn handle(&mut self, msg: SaveHealth, ctx: &mut Self::Context) {
+        self.health.insert(msg.0, msg.1);
+        self.schedule(ctx);
     }
 }
 

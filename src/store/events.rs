@@ -136,9 +136,12 @@ impl Reroute for FixedRoutes {
 pub enum Stored {
     /// Stored now.
     New,
-    /// Its idempotency key was seen before: the original event's id and
-    /// delivery count. Nothing was stored.
+    /// Its idempotency key was seen before, with the same event: the
+    /// original event's id and delivery count. Nothing was stored.
     Duplicate { event_id: String, deliveries: i32 },
+    /// Its idempotency key was seen before with a different event: the
+    /// earlier event's id. Nothing was stored.
+    Conflict { event_id: String },
 }
 
 /// Stores `batch` in one transaction and says, per event, whether it was new.
@@ -169,16 +172,25 @@ pub fn store_batch(
             .iter()
             .filter_map(|p| p.event.idempotency_key.as_deref())
             .collect();
-        let mut seen: HashMap<(i64, String), (String, i32)> = HashMap::new();
+        // (marketplace, key) → the event stored under it: id, delivery
+        // count, and its body (the canonical event, to tell a replay from a
+        // different event under the same key).
+        let mut seen: HashMap<(i64, String), (String, i32, String)> = HashMap::new();
         for chunk in keys.chunks(INSERT_CHUNK) {
-            let rows: Vec<(i64, Option<String>, String, i32)> = events::table
+            let rows: Vec<(i64, Option<String>, String, i32, String)> = events::table
                 .filter(events::idempotency_key.is_not_null())
                 .filter(events::idempotency_key.eq_any(chunk))
-                .select((events::marketplace_id, events::idempotency_key, events::id, events::delivery_count))
+                .select((
+                    events::marketplace_id,
+                    events::idempotency_key,
+                    events::id,
+                    events::delivery_count,
+                    events::body,
+                ))
                 .load(c)?;
-            for (mp, key, id, count) in rows {
+            for (mp, key, id, count, body) in rows {
                 if let Some(key) = key {
-                    seen.insert((mp, key), (id, count));
+                    seen.insert((mp, key), (id, count, body));
                 }
             }
         }
@@ -188,11 +200,15 @@ pub fn store_batch(
         for p in batch {
             if let Some(key) = &p.event.idempotency_key {
                 let k = (p.event.marketplace_id, key.clone());
-                if let Some((id, count)) = seen.get(&k) {
-                    outcome.push(Stored::Duplicate { event_id: id.clone(), deliveries: *count });
+                if let Some((id, count, body)) = seen.get(&k) {
+                    outcome.push(if *body == p.event.body {
+                        Stored::Duplicate { event_id: id.clone(), deliveries: *count }
+                    } else {
+                        Stored::Conflict { event_id: id.clone() }
+                    });
                     continue;
                 }
-                seen.insert(k, (p.event.id.clone(), p.event.delivery_count));
+                seen.insert(k, (p.event.id.clone(), p.event.delivery_count, p.event.body.clone()));
             }
             outcome.push(Stored::New);
             new_events.push(&p.event);

@@ -37,17 +37,52 @@ pub fn endpoint_id_for(conn: &mut Conn, url: &str) -> Result<i64, StoreError> {
     find(conn)?.ok_or(StoreError::Query(diesel::result::Error::NotFound))
 }
 
-/// Stores a new active subscription (a routing change) and returns it.
-pub fn insert(
+/// What storing a subscription did.
+#[derive(Debug)]
+pub enum Created {
+    New(Subscription),
+    /// The caller has this subscription already (same event and endpoint,
+    /// active): its id. Nothing was stored.
+    Duplicate(i64),
+    /// The caller has this many active subscriptions, the most allowed.
+    /// Nothing was stored.
+    TooMany(i64),
+}
+
+/// Stores a new active subscription (a routing change), unless the caller
+/// has the same one already or `max` of them. The checks run after the
+/// routing version's row lock is taken, so concurrent creates (on any
+/// node) are checked one after the other.
+#[allow(clippy::too_many_arguments)]
+pub fn create(
     conn: &mut Conn,
     marketplace_id: i64,
     user_id: i64,
     event: &str,
     endpoint_id: i64,
     secret: &str,
-) -> Result<Subscription, StoreError> {
+    max: i64,
+) -> Result<Created, StoreError> {
     let at = now();
     Ok(crate::db_transaction!(conn, c => {
+        let route_version = c.bump_routing_version()?;
+        let mine = subscriptions::table
+            .filter(subscriptions::marketplace_id.eq(marketplace_id))
+            .filter(subscriptions::user_id.eq(user_id))
+            .filter(subscriptions::active.eq(true));
+        let same: Option<i64> = mine
+            .filter(subscriptions::event.eq(event))
+            .filter(subscriptions::endpoint_id.eq(endpoint_id))
+            .select(subscriptions::id)
+            .first(c)
+            .optional()?;
+        if let Some(id) = same {
+            return Ok(Created::Duplicate(id));
+        }
+        let count: i64 = mine.count().get_result(c)?;
+        if count >= max {
+            return Ok(Created::TooMany(count));
+        }
         let row = NewSubscription {
             marketplace_id,
             user_id,
@@ -57,27 +92,92 @@ pub fn insert(
             active: true,
             created_at: at,
             last_modified: at,
-            route_version: c.bump_routing_version()?,
+            route_version,
         };
         diesel::insert_into(subscriptions::table)
             .values(&row)
             .returning(Subscription::as_returning())
             .get_result(c)
+            .map(Created::New)
     })?)
 }
 
-/// The caller's active subscriptions, oldest first.
-pub fn list_for_owner(
+/// Stores a new active subscription with no limit (seeding, tests).
+pub fn insert(
     conn: &mut Conn,
     marketplace_id: i64,
     user_id: i64,
+    event: &str,
+    endpoint_id: i64,
+    secret: &str,
+) -> Result<Subscription, StoreError> {
+    match create(
+        conn,
+        marketplace_id,
+        user_id,
+        event,
+        endpoint_id,
+        secret,
+        i64::MAX,
+    )? {
+        Created::New(subscription) => Ok(subscription),
+        Created::Duplicate(_) | Created::TooMany(_) => Err(StoreError::Query(
+            diesel::result::Error::QueryBuilderError("the subscription exists already".into()),
+        )),
+    }
+}
+
+/// The id of the caller's active subscription to `event` at `url`, if any.
+pub fn find_same(
+    conn: &mut Conn,
+    marketplace_id: i64,
+    user_id: i64,
+    event: &str,
+    url: &str,
+) -> Result<Option<i64>, StoreError> {
+    Ok(crate::db_run!(conn, c => subscriptions::table
+        .inner_join(endpoints::table)
+        .filter(subscriptions::marketplace_id.eq(marketplace_id))
+        .filter(subscriptions::user_id.eq(user_id))
+        .filter(subscriptions::active.eq(true))
+        .filter(subscriptions::event.eq(event))
+        .filter(endpoints::url.eq(url))
+        .select(subscriptions::id)
+        .first(c)
+        .optional())?)
+}
+
+/// How many active subscriptions the caller has.
+pub fn count_for_owner(
+    conn: &mut Conn,
+    marketplace_id: i64,
+    user_id: i64,
+) -> Result<i64, StoreError> {
+    Ok(crate::db_run!(conn, c => subscriptions::table
+        .filter(subscriptions::marketplace_id.eq(marketplace_id))
+        .filter(subscriptions::user_id.eq(user_id))
+        .filter(subscriptions::active.eq(true))
+        .count()
+        .get_result(c))?)
+}
+
+/// A page of the caller's active subscriptions after id `after`, oldest
+/// first.
+pub fn page_for_owner(
+    conn: &mut Conn,
+    marketplace_id: i64,
+    user_id: i64,
+    after: i64,
+    limit: i64,
 ) -> Result<Vec<RouteRow>, StoreError> {
     let rows: Vec<(Subscription, String)> = crate::db_run!(conn, c => subscriptions::table
         .inner_join(endpoints::table)
         .filter(subscriptions::marketplace_id.eq(marketplace_id))
         .filter(subscriptions::user_id.eq(user_id))
         .filter(subscriptions::active.eq(true))
+        .filter(subscriptions::id.gt(after))
         .order(subscriptions::id)
+        .limit(limit)
         .select((Subscription::as_select(), endpoints::url))
         .load(c))?;
     Ok(rows.into_iter().map(into_route).collect())
