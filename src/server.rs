@@ -358,7 +358,9 @@ async fn cleanup_loop(store: Store, history: Duration, keys: Duration) {
             - chrono::Duration::from_std(keys).unwrap_or(chrono::Duration::days(1)))
         .naive_utc();
         match store
-            .run(move |conn| store::deliveries::cleanup(conn, history_before, keys_before))
+            .run_background(move |conn| {
+                store::deliveries::cleanup(conn, history_before, keys_before)
+            })
             .await
         {
             Ok(0) => {}

@@ -66,6 +66,12 @@ const RECORD_EVERY: Duration = Duration::from_millis(5);
 const RECORD_AT: usize = 256;
 /// Fraction of the verification interval used to spread first checks.
 const CHECK_JITTER: f64 = 0.1;
+/// Probe waits vary by this fraction either way, so endpoints that failed
+/// together are not probed together.
+const PROBE_JITTER: f64 = 0.2;
+/// Verification calls and probes in flight at once, over all endpoints of
+/// the node: thousands failing at once are checked a few dozen at a time.
+static CHECKS_IN_FLIGHT: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(64);
 
 /// Delivery settings shared by every endpoint actor.
 #[derive(Debug, Clone)]
@@ -377,8 +383,13 @@ impl EndpointActor {
         }
     }
 
+    /// Whether requests may start: not while draining, paused or dead, and
+    /// not while a probe after a run of failures is out (its answer decides
+    /// whether the endpoint is down; meanwhile no retry is spent).
     fn sending_allowed(&self) -> bool {
-        !self.draining && matches!(self.health.state, State::Healthy | State::Failing)
+        !self.draining
+            && !self.suspecting
+            && matches!(self.health.state, State::Healthy | State::Failing)
     }
 
     /// Starts deliveries while slots are free, and refills the window.
@@ -816,7 +827,7 @@ impl EndpointActor {
         let store = self.store.clone();
         let read = async move {
             store
-                .run(move |conn| {
+                .run_background(move |conn| {
                     deliveries::pending_page(conn, endpoint_id, cursor.as_deref(), PAGE as i64)
                 })
                 .await
@@ -934,7 +945,8 @@ impl EndpointActor {
             .settings
             .probe_interval
             .saturating_mul(factor)
-            .min(self.settings.probe_max_interval);
+            .min(self.settings.probe_max_interval)
+            .mul_f64(1.0 + PROBE_JITTER * (2.0 * retry::unit_random() - 1.0));
         self.probe_timer = Some(ctx.run_later(wait, |act, ctx| {
             act.probe_timer = None;
             act.verify(ctx, Check::Probe);
@@ -957,7 +969,10 @@ impl EndpointActor {
         };
         let url = self.url.clone();
         let timeout = self.settings.timeout;
-        let call = async move { sender::verify(&url, &secret, timeout).await };
+        let call = async move {
+            let _turn = CHECKS_IN_FLIGHT.acquire().await;
+            sender::verify(&url, &secret, timeout).await
+        };
         ctx.spawn(call.into_actor(self).map(move |attempt, act, ctx| {
             let now = Utc::now();
             if attempt.succeeded() {
@@ -974,7 +989,10 @@ impl EndpointActor {
                 Check::Probe => act.health.probe_answered(now, error, gone),
                 Check::Suspicion => {
                     act.suspecting = false;
-                    act.health.suspicion_answered(now, error, gone)
+                    let effect = act.health.suspicion_answered(now, error, gone);
+                    // What waited for the answer goes out, unless paused now.
+                    ctx.notify(Resume);
+                    effect
                 }
             };
             if let Some(error) = error {
@@ -1028,7 +1046,7 @@ impl EndpointActor {
         let why = reason.clone();
         let bury = async move {
             store
-                .run(move |conn| endpoint_store::bury(conn, id, &why))
+                .run_background(move |conn| endpoint_store::bury(conn, id, &why))
                 .await
         };
         ctx.spawn(
@@ -1122,6 +1140,19 @@ impl Handler<Enqueue> for EndpointActor {
         for job in msg.0 {
             self.accept(job);
         }
+        self.pump(ctx);
+    }
+}
+
+/// Start what may be sent (after a wait that held deliveries ended).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Resume;
+
+impl Handler<Resume> for EndpointActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Resume, ctx: &mut Self::Context) {
         self.pump(ctx);
     }
 }

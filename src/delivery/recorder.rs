@@ -115,7 +115,7 @@ impl Recorder {
         let (store, written) = (self.store.clone(), batch.clone());
         let write = async move {
             store
-                .run(move |conn| {
+                .run_background(move |conn| {
                     deliveries::record(conn, &written.0, &written.1)?;
                     endpoints::save_health(conn, &written.2)
                 })

@@ -294,6 +294,10 @@ impl StoreError {
 pub struct Store {
     pools: Pools,
     health: std::sync::Arc<Health>,
+    /// Admits background work (`run_background`): at most half the
+    /// connections, each on one blocking thread, whatever the number of
+    /// endpoint actors asking at once; the rest stay free for requests.
+    background: std::sync::Arc<tokio::sync::Semaphore>,
     /// SQLite with `synchronous = FULL` in WAL mode: how `write_unsynced`
     /// commits are made durable by `sync_commits` with `fdatasync`.
     wal_sync: Option<WalSync>,
@@ -420,6 +424,9 @@ impl Store {
         Ok(Store {
             pools,
             health: Default::default(),
+            background: std::sync::Arc::new(tokio::sync::Semaphore::new(
+                (pool_size.max(2) / 2) as usize,
+            )),
             wal_sync,
         })
     }
@@ -506,6 +513,24 @@ impl Store {
         })
         .await
         .map_err(|_| StoreError::TaskFailed)?
+    }
+
+    /// `run` for work in the background of many actors (reading queues,
+    /// burying endpoints, recording outcomes, cleaning up): it waits its
+    /// turn without a thread, so a thousand endpoints failing at once take
+    /// a few threads and connections, not a thousand, and requests keep
+    /// theirs.
+    pub async fn run_background<F, R>(&self, f: F) -> Result<R, StoreError>
+    where
+        F: FnOnce(&mut Conn) -> Result<R, StoreError> + Send + 'static,
+        R: Send + 'static,
+    {
+        let _turn = self
+            .background
+            .acquire()
+            .await
+            .map_err(|_| StoreError::TaskFailed)?;
+        self.run(f).await
     }
 
     /// Runs the write `f` on the current thread (a blocking one). Its

@@ -28,6 +28,7 @@ mod harness;
 mod health;
 mod ingest;
 mod internal_api;
+mod mass_failure;
 mod outage;
 mod postgres;
 mod private_pg;

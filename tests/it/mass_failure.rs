@@ -1,0 +1,130 @@
+//! A tenant's worst day harms nobody else: 2,000 endpoints fail at the same
+//! moment with an event pending for each, and the node's threads and memory
+//! stay within a fixed budget while it pauses and probes them all.
+//! (Other tenants' latency meanwhile is a bench figure, not a timed
+//! assertion here.)
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+
+use crate::helpers::*;
+
+const ENDPOINTS: usize = 2000;
+const MARKETPLACE: i64 = 9300;
+const SECRET: &str = "mass-failure-secret";
+/// Threads the node may have at any moment, whatever fails.
+const THREAD_BUDGET: u64 = 64;
+/// Memory the node may grow by (VmRSS over its level before the failure).
+const RSS_BUDGET_KB: u64 = 100 * 1024;
+
+/// VmRSS (kB) and thread count of a process.
+fn rss_and_threads(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+    };
+    Some((field("VmRSS:")?, field("Threads:")?))
+}
+
+#[actix_rt::test]
+async fn two_thousand_endpoints_failing_at_once_keep_threads_and_memory_within_budget() {
+    let receiver = Receiver::start().await;
+    let app = TestApp::spawn_with(&[
+        "--max-subscriptions-per-token",
+        "5000",
+        "--pause-after-failures",
+        "1",
+        "--probe-interval",
+        "300ms",
+        "--probe-max-interval",
+        "1s",
+        "--retry-schedule",
+        "1s",
+    ])
+    .await;
+    let token = app.token(MARKETPLACE, 1).await;
+    let started = Instant::now();
+    futures_util::stream::iter(0..ENDPOINTS)
+        .for_each_concurrent(16, |i| {
+            let (app, token, url) = (&app, &token, receiver.url_at(&format!("/m{i}")));
+            async move {
+                app.subscribe_ok(token, REVISION_STATUS_UPDATED, &url, SECRET)
+                    .await;
+            }
+        })
+        .await;
+    eprintln!("{ENDPOINTS} subscriptions made in {:?}", started.elapsed());
+    let pid = app.pid();
+    let (rss_before, threads_before) = rss_and_threads(pid).expect("read /proc");
+
+    // Every endpoint goes down at once, with one event pending for each.
+    receiver.set_status(503);
+    let pushed = app
+        .push_event_ok(&event(REVISION_STATUS_UPDATED, MARKETPLACE, 1))
+        .await;
+    assert_eq!(pushed["deliveries"], ENDPOINTS as u64, "{pushed}");
+
+    // Sample every 100 ms until every endpoint is paused, and a while on.
+    let mut peak = (rss_before, threads_before);
+    let mut paused_at = None;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (rss, threads) = rss_and_threads(pid).expect("read /proc");
+        peak = (peak.0.max(rss), peak.1.max(threads));
+        if paused_at.is_none() {
+            let paused = app.scrape().await.sum("hookrelay_endpoint_paused", &[]);
+            if paused as usize >= ENDPOINTS {
+                paused_at = Some(Instant::now());
+            }
+        }
+        if paused_at.is_some_and(|at| at.elapsed() > Duration::from_secs(3)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every endpoint was paused within 90 s\n{}",
+            app.log_tail(30)
+        );
+        sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "mass failure of {ENDPOINTS} endpoints: threads {threads_before} -> peak {}, VmRSS {} MiB -> peak {} MiB",
+        peak.1,
+        rss_before / 1024,
+        peak.0 / 1024
+    );
+    assert!(
+        peak.1 <= THREAD_BUDGET,
+        "threads peaked at {} (budget {THREAD_BUDGET})",
+        peak.1
+    );
+    assert!(
+        peak.0 <= rss_before + RSS_BUDGET_KB,
+        "VmRSS grew by {} MiB (budget {} MiB)",
+        (peak.0 - rss_before) / 1024,
+        RSS_BUDGET_KB / 1024
+    );
+
+    // They come back: the held deliveries all arrive.
+    receiver.set_status(200);
+    let paths: HashSet<String> = (0..ENDPOINTS).map(|i| format!("/m{i}")).collect();
+    wait_until(
+        Duration::from_secs(60),
+        "every endpoint got its event",
+        || {
+            let got: HashSet<String> = receiver
+                .deliveries()
+                .into_iter()
+                .filter(|d| d.context_object_id() == Some(1))
+                .map(|d| d.path)
+                .collect();
+            paths.is_subset(&got)
+        },
+    )
+    .await;
+}
