@@ -82,9 +82,9 @@ async fn create(
             "`verification` is hookrelay's own endpoint check and cannot be subscribed to",
         ));
     }
-    if !state.catalog.contains(&body.event)
-        && !(state.reload_catalog().await && state.catalog.contains(&body.event))
-    {
+    let known = state.catalog.contains(&body.event)
+        || (state.reload_catalog().await && state.catalog.contains(&body.event));
+    if !known {
         return Err(ApiError::unprocessable(
             "unknown_event_type",
             format!(
