@@ -14,6 +14,7 @@ use crate::delivery::endpoint::Status;
 use crate::delivery::sender;
 use crate::endpoint_url::{EndpointError, EndpointUrl};
 use crate::error::ApiError;
+use crate::metrics::AttemptOutcome;
 use crate::router::EndpointAddr;
 use crate::signing::Secret;
 use crate::store::subscriptions::{self, RouteRow};
@@ -101,6 +102,11 @@ async fn create(
             other => ApiError::unprocessable("endpoint_validation_failed", other.to_string()),
         })?;
     let attempt = sender::verify(&endpoint, &secret, state.settings.verification_timeout).await;
+    if matches!(attempt.outcome, AttemptOutcome::Refused) {
+        // The client's own check at connect time (DNS changed since above).
+        let why = attempt.error.unwrap_or_default();
+        return Err(ApiError::unprocessable("private_endpoint", why));
+    }
     if let Some(error) = attempt.error {
         return Err(ApiError::unprocessable(
             "endpoint_validation_failed",
