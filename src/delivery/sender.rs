@@ -1,7 +1,9 @@
 //! One HTTP request to an endpoint: builds the signed POST, sends it with this
-//! thread's shared `awc::Client` (keep-alive, no redirects), and classifies
-//! what happened into an `Attempt` an operator can read ("answered 500",
-//! "timed out after 10s", "connection refused").
+//! thread's shared `awc::Client` (keep-alive, no redirects, and a connector
+//! that refuses non-public addresses: the one address check of every
+//! request), and classifies what happened into an `Attempt` an operator can
+//! read ("answered 500", "timed out after 10s", "connection refused",
+//! "refused before connecting: …").
 
 use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
