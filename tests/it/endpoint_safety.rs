@@ -14,7 +14,7 @@ use crate::helpers::*;
 const SECRET: &str = "endpoint-safety-secret";
 
 #[actix_rt::test]
-async fn ip_literal_endpoints_stored_with_private_endpoints_allowed_get_no_verification_call_and_no_delivery_after_a_restart_without_the_option()
+async fn ip_literal_endpoints_stored_with_private_endpoints_allowed_get_no_verification_call_probe_or_delivery_after_a_restart_without_the_option()
  {
     // Stored while the option is on.
     let mut app = TestApp::spawn_with(&[
@@ -24,6 +24,10 @@ async fn ip_literal_endpoints_stored_with_private_endpoints_allowed_get_no_verif
         "1000",
         "--retry-schedule",
         "1h",
+        "--pause-after-failures",
+        "1",
+        "--probe-interval",
+        "300ms",
     ])
     .await;
     let v4 = Receiver::start().await;
@@ -47,14 +51,15 @@ async fn ip_literal_endpoints_stored_with_private_endpoints_allowed_get_no_verif
     let pushed = app.push_event_ok(&event(QTI_EXPORT_READY, 7100, 1)).await;
     assert_eq!(pushed["deliveries"], 2, "{pushed}");
 
-    // The positive signal: both endpoints have had scheduled verification
-    // calls and a delivery fail, refused. (One that reached the receiver
-    // would have succeeded and reset the counts.)
+    // The positive signal: on both endpoints scheduled verification calls, a
+    // delivery and the probe after it failed, refused: paused, with the
+    // counts. (A call that reached the receiver would have succeeded, reset
+    // the counts and resumed the endpoint.)
     for receiver in [&v4, &v6] {
         let url = receiver.url();
         let endpoint = wait_for(
             SOON,
-            "two verification calls and a delivery refused",
+            "two verification calls, a delivery and a probe refused",
             || {
                 let (app, url) = (&app, &url);
                 let called = (v4.count(), v6.count()) != seen;
@@ -62,7 +67,8 @@ async fn ip_literal_endpoints_stored_with_private_endpoints_allowed_get_no_verif
                     assert!(!called, "a refused endpoint was called after the restart");
                     let e = app.endpoint_with_url(url).await?;
                     let refused = e["failedVerifications"].as_u64() >= Some(2)
-                        && e["consecutiveFailures"].as_u64() >= Some(1);
+                        && e["consecutiveFailures"].as_u64() >= Some(1)
+                        && e["state"] == "paused";
                     refused.then_some(e)
                 }
             },
