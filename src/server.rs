@@ -92,7 +92,6 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
         timeout: args.delivery_timeout,
         retry_schedule: args.retry_schedule.0.clone(),
         max_in_flight: args.max_in_flight_per_endpoint,
-        allow_private: args.allow_private_endpoints,
         verify_interval: args.verify_interval,
         probe_interval: args.probe_interval,
         probe_max_interval: args.probe_max_interval,

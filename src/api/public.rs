@@ -16,6 +16,7 @@ use crate::delivery::endpoint::Status;
 use crate::delivery::sender;
 use crate::endpoint_url::{EndpointError, EndpointUrl};
 use crate::error::ApiError;
+use crate::metrics::AttemptOutcome;
 use crate::router::EndpointAddr;
 use crate::signing::Secret;
 use crate::store::subscriptions::{self, Created, RouteRow};
@@ -125,9 +126,9 @@ async fn create(
             "`verification` is hookrelay's own endpoint check and cannot be subscribed to",
         ));
     }
-    if !state.catalog.contains(&body.event)
-        && !(state.reload_catalog().await && state.catalog.contains(&body.event))
-    {
+    let known = state.catalog.contains(&body.event)
+        || (state.reload_catalog().await && state.catalog.contains(&body.event));
+    if !known {
         return Err(ApiError::unprocessable(
             "unknown_event_type",
             format!(
@@ -164,6 +165,11 @@ async fn create(
             other => ApiError::unprocessable("endpoint_validation_failed", other.to_string()),
         })?;
     let attempt = sender::verify(&endpoint, &secret, state.settings.verification_timeout).await;
+    if matches!(attempt.outcome, AttemptOutcome::Refused) {
+        // The client's own check at connect time (DNS changed since above).
+        let why = attempt.error.unwrap_or_default();
+        return Err(ApiError::unprocessable("private_endpoint", why));
+    }
     if let Some(error) = attempt.error {
         return Err(ApiError::unprocessable(
             "endpoint_validation_failed",

@@ -37,7 +37,7 @@ use super::recorder::{Record, Recorded, Recorder, Records, SaveHealth};
 use super::retry;
 use super::sender::{self, Attempt};
 use crate::endpoint_url::EndpointUrl;
-use crate::metrics::{AttemptOutcome, EndpointMetrics, METRICS};
+use crate::metrics::{EndpointMetrics, METRICS};
 use crate::router::{EndpointDied, Retired, Router};
 use crate::signing::Secret;
 use crate::store::Store;
@@ -52,8 +52,6 @@ const PAGE: usize = 1024;
 const WINDOW: usize = 8 * PAGE;
 /// Most deliveries an endpoint holds in memory, budget or not.
 const MAX_WINDOW: usize = 64 * PAGE;
-/// How long a passed address check is trusted before it is repeated.
-const ADDRESS_CHECK_TTL: Duration = Duration::from_secs(60);
 /// Wait before touching the database again after a failed query.
 const AFTER_DB_ERROR: Duration = Duration::from_secs(1);
 /// Changed health is saved at most this late.
@@ -79,7 +77,6 @@ pub struct DeliverySettings {
     pub timeout: Duration,
     pub retry_schedule: Vec<Duration>,
     pub max_in_flight: u32,
-    pub allow_private: bool,
     pub verify_interval: Duration,
     pub probe_interval: Duration,
     pub probe_max_interval: Duration,
@@ -313,7 +310,6 @@ pub struct EndpointActor {
     subscriptions: HashMap<i64, Arc<Secret>>,
     /// Subscriptions removed while this actor held deliveries for them.
     removed_subscriptions: HashSet<i64>,
-    address_checked_until: Option<Instant>,
     health: Health,
     health_dirty: bool,
     health_saved_at: Instant,
@@ -369,7 +365,6 @@ impl EndpointActor {
             draining: false,
             subscriptions: HashMap::new(),
             removed_subscriptions: HashSet::new(),
-            address_checked_until: None,
             health,
             health_dirty: false,
             health_saved_at: Instant::now(),
@@ -481,45 +476,20 @@ impl EndpointActor {
         self.in_flight += 1;
         let url = self.url.clone();
         let timeout = self.settings.timeout;
-        let check_address = !self.settings.allow_private
-            && self
-                .address_checked_until
-                .is_none_or(|until| until <= Instant::now());
         let body = job.body.clone();
         let secret = job.secret.clone();
         let id = job.id.clone();
-        let request = async move {
-            if check_address && let Err(e) = url.check_reachable_safely(false).await {
-                let refused = Attempt::failed(
-                    format!("refused before sending: {e}"),
-                    AttemptOutcome::Refused,
-                    Duration::ZERO,
-                );
-                return (refused, false);
-            }
-            (
-                sender::post(&url, body, &secret, &id, timeout).await,
-                check_address,
-            )
-        };
+        // The address check is the client's (`sender`), as for every request.
+        let request = async move { sender::post(&url, body, &secret, &id, timeout).await };
         ctx.spawn(
             request
                 .into_actor(self)
-                .map(move |(attempt, checked), act, ctx| act.finish(job, attempt, checked, ctx)),
+                .map(move |attempt, act, ctx| act.finish(job, attempt, ctx)),
         );
     }
 
-    fn finish(
-        &mut self,
-        mut job: Job,
-        attempt: Attempt,
-        address_checked: bool,
-        ctx: &mut Context<Self>,
-    ) {
+    fn finish(&mut self, mut job: Job, attempt: Attempt, ctx: &mut Context<Self>) {
         self.in_flight -= 1;
-        if address_checked {
-            self.address_checked_until = Some(Instant::now() + ADDRESS_CHECK_TTL);
-        }
         self.metrics
             .attempt(attempt.outcome, attempt.duration.as_secs_f64());
         job.attempts += 1;

@@ -1,21 +1,29 @@
 //! One HTTP request to an endpoint: builds the signed POST, sends it with this
-//! thread's shared `awc::Client` (keep-alive, no redirects), and classifies
-//! what happened into an `Attempt` an operator can read ("answered 500",
-//! "timed out after 10s", "connection refused").
+//! thread's shared `awc::Client` (keep-alive, no redirects, and a connector
+//! that refuses non-public addresses: the one address check of every
+//! request), and classifies what happened into an `Attempt` an operator can
+//! read ("answered 500", "timed out after 10s", "connection refused",
+//! "refused before connecting: …").
 
 use std::cell::RefCell;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use actix_tls::connect::{Connector as TcpConnector, Resolve, Resolver};
+use actix_rt::net::TcpStream;
+use actix_tls::connect::{
+    ConnectError as TcpConnectError, ConnectInfo, Connection as TcpConnection,
+    Connector as TcpConnector, ConnectorService, Resolver,
+};
+use actix_web::dev::{Service, always_ready};
 use futures_util::future::LocalBoxFuture;
 
 use awc::error::{ConnectError, SendRequestError};
+use awc::http::Uri;
 use awc::http::header::{self, HeaderName, HeaderValue};
 use bytes::Bytes;
 
-use crate::endpoint_url::{EndpointUrl, forbidden_network};
+use crate::endpoint_url::{EndpointError, EndpointUrl, check_address};
 use crate::metrics::AttemptOutcome;
 use crate::signing::{Secret, SignatureHeaders};
 
@@ -46,30 +54,94 @@ pub fn allow_private_endpoints(allow: bool) {
     ALLOW_PRIVATE.store(allow, Ordering::Relaxed);
 }
 
-/// The resolver of the delivery client: it refuses a host name that
-/// resolves to a non-public address at the moment of connecting, so DNS that
-/// changes after the address check (rebinding) cannot reach one either.
-struct PublicOnlyResolver;
+/// The TCP connector of the delivery client, and the one address check of
+/// every request hookrelay sends (deliveries, verification calls, probes):
+/// whatever the host is, a name or an IP literal, the addresses about to be
+/// connected to are checked here, at the moment of connecting, so a DNS
+/// answer that changed since the subscription was made (rebinding), or an
+/// endpoint stored while `--allow-private-endpoints` was on, cannot reach a
+/// non-public address. (awc's own resolver skips IPv4 literals and cannot
+/// parse bracketed IPv6 ones; here both are connected to directly, without
+/// a lookup.) A pooled connection is reused only for the address it was
+/// checked for.
+#[derive(Clone)]
+struct PublicOnlyConnector(ConnectorService);
 
-impl Resolve for PublicOnlyResolver {
-    fn lookup<'a>(
-        &'a self,
-        host: &'a str,
-        port: u16,
-    ) -> LocalBoxFuture<'a, Result<Vec<SocketAddr>, Box<dyn std::error::Error>>> {
+impl PublicOnlyConnector {
+    fn new() -> PublicOnlyConnector {
+        // The addresses are always filled in before the inner connector is
+        // called, so its resolver never runs.
+        PublicOnlyConnector(TcpConnector::new(Resolver::default()).service())
+    }
+}
+
+impl Service<ConnectInfo<Uri>> for PublicOnlyConnector {
+    type Response = TcpConnection<Uri, TcpStream>;
+    type Error = TcpConnectError;
+    type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    always_ready!();
+
+    fn call(&self, req: ConnectInfo<Uri>) -> Self::Future {
+        let inner = self.0.clone();
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port)).await?.collect();
-            if !ALLOW_PRIVATE.load(Ordering::Relaxed)
-                && let Some(bad) = addrs.iter().find(|a| forbidden_network(a.ip()).is_some())
-            {
-                return Err(format!(
-                    "`{host}` resolves to the non-public address {}; refused (see --allow-private-endpoints)",
-                    bad.ip()
-                )
-                .into());
-            }
-            Ok(addrs)
+            let given: Vec<SocketAddr> = req.addrs().collect();
+            let allow_private = ALLOW_PRIVATE.load(Ordering::Relaxed);
+            let addrs = connect_addresses(req.hostname(), req.port(), given, allow_private).await?;
+            inner.call(req.set_addrs(addrs)).await
         })
+    }
+}
+
+/// The addresses to connect to for `host`: those already given, else the IP
+/// literal itself, else what DNS answers; each one checked unless
+/// `allow_private`. A refusal is an [`EndpointError`] inside
+/// `ConnectError::Resolver` (see [`refusal_of`]).
+async fn connect_addresses(
+    host: &str,
+    port: u16,
+    given: Vec<SocketAddr>,
+    allow_private: bool,
+) -> Result<Vec<SocketAddr>, TcpConnectError> {
+    let addrs = if !given.is_empty() {
+        given
+    } else if let Some(ip) = ip_literal(host) {
+        vec![SocketAddr::new(ip, port)]
+    } else {
+        tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|e| TcpConnectError::Resolver(Box::new(e)))?
+            .collect()
+    };
+    if addrs.is_empty() {
+        return Err(TcpConnectError::NoRecords);
+    }
+    if !allow_private {
+        for addr in &addrs {
+            check_address(
+                addr.ip(),
+                host.trim_start_matches('[').trim_end_matches(']'),
+            )
+            .map_err(|e| TcpConnectError::Resolver(Box::new(e)))?;
+        }
+    }
+    Ok(addrs)
+}
+
+/// The address a URI host (`127.0.0.1`, `[::1]`) is spelled as, if it is one.
+fn ip_literal(host: &str) -> Option<IpAddr> {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    bare.parse().ok()
+}
+
+/// The address check's refusal, when that is why a request failed.
+fn refusal_of(e: &SendRequestError) -> Option<&EndpointError> {
+    match e {
+        SendRequestError::Connect(ConnectError::Resolver(r)) => r.downcast_ref::<EndpointError>(),
+        _ => None,
     }
 }
 
@@ -88,9 +160,7 @@ pub fn client() -> awc::Client {
                     .disable_timeout()
                     .connector(
                         awc::Connector::new()
-                            .connector(
-                                TcpConnector::new(Resolver::custom(PublicOnlyResolver)).service(),
-                            )
+                            .connector(PublicOnlyConnector::new())
                             .timeout(Duration::from_secs(10))
                             .limit(0),
                     )
@@ -179,6 +249,7 @@ pub async fn post(
             Ok(r) => r,
             Err(e) => {
                 let outcome = match e {
+                    _ if refusal_of(&e).is_some() => AttemptOutcome::Refused,
                     SendRequestError::Timeout
                     | SendRequestError::Connect(ConnectError::Timeout) => AttemptOutcome::Timeout,
                     _ => AttemptOutcome::ConnectError,
@@ -241,6 +312,9 @@ fn describe_status(status: awc::http::StatusCode, body: &[u8]) -> String {
 }
 
 fn describe_send_error(e: &SendRequestError, timeout: Duration) -> String {
+    if let Some(refusal) = refusal_of(e) {
+        return format!("refused before connecting: {refusal}");
+    }
     match e {
         SendRequestError::Timeout => {
             format!("timed out after {}", humantime::format_duration(timeout))
@@ -300,16 +374,72 @@ pub async fn verify(url: &EndpointUrl, secret: &Secret, timeout: Duration) -> At
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_client_resolver_refuses_names_of_non_public_addresses() {
-        let rt = tokio::runtime::Builder::new_current_thread()
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .unwrap();
-        let err = rt
-            .block_on(PublicOnlyResolver.lookup("localhost", 80))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("--allow-private-endpoints"), "{err}");
+            .unwrap()
+            .block_on(f)
+    }
+
+    fn refusal(host: &str) -> String {
+        let err = block_on(connect_addresses(host, 80, Vec::new(), false)).unwrap_err();
+        let TcpConnectError::Resolver(r) = err else {
+            panic!("{host}: not refused: {err:?}");
+        };
+        assert!(r.downcast_ref::<EndpointError>().is_some(), "{host}: {r}");
+        r.to_string()
+    }
+
+    #[test]
+    fn ip_literals_are_connected_to_directly_without_a_lookup() {
+        assert_eq!(ip_literal("[::1]"), Some("::1".parse().unwrap()));
+        assert_eq!(
+            ip_literal("[2001:db8::1]"),
+            Some("2001:db8::1".parse().unwrap())
+        );
+        assert_eq!(ip_literal("127.0.0.1"), Some("127.0.0.1".parse().unwrap()));
+        assert_eq!(ip_literal("example.com"), None);
+        assert_eq!(ip_literal("[example.com]"), None);
+        let addrs = block_on(connect_addresses("[::1]", 8080, Vec::new(), true)).unwrap();
+        assert_eq!(addrs, vec!["[::1]:8080".parse().unwrap()]);
+    }
+
+    #[test]
+    fn the_connector_refuses_non_public_ip_literals_and_names() {
+        for host in [
+            "127.0.0.1",
+            "[::1]",
+            "10.1.2.3",
+            "[64:ff9b:1::7f00:1]",
+            "localhost",
+        ] {
+            let msg = refusal(host);
+            assert!(msg.contains("--allow-private-endpoints"), "{msg}");
+        }
+    }
+
+    #[test]
+    fn the_connector_checks_addresses_it_was_given_too() {
+        let given = vec!["127.0.0.1:80".parse().unwrap()];
+        let err = block_on(connect_addresses("example.com", 80, given, false)).unwrap_err();
+        assert!(matches!(err, TcpConnectError::Resolver(_)), "{err:?}");
+    }
+
+    #[test]
+    fn the_connector_lets_public_and_allowed_addresses_through() {
+        let public = block_on(connect_addresses("93.184.216.34", 80, Vec::new(), false));
+        assert_eq!(public.unwrap(), vec!["93.184.216.34:80".parse().unwrap()]);
+        let allowed = block_on(connect_addresses("127.0.0.1", 80, Vec::new(), true));
+        assert_eq!(allowed.unwrap(), vec!["127.0.0.1:80".parse().unwrap()]);
+    }
+
+    #[test]
+    fn a_refusal_is_described_as_one_and_counted_as_refused() {
+        let err = block_on(connect_addresses("127.0.0.1", 80, Vec::new(), false)).unwrap_err();
+        let e = SendRequestError::Connect(ConnectError::from(err));
+        let text = describe_send_error(&e, Duration::from_secs(1));
+        assert!(text.starts_with("refused before connecting:"), "{text}");
+        assert!(text.contains("--allow-private-endpoints"), "{text}");
     }
 }

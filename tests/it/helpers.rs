@@ -416,6 +416,12 @@ impl TestApp {
         }
     }
 
+    /// Whether the next `start` passes `--allow-private-endpoints` (a
+    /// restart on the same database with the option changed).
+    pub fn set_allow_private_endpoints(&mut self, allow: bool) {
+        self.allow_private = allow;
+    }
+
     /// Starts the server on the same database file (after `kill9`/`sigterm`).
     pub async fn start(&mut self) {
         assert!(self.child.is_none(), "server already running");
@@ -1336,6 +1342,8 @@ struct Shared {
 
 pub struct Receiver {
     pub port: u16,
+    /// The host part of its URLs: `127.0.0.1`, or `[::1]`.
+    host: String,
     shared: Arc<Shared>,
     handle: actix_web::dev::ServerHandle,
     task: actix_rt::task::JoinHandle<std::io::Result<()>>,
@@ -1348,6 +1356,16 @@ impl Receiver {
     }
 
     pub async fn start_with(default: Reply) -> Receiver {
+        Self::start_on("127.0.0.1", default).await
+    }
+
+    /// A receiver answering 200 at once on the IPv6 loopback address, its
+    /// URLs `http://[::1]:port/...`.
+    pub async fn start_on_ipv6_loopback() -> Receiver {
+        Self::start_on("::1", Reply::status(200)).await
+    }
+
+    async fn start_on(ip: &'static str, default: Reply) -> Receiver {
         let shared = Arc::new(Shared {
             requests: Mutex::new(Vec::new()),
             script: Mutex::new((VecDeque::new(), default)),
@@ -1363,7 +1381,7 @@ impl Receiver {
         .workers(2)
         .disable_signals()
         .shutdown_timeout(1)
-        .bind(("127.0.0.1", 0))
+        .bind((ip, 0))
         .expect("bind receiver");
         let port = server.addrs()[0].port();
         let server = server.run();
@@ -1371,6 +1389,11 @@ impl Receiver {
         let task = actix_rt::spawn(server);
         Receiver {
             port,
+            host: if ip.contains(':') {
+                format!("[{ip}]")
+            } else {
+                ip.to_string()
+            },
             shared,
             handle,
             task,
@@ -1385,7 +1408,7 @@ impl Receiver {
     /// Another endpoint URL on this receiver (`path` starts with `/`): one
     /// receiver can play several endpoints, told apart by [`Recorded::path`].
     pub fn url_at(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        format!("http://{}:{}{path}", self.host, self.port)
     }
 
     /// The deliveries (not verification calls) that came to `path`.

@@ -24,6 +24,7 @@ mod cluster;
 mod cluster_consistency;
 mod crash;
 mod delivery;
+mod endpoint_safety;
 mod harness;
 mod health;
 mod ingest;
