@@ -29,6 +29,7 @@ mod harness;
 mod health;
 mod ingest;
 mod internal_api;
+mod limits;
 mod mass_failure;
 mod outage;
 mod postgres;

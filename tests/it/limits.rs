@@ -1,0 +1,399 @@
+//! Honest answers to odd and greedy requests: the per-token subscription
+//! limit, duplicate subscriptions, pagination, idempotency conflicts,
+//! `/metrics` bounded by the live endpoints, JSON for every error (405 with
+//! `Allow`, empty batches, duplicate keys, out-of-range numbers, long
+//! values), and request deadlines.
+
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use awc::http::Method;
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+const SECRET: &str = "limits-secret-0123";
+
+fn host_port(url: &str) -> String {
+    url.trim_start_matches("http://").to_string()
+}
+
+/// Sends raw bytes to `url`'s host and reads the answer until the server
+/// closes or `within` passes.
+fn raw_exchange(url: &str, request: &[u8], within: Duration) -> String {
+    let mut stream = TcpStream::connect(host_port(url)).expect("connect");
+    stream.set_read_timeout(Some(within)).unwrap();
+    stream.write_all(request).expect("send");
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[actix_rt::test]
+async fn a_subscription_past_the_per_token_limit_is_refused_with_a_json_422() {
+    let receiver = Receiver::start().await;
+    let app = TestApp::spawn_with(&["--max-subscriptions-per-token", "3"]).await;
+    let token = app.token(9400, 1).await;
+    for i in 0..3 {
+        app.subscribe_ok(
+            &token,
+            REVISION_STATUS_UPDATED,
+            &receiver.url_at(&format!("/l{i}")),
+            SECRET,
+        )
+        .await;
+    }
+    let verifications = receiver.verifications().len();
+    let refused = app
+        .subscribe(
+            &token,
+            REVISION_STATUS_UPDATED,
+            &receiver.url_at("/l3"),
+            SECRET,
+        )
+        .await;
+    assert_json_error(
+        &refused,
+        422,
+        "the fourth subscription of a token limited to 3",
+    );
+    assert_eq!(refused.1["error"], "too_many_subscriptions", "{refused:?}");
+    assert_eq!(
+        receiver.verifications().len(),
+        verifications,
+        "a refused create sends no verification call"
+    );
+    // Another token is not affected.
+    let other = app.token(9400, 2).await;
+    app.subscribe_ok(
+        &other,
+        REVISION_STATUS_UPDATED,
+        &receiver.url_at("/l3"),
+        SECRET,
+    )
+    .await;
+}
+
+#[actix_rt::test]
+async fn a_duplicate_subscription_answers_409_with_the_existing_one_and_sends_nothing() {
+    let receiver = Receiver::start().await;
+    let app = TestApp::spawn().await;
+    let token = app.token(9401, 1).await;
+    let created = app
+        .subscribe_ok(
+            &token,
+            REVISION_STATUS_UPDATED,
+            &receiver.url_at("/d"),
+            SECRET,
+        )
+        .await;
+    let verifications = receiver.verifications().len();
+    let again = app
+        .subscribe(
+            &token,
+            REVISION_STATUS_UPDATED,
+            &receiver.url_at("/d"),
+            SECRET,
+        )
+        .await;
+    assert_json_error(&again, 409, "the same subscription twice");
+    assert_eq!(again.1["error"], "duplicate_subscription", "{again:?}");
+    assert_eq!(again.1["subscriptionId"], created, "{again:?}");
+    assert_eq!(
+        receiver.verifications().len(),
+        verifications,
+        "nothing sent twice"
+    );
+    // Another event type at the same endpoint is not a duplicate.
+    app.subscribe_ok(&token, QTI_EXPORT_READY, &receiver.url_at("/d"), SECRET)
+        .await;
+}
+
+#[actix_rt::test]
+async fn paging_through_the_subscriptions_lists_each_exactly_once() {
+    let receiver = Receiver::start().await;
+    let app = TestApp::spawn().await;
+    let token = app.token(9402, 1).await;
+    let mut made = HashSet::new();
+    for i in 0..7 {
+        let s = app
+            .subscribe_ok(
+                &token,
+                REVISION_STATUS_UPDATED,
+                &receiver.url_at(&format!("/p{i}")),
+                SECRET,
+            )
+            .await;
+        made.insert(s);
+    }
+    // The default page holds them all.
+    let (status, all) = app.list_subscriptions(&token).await;
+    assert_eq!(status, 200, "{all}");
+    assert_eq!(all["subscriptions"].as_array().unwrap().len(), 7, "{all}");
+    assert_eq!(all["nextCursor"], Value::Null, "{all}");
+
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..10 {
+        let mut url = app.public("/v1/subscription?limit=3");
+        if let Some(c) = &cursor {
+            url.push_str(&format!("&cursor={c}"));
+        }
+        let (status, page) = app
+            .call(Method::GET, &url, Some(&token), &[], Body::Empty)
+            .await;
+        assert_eq!(status, 200, "{page}");
+        let items = page["subscriptions"].as_array().unwrap();
+        assert!(items.len() <= 3, "{page}");
+        seen.extend(items.iter().map(|s| s["subscriptionId"].as_i64().unwrap()));
+        match page["nextCursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 7, "each once: {seen:?}");
+    assert_eq!(seen.iter().copied().collect::<HashSet<_>>(), made);
+
+    for bad in [
+        "limit=0",
+        "limit=100000",
+        "cursor=abc",
+        "limit=x",
+        "other=1",
+    ] {
+        let url = app.public(&format!("/v1/subscription?{bad}"));
+        let answer = app
+            .call(Method::GET, &url, Some(&token), &[], Body::Empty)
+            .await;
+        assert_json_error(&answer, 400, bad);
+    }
+}
+
+#[actix_rt::test]
+async fn a_reused_idempotency_key_answers_the_original_for_the_same_event_and_409_for_another() {
+    let receiver = Receiver::start().await;
+    let app = TestApp::spawn().await;
+    let token = app.token(9403, 1).await;
+    app.subscribe_ok(&token, REVISION_STATUS_UPDATED, &receiver.url(), SECRET)
+        .await;
+    let first = event(REVISION_STATUS_UPDATED, 9403, 1);
+    let (status, original) = app.push_event_with_idempotency_key(&first, "key-1").await;
+    assert_eq!(status, 202, "{original}");
+    let (status, replayed) = app.push_event_with_idempotency_key(&first, "key-1").await;
+    assert_eq!(status, 202, "{replayed}");
+    assert_eq!(replayed["eventId"], original["eventId"]);
+
+    let different = event(REVISION_STATUS_UPDATED, 9403, 2);
+    let conflict = app
+        .push_event_with_idempotency_key(&different, "key-1")
+        .await;
+    assert_json_error(&conflict, 409, "the same key with another event");
+    assert_eq!(conflict.1["error"], "idempotency_conflict", "{conflict:?}");
+
+    // The same through eventId in a batch.
+    let mut keyed = event(REVISION_STATUS_UPDATED, 9403, 3);
+    keyed["eventId"] = json!("ev-3");
+    let mut other = event(REVISION_STATUS_UPDATED, 9403, 4);
+    other["eventId"] = json!("ev-3");
+    let (status, batch) = app.push_batch(&[keyed.clone(), other]).await;
+    assert_eq!(status, 202, "{batch}");
+    assert_eq!(batch["accepted"], 1, "{batch}");
+    assert_eq!(
+        batch["results"][1]["error"], "idempotency_conflict",
+        "{batch}"
+    );
+
+    receiver
+        .wait_for_context_ids(&HashSet::from([1, 3]), SOON)
+        .await;
+    // A sentinel after the others: once it arrived, nothing else is coming.
+    app.push_event_ok(&event(REVISION_STATUS_UPDATED, 9403, 5))
+        .await;
+    receiver.wait_for_context_id(5, SOON).await;
+    assert_eq!(
+        receiver.delivered_context_ids(),
+        HashSet::from([1, 3, 5]),
+        "the conflicting events were not stored"
+    );
+    assert_eq!(
+        receiver.deliveries_of(1).len(),
+        1,
+        "the replay stored nothing"
+    );
+}
+
+#[actix_rt::test]
+async fn creating_and_deleting_500_endpoints_leaves_metrics_as_large_as_before() {
+    let receiver = Receiver::start().await;
+    let app = TestApp::spawn_with(&["--max-subscriptions-per-token", "1000"]).await;
+    let token = app.token(9404, 1).await;
+    // One live endpoint with traffic, so the families exist before.
+    app.subscribe_ok(
+        &token,
+        REVISION_STATUS_UPDATED,
+        &receiver.url_at("/live"),
+        SECRET,
+    )
+    .await;
+    app.push_event_ok(&event(REVISION_STATUS_UPDATED, 9404, 1))
+        .await;
+    receiver.wait_for_context_id(1, SOON).await;
+    let before = app.metrics().await.2.len();
+
+    let ids: Vec<i64> = futures_util::stream::iter(0..500)
+        .map(|i| {
+            let (app, token, url) = (&app, &token, receiver.url_at(&format!("/churn{i}")));
+            async move {
+                app.subscribe_ok(token, QTI_EXPORT_READY, &url, SECRET)
+                    .await
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let during = app.metrics().await.2.len();
+    for id in ids {
+        let (status, body) = app.delete_subscription(&token, id).await;
+        assert_eq!(status, 204, "{body}");
+    }
+    let limit = before + before / 10;
+    let after = wait_for(SOON, "/metrics back to its size before", || async {
+        let n = app.metrics().await.2.len();
+        (n <= limit).then_some(n)
+    })
+    .await;
+    eprintln!(
+        "/metrics: {before} bytes with 1 endpoint, {during} with 501 ({} bytes per endpoint), {after} after deleting 500",
+        (during - before) / 500
+    );
+}
+
+#[actix_rt::test]
+async fn every_error_is_json_a_wrong_method_gets_405_with_allow_and_bad_values_are_quoted_briefly()
+{
+    let app = TestApp::spawn().await;
+    let token = app.token(9405, 1).await;
+
+    let (status, content_type, body) = app
+        .call_raw(
+            Method::PUT,
+            &app.internal("/internal/v1/events"),
+            None,
+            &[],
+            Body::Empty,
+        )
+        .await;
+    assert_eq!(status, 405, "{body:?}");
+    assert!(
+        content_type.starts_with("application/json"),
+        "{content_type}"
+    );
+    let raw = raw_exchange(
+        &app.public_url,
+        format!("DELETE /v1/subscription HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n").as_bytes(),
+        Duration::from_secs(5),
+    );
+    assert!(raw.starts_with("HTTP/1.1 405"), "{raw}");
+    assert!(
+        raw.to_ascii_lowercase().contains("allow: get, post"),
+        "405 names the allowed methods: {raw}"
+    );
+    assert!(raw.contains("\"error\":\"method_not_allowed\""), "{raw}");
+
+    let (status, body) = app.push_batch(&[]).await;
+    assert_eq!(status, 400, "an empty batch: {body}");
+    assert_eq!(body["error"], "empty_batch", "{body}");
+
+    let duplicate_keys = br#"{"event":"qti_export_ready","event":"revision_status_updated","marketplaceId":1,"contextObjectId":1,"contextObjectType":"QUESTION_SET","timestamp":"2021-06-29T18:16:06Z"}"#;
+    let answer = app
+        .push_event_raw(Some("application/json"), duplicate_keys.to_vec())
+        .await;
+    let message = assert_json_error(&answer, 400, "a key twice");
+    assert!(message.contains("twice"), "{message}");
+
+    let mut huge = event(REVISION_STATUS_UPDATED, 9405, 1);
+    huge["marketplaceId"] = json!(9_223_372_036_854_775_808u64);
+    let answer = app.push_event(&huge).await;
+    let message = assert_json_error(&answer, 400, "marketplaceId 2^63");
+    assert!(message.contains("out of range"), "{message}");
+
+    let mut long = event(REVISION_STATUS_UPDATED, 9405, 1);
+    long["contextObjectType"] = json!("X".repeat(900_000));
+    let answer = app.push_event(&long).await;
+    let message = assert_json_error(&answer, 400, "a 900 KB value");
+    assert!(
+        message.len() < 1000,
+        "the message quotes {} bytes",
+        message.len()
+    );
+}
+
+#[actix_rt::test]
+async fn a_trickled_body_is_cut_off_at_the_request_timeout_and_slow_clients_do_not_slow_others() {
+    let app = TestApp::spawn_with(&["--request-timeout", "2s"]).await;
+    let url = app.internal_url.clone();
+
+    // 500 connections that send half a request and stall.
+    let stalled: Vec<TcpStream> = (0..500)
+        .map(|_| {
+            let mut s = TcpStream::connect(host_port(&url)).expect("connect");
+            s.write_all(b"POST /internal/v1/events HTTP/1.1\r\nHost: x\r\n")
+                .unwrap();
+            s
+        })
+        .collect();
+    let started = Instant::now();
+    app.push_event_ok(&event(REVISION_STATUS_UPDATED, 9406, 1))
+        .await;
+    eprintln!(
+        "a push next to 500 stalled connections took {:?}",
+        started.elapsed()
+    );
+    drop(stalled);
+
+    // Headers, then one byte of the body every 500 ms.
+    let mut stream = TcpStream::connect(host_port(&url)).expect("connect");
+    stream
+        .write_all(
+            b"POST /internal/v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n",
+        )
+        .unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "a trickled body was not cut off within 10 s"
+        );
+        let _ = stream.write_all(b" ");
+        let mut buf = [0u8; 4096];
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => break,
+        }
+        if answer.windows(4).any(|w| w == b"\r\n\r\n")
+            && String::from_utf8_lossy(&answer).contains('}')
+        {
+            break;
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let took = started.elapsed();
+    eprintln!("a trickled body was answered after {took:?}: {answer}");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"error\":\"request_timeout\""), "{answer}");
+    assert!(
+        took >= Duration::from_millis(1500),
+        "cut off too early: {took:?}"
+    );
+}
