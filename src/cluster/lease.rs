@@ -86,6 +86,9 @@ impl LeaseManager {
         }
         self.busy = true;
         let started = Instant::now();
+        // Only these can be found lost by this round: a lease claimed while
+        // it runs may commit after its renewal read.
+        let held_before = self.held.clone();
         let (store, node, ttl_ms) = self.lease_params();
         let work = async move {
             store
@@ -109,16 +112,26 @@ impl LeaseManager {
             act.announce(ctx);
             act.round_at_next_expiry(round.next_foreign_expiry_ms, ctx);
             let renewed: HashSet<i64> = round.held.iter().copied().collect();
-            let lost: Vec<i64> = act.held.difference(&renewed).copied().collect();
+            let lost: Vec<i64> = held_before
+                .iter()
+                .filter(|id| act.held.contains(id) && !renewed.contains(id))
+                .copied()
+                .collect();
             if !lost.is_empty() {
                 log::warn!("node {}: lost the leases of endpoints {lost:?}", act.node);
+                for id in &lost {
+                    act.held.remove(id);
+                }
                 act.router.do_send(LeasesLost(lost));
             }
             let regained: Vec<i64> = renewed.difference(&act.held).copied().collect();
             if !regained.is_empty() {
-                act.restart(regained, ctx);
+                act.restart(regained.clone(), ctx);
             }
-            act.held = renewed;
+            act.held.extend(regained);
+            // What counts toward this node's share: what needs an owner.
+            let mut mine = round.needed.clone();
+            mine.extend(round.acquired.iter().map(|a| a.id));
             if !round.acquired.is_empty() {
                 let ids: Vec<i64> = round.acquired.iter().map(|a| a.id).collect();
                 log::info!(
@@ -130,8 +143,9 @@ impl LeaseManager {
                 act.held.extend(ids);
                 act.router.do_send(LeasesAcquired(round.acquired));
             }
-            if act.held.len() > round.fair_share && !act.releasing {
-                act.hand_over(act.held.len() - round.fair_share, ctx);
+            if mine.len() > round.fair_share && !act.releasing {
+                let surplus = mine.len() - round.fair_share;
+                act.hand_over(mine, surplus, ctx);
             }
         }));
     }
@@ -177,7 +191,7 @@ impl LeaseManager {
     /// (its leases could not be renewed for a while, and nobody took them).
     fn restart(&mut self, ids: Vec<i64>, ctx: &mut Context<Self>) {
         log::info!(
-            "node {}: the database answers again; resuming {} endpoints it still holds",
+            "node {}: resuming {} endpoints it holds without running actors (after a time without the database, or a claim answered late)",
             self.node,
             ids.len()
         );
@@ -202,10 +216,10 @@ impl LeaseManager {
         );
     }
 
-    /// Gives `count` endpoints back so a new node can take them.
-    fn hand_over(&mut self, count: usize, ctx: &mut Context<Self>) {
-        let mut ids: Vec<i64> = self.held.iter().copied().collect();
+    /// Gives `count` of `candidates` back so another node can take them.
+    fn hand_over(&mut self, mut ids: Vec<i64>, count: usize, ctx: &mut Context<Self>) {
         ids.sort_unstable_by(|a, b| b.cmp(a));
+        ids.dedup();
         ids.truncate(count);
         self.releasing = true;
         log::info!("node {}: handing over endpoints {ids:?}", self.node);

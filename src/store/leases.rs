@@ -31,6 +31,14 @@ struct Id {
 }
 
 #[derive(QueryableByName)]
+struct Renewed {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    needed: bool,
+}
+
+#[derive(QueryableByName)]
 struct Count {
     #[diesel(sql_type = BigInt)]
     n: i64,
@@ -78,6 +86,10 @@ impl Acquired {
 pub struct Round {
     /// Endpoints this node still holds (renewed).
     pub held: Vec<i64>,
+    /// Of those, the ones that need an owner (what the fair share counts:
+    /// an endpoint left with no subscription and nothing pending is held
+    /// until its actor retires, but is nobody's share).
+    pub needed: Vec<i64>,
     /// Endpoints this node took now.
     pub acquired: Vec<Acquired>,
     /// This node's fair share: endpoints needing an owner / live nodes.
@@ -115,16 +127,16 @@ pub fn round(conn: &mut Conn, node: &str, ttl_ms: i64) -> Result<Round, StoreErr
     ))
     .bind::<Text, _>(node)
     .execute(c)?;
-    let held: Vec<i64> = sql_query(format!(
-        "UPDATE endpoints SET lease_expires_at = {NOW} + $2 * interval '1 millisecond'
-         WHERE owner_node = $1 AND state <> 'dead' RETURNING id"
+    let renewed: Vec<Renewed> = sql_query(format!(
+        "UPDATE endpoints e SET lease_expires_at = {NOW} + $2 * interval '1 millisecond'
+         WHERE e.owner_node = $1 AND e.state <> 'dead'
+         RETURNING e.id, ({NEEDS_OWNER}) AS needed"
     ))
     .bind::<Text, _>(node)
     .bind::<BigInt, _>(ttl_ms)
-    .load::<Id>(c)?
-    .into_iter()
-    .map(|r| r.id)
-    .collect();
+    .load::<Renewed>(c)?;
+    let held: Vec<i64> = renewed.iter().map(|r| r.id).collect();
+    let needed: Vec<i64> = renewed.iter().filter(|r| r.needed).map(|r| r.id).collect();
     let live_nodes = sql_query(format!(
         "SELECT count(*) AS n FROM nodes WHERE heartbeat_at > {NOW} - $1 * interval '1 millisecond'"
     ))
@@ -139,7 +151,7 @@ pub fn round(conn: &mut Conn, node: &str, ttl_ms: i64) -> Result<Round, StoreErr
     .n;
     let fair_share = ((needing + live_nodes - 1) / live_nodes) as usize;
     let mut acquired = Vec::new();
-    if held.len() < fair_share {
+    if needed.len() < fair_share {
         acquired = sql_query(format!(
             "UPDATE endpoints SET owner_node = $1, lease_expires_at = {NOW} + $2 * interval '1 millisecond'
              WHERE id IN (
@@ -153,7 +165,7 @@ pub fn round(conn: &mut Conn, node: &str, ttl_ms: i64) -> Result<Round, StoreErr
         ))
         .bind::<Text, _>(node)
         .bind::<BigInt, _>(ttl_ms)
-        .bind::<BigInt, _>((fair_share - held.len()) as i64)
+        .bind::<BigInt, _>((fair_share - needed.len()) as i64)
         .load::<Acquired>(c)?;
     }
     let next_foreign_expiry_ms = sql_query(format!(
@@ -165,6 +177,7 @@ pub fn round(conn: &mut Conn, node: &str, ttl_ms: i64) -> Result<Round, StoreErr
     .ms;
     Ok(Round {
         held,
+        needed,
         acquired,
         fair_share,
         live_nodes,
