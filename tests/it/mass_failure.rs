@@ -1,8 +1,8 @@
 //! A tenant's worst day harms nobody else: 2,000 endpoints fail at the same
 //! moment with an event pending for each, and the node's threads and memory
-//! stay within a fixed budget while it pauses and probes them all.
-//! (Other tenants' latency meanwhile is a bench figure, not a timed
-//! assertion here.)
+//! stay within a fixed budget while it pauses and probes them all. Another
+//! tenant's API latency meanwhile is printed, not asserted (a debug build on
+//! a shared machine; BENCHMARKS.md has the figures).
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -40,14 +40,15 @@ async fn two_thousand_endpoints_failing_at_once_keep_threads_and_memory_within_b
         "--pause-after-failures",
         "1",
         "--probe-interval",
-        "300ms",
+        "2s",
         "--probe-max-interval",
-        "1s",
+        "10s",
         "--retry-schedule",
         "1s",
     ])
     .await;
     let token = app.token(MARKETPLACE, 1).await;
+    let bystander = app.token(MARKETPLACE + 1, 1).await;
     let started = Instant::now();
     futures_util::stream::iter(0..ENDPOINTS)
         .for_each_concurrent(16, |i| {
@@ -71,11 +72,16 @@ async fn two_thousand_endpoints_failing_at_once_keep_threads_and_memory_within_b
 
     // Sample every 100 ms until every endpoint is paused, and a while on.
     let mut peak = (rss_before, threads_before);
+    let mut bystander_ms: Vec<f64> = Vec::new();
     let mut paused_at = None;
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let (rss, threads) = rss_and_threads(pid).expect("read /proc");
         peak = (peak.0.max(rss), peak.1.max(threads));
+        let asked = Instant::now();
+        let (status, _) = app.list_subscriptions(&bystander).await;
+        bystander_ms.push(asked.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!(status, 200, "another tenant's list");
         if paused_at.is_none() {
             let paused = app.scrape().await.sum("hookrelay_endpoint_paused", &[]);
             if paused as usize >= ENDPOINTS {
@@ -92,11 +98,17 @@ async fn two_thousand_endpoints_failing_at_once_keep_threads_and_memory_within_b
         );
         sleep(Duration::from_millis(100)).await;
     }
+    bystander_ms.sort_by(f64::total_cmp);
+    let at = |q: f64| bystander_ms[((bystander_ms.len() - 1) as f64 * q).round() as usize];
     eprintln!(
-        "mass failure of {ENDPOINTS} endpoints: threads {threads_before} -> peak {}, VmRSS {} MiB -> peak {} MiB",
+        "mass failure of {ENDPOINTS} endpoints: threads {threads_before} -> peak {}, VmRSS {} MiB -> peak {} MiB; another tenant's GET /v1/subscription meanwhile ({} calls): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         peak.1,
         rss_before / 1024,
-        peak.0 / 1024
+        peak.0 / 1024,
+        bystander_ms.len(),
+        at(0.5),
+        at(0.99),
+        at(1.0)
     );
     assert!(
         peak.1 <= THREAD_BUDGET,
