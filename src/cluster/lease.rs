@@ -38,6 +38,11 @@ pub struct LeaseManager {
     announced: bool,
     /// The extra round at the next expiry of another node's lease.
     at_expiry: Option<SpawnHandle>,
+    /// Counts the times this node gave leases up (handed over, found lost,
+    /// fenced). A claim or resume read before one of those may be stale by
+    /// the time it is answered: it is then not acted on, and a round looks
+    /// again.
+    gave_up: u64,
 }
 
 /// Leases were freed or the fair shares changed: run a round now.
@@ -62,6 +67,7 @@ impl LeaseManager {
             releasing: false,
             announced: false,
             at_expiry: None,
+            gave_up: 0,
         }
     }
 
@@ -118,6 +124,7 @@ impl LeaseManager {
                 .copied()
                 .collect();
             if !lost.is_empty() {
+                act.gave_up += 1;
                 log::warn!("node {}: lost the leases of endpoints {lost:?}", act.node);
                 for id in &lost {
                     act.held.remove(id);
@@ -222,6 +229,7 @@ impl LeaseManager {
         ids.dedup();
         ids.truncate(count);
         self.releasing = true;
+        self.gave_up += 1;
         log::info!("node {}: handing over endpoints {ids:?}", self.node);
         let (router, store, node) = (self.router.clone(), self.store.clone(), self.node.clone());
         let deadline = Instant::now() + self.tick();
@@ -262,6 +270,7 @@ impl LeaseManager {
                 self.node,
                 self.held.len()
             );
+            self.gave_up += 1;
             let ids: Vec<i64> = self.held.drain().collect();
             self.router.do_send(LeasesLost(ids));
         }
@@ -296,18 +305,27 @@ impl Handler<Claim> for LeaseManager {
 
     fn handle(&mut self, msg: Claim, ctx: &mut Self::Context) {
         let (store, node, ttl_ms) = self.lease_params();
+        let since = self.gave_up;
         let work = async move {
             store
                 .run(move |conn| leases::claim(conn, &node, ttl_ms, &msg.0))
                 .await
         };
-        ctx.spawn(work.into_actor(self).map(|result, act, _| match result {
-            Ok(acquired) if !acquired.is_empty() => {
-                act.held.extend(acquired.iter().map(|a| a.id));
-                act.router.do_send(LeasesAcquired(acquired));
-            }
-            Ok(_) => {}
-            Err(e) => log::warn!("node {}: could not claim new endpoints: {e}", act.node),
-        }));
+        ctx.spawn(
+            work.into_actor(self)
+                .map(move |result, act, ctx| match result {
+                    // Taken before this node gave leases up: perhaps these; a round
+                    // finds out what it holds (and resumes those).
+                    Ok(acquired) if !acquired.is_empty() && act.gave_up != since => {
+                        ctx.notify(LeasesMoved);
+                    }
+                    Ok(acquired) if !acquired.is_empty() => {
+                        act.held.extend(acquired.iter().map(|a| a.id));
+                        act.router.do_send(LeasesAcquired(acquired));
+                    }
+                    Ok(_) => {}
+                    Err(e) => log::warn!("node {}: could not claim new endpoints: {e}", act.node),
+                }),
+        );
     }
 }
