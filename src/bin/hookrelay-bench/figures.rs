@@ -90,7 +90,7 @@ impl Sizes {
             recovery_endpoints: 10,
             recovery_deadline_secs: 300.0,
             handover_endpoints: 100,
-            handover_rate: 50.0,
+            handover_rate: 10.0,
             handover_settle_secs: 3.0,
         }
     }

@@ -156,7 +156,12 @@ fn owners(node: &Instance) -> Result<Vec<(usize, Option<String>)>, String> {
 /// Waits until every endpoint is owned by one of `live` and none owns more
 /// than its fair share. Returns the endpoints per node and the seconds it
 /// took.
-fn wait_settled(via: &Instance, endpoints: usize, live: &[&str]) -> Result<Value, String> {
+fn wait_settled(
+    via: &Instance,
+    others: &[&Instance],
+    endpoints: usize,
+    live: &[&str],
+) -> Result<Value, String> {
     let fair = endpoints.div_ceil(live.len());
     let started = Instant::now();
     loop {
@@ -173,9 +178,19 @@ fn wait_settled(via: &Instance, endpoints: usize, live: &[&str]) -> Result<Value
             return Ok(json!({"owners": count, "settled_s": started.elapsed().as_secs_f64()}));
         }
         if started.elapsed() > SETTLE_AT_MOST {
+            // What every node says of the endpoints not on their fair place.
+            let views: Vec<String> = std::iter::once(via)
+                .chain(others.iter().copied())
+                .map(|n| match owners(n) {
+                    Ok(l) => format!("{}: {l:?}", n.internal),
+                    Err(e) => format!("{}: {e}", n.internal),
+                })
+                .collect();
             return Err(format!(
-                "the endpoints did not settle on nodes {live:?} within {}s: {count:?}",
-                SETTLE_AT_MOST.as_secs()
+                "the endpoints did not settle on nodes {live:?} within {}s: {count:?}\n  \
+                 (path number, owner) as each node lists them:\n  {}",
+                SETTLE_AT_MOST.as_secs(),
+                views.join("\n  ")
             ));
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -328,7 +343,13 @@ pub fn handover(bench: &Bench, admin_url: &str) -> Result<Measured, String> {
         ],
     };
     subscribe(cluster.node(0)?, bench.receiver.port, endpoints).map_err(|e| cluster.logs(e))?;
-    wait_settled(cluster.node(0)?, endpoints, &NODE_IDS[..2]).map_err(|e| cluster.logs(e))?;
+    wait_settled(
+        cluster.node(0)?,
+        &[cluster.node(1)?],
+        endpoints,
+        &NODE_IDS[..2],
+    )
+    .map_err(|e| cluster.logs(e))?;
     wait_routed(bench, &cluster.running(), endpoints)?;
 
     // Room for the whole stream: steady, three changes with their settle
@@ -389,7 +410,12 @@ pub fn handover(bench: &Bench, admin_url: &str) -> Result<Measured, String> {
             .unwrap_or_else(|e| e.into_inner())
             .push((2, url(&c)));
         cluster.nodes[2] = Some(c);
-        let settled = wait_settled(cluster.node(0)?, endpoints, &NODE_IDS)?;
+        let settled = wait_settled(
+            cluster.node(0)?,
+            &[cluster.node(1)?, cluster.node(2)?],
+            endpoints,
+            &NODE_IDS,
+        )?;
         std::thread::sleep(settle);
         windows.push(Window {
             name: "join",
@@ -413,7 +439,12 @@ pub fn handover(bench: &Bench, admin_url: &str) -> Result<Measured, String> {
                 "node b did not exit within 20 s of SIGTERM".into(),
             ));
         }
-        let mut settled = wait_settled(cluster.node(0)?, endpoints, &["a", "c"])?;
+        let mut settled = wait_settled(
+            cluster.node(0)?,
+            &[cluster.node(2)?],
+            endpoints,
+            &["a", "c"],
+        )?;
         settled["exit_after_sigterm_s"] = json!(exited_s);
         settled["exit_status"] = json!(exit.map(|s| s.to_string()));
         std::thread::sleep(settle);
@@ -437,7 +468,7 @@ pub fn handover(bench: &Bench, admin_url: &str) -> Result<Measured, String> {
         let cpu_from = cpu::snapshot_of(&cluster.pids(), db);
         let killed_ns = now_ns();
         c.kill9();
-        let settled = wait_settled(cluster.node(0)?, endpoints, &["a"]);
+        let settled = wait_settled(cluster.node(0)?, &[], endpoints, &["a"]);
         let settled = settled.map_err(|e| with_logs(&[&c], e))?;
         std::thread::sleep(settle);
         windows.push(Window {
