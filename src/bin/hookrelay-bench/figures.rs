@@ -58,6 +58,13 @@ pub struct Sizes {
     pub recovery_endpoints: usize,
     /// Figure 8: the drain is cut off this long after the first delivery.
     pub recovery_deadline_secs: f64,
+    /// Figure 10: endpoints (one subscription each; every event goes to all).
+    pub handover_endpoints: usize,
+    /// Figure 10: events per second of the steady stream.
+    pub handover_rate: f64,
+    /// Figure 10: how long the stream runs on once a change has settled
+    /// (and how long the steady window lasts).
+    pub handover_settle_secs: f64,
 }
 
 impl Sizes {
@@ -82,6 +89,9 @@ impl Sizes {
             recovery_deliveries: 1_000_000,
             recovery_endpoints: 10,
             recovery_deadline_secs: 300.0,
+            handover_endpoints: 100,
+            handover_rate: 10.0,
+            handover_settle_secs: 3.0,
         }
     }
 
@@ -101,6 +111,8 @@ impl Sizes {
             metrics_scrapes: 2,
             recovery_deliveries: 10_000,
             recovery_deadline_secs: 20.0,
+            handover_endpoints: 10,
+            handover_settle_secs: 0.5,
             ..Sizes::full()
         }
     }

@@ -177,6 +177,28 @@ impl Instance {
         self.child.id()
     }
 
+    /// Sends SIGTERM to this pid and waits up to `within` for it to exit;
+    /// `None` when it is still running then.
+    pub fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let until = Instant::now() + within;
+        while Instant::now() < until {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    /// Sends SIGKILL to this pid and reaps it.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// The end of the child's log (stderr).
     pub fn log_tail(&self, bytes: u64) -> String {
         tail(&self.dir.join("hookrelay.log"), bytes)

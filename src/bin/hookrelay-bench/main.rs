@@ -4,13 +4,14 @@
 //! BENCHMARKS.md for what each figure means.
 //!
 //! ```text
-//! cargo run --release --bin hookrelay-bench -- [--smoke] [--out FILE.json] [--runs N] [--figures 7,8,9]
+//! cargo run --release --bin hookrelay-bench -- [--smoke] [--out FILE.json] [--runs N] [--figures 7,8,9,10]
 //! ```
 
 mod budget;
 mod clock;
 mod cpu;
 mod figures;
+mod handover;
 mod instance;
 mod load;
 mod memory;
@@ -63,15 +64,15 @@ struct Args {
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     runs: u32,
 
-    /// Only these figures (1-9), comma separated. Figure 9 needs a
-    /// PostgreSQL URL and brings figure 1 (its baseline) along.
-    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=9))]
+    /// Only these figures (1-10), comma separated. Figures 9 and 10 need
+    /// a PostgreSQL URL; figure 9 brings figure 1 (its baseline) along.
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=10))]
     figures: Vec<u8>,
 
-    /// A PostgreSQL server for figure 9, as a URL of a database the bench
-    /// can connect to and create databases from (a new `hr_bench_…`
-    /// database is made, and dropped, for every measurement). Without it
-    /// figure 9 is skipped.
+    /// A PostgreSQL server for figures 9 and 10, as a URL of a database
+    /// the bench can connect to and create databases from (a new
+    /// `hr_bench_…` database is made, and dropped, for every measurement).
+    /// Without it figures 9 and 10 are skipped.
     #[arg(long, env = "HOOKRELAY_BENCH_POSTGRES_URL")]
     postgres: Option<String>,
 
@@ -145,8 +146,9 @@ fn run_figure(bench: &Bench, figure: u8, postgres: Option<&str>) -> Result<Measu
         (6, _) => figures::latency(bench),
         (7, _) => memory::memory(bench),
         (8, _) => recovery::recovery(bench),
-        (_, Some(url)) => postgres::postgres(bench, url),
-        (_, None) => Err("figure 9 needs --postgres URL".to_string()),
+        (9, Some(url)) => postgres::postgres(bench, url),
+        (_, Some(url)) => handover::handover(bench, url),
+        (_, None) => Err(format!("figure {figure} needs --postgres URL")),
     }
 }
 
@@ -189,22 +191,23 @@ fn bench(args: Args) -> Result<bool, String> {
     };
     let runs = if args.smoke { 1 } else { args.runs };
     let mut selected: Vec<u8> = if args.figures.is_empty() {
-        (1..=9).collect()
+        (1..=10).collect()
     } else {
         args.figures.clone()
     };
     let postgres = args.postgres.as_deref().filter(|u| !u.trim().is_empty());
     let mut skipped = serde_json::Map::new();
-    if selected.contains(&9) {
-        if postgres.is_none() {
-            selected.retain(|f| *f != 9);
+    for (figure, name) in [(9, "PostgreSQL"), (10, "cluster hand-over, PostgreSQL")] {
+        if postgres.is_none() && selected.contains(&figure) {
+            selected.retain(|f| *f != figure);
             let why = "no PostgreSQL URL: set HOOKRELAY_BENCH_POSTGRES_URL or pass --postgres URL";
-            eprintln!("figure 9 (PostgreSQL) skipped: {why}");
-            skipped.insert("9".into(), json!(why));
-        } else if !selected.contains(&1) {
-            eprintln!("figure 1 added: figure 9's ratios are to its loopback limit");
-            selected.push(1);
+            eprintln!("figure {figure} ({name}) skipped: {why}");
+            skipped.insert(figure.to_string(), json!(why));
         }
+    }
+    if postgres.is_some() && selected.contains(&9) && !selected.contains(&1) {
+        eprintln!("figure 1 added: figure 9's ratios are to its loopback limit");
+        selected.push(1);
     }
     selected.sort_unstable();
     selected.dedup();
@@ -349,7 +352,7 @@ fn bench(args: Args) -> Result<bool, String> {
         "hookrelay_args": format!(
             "serve --database-url <temp>/bench.db --public-addr 127.0.0.1:0 --internal-addr 127.0.0.1:0 \
              --allow-private-endpoints --max-in-flight-per-endpoint {} (figure 7 adds --verify-interval 8h; \
-             figure 9 uses --database-url postgres://…/hr_bench_… --node-id a|b --lease-ttl 3s)",
+             figures 9 and 10 use --database-url postgres://…/hr_bench_… --node-id a|b|c --lease-ttl 3s)",
             bench.launch.max_in_flight),
         "postgres": postgres.map(hookrelay::store::redact),
         "skipped": skipped,

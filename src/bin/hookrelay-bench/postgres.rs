@@ -114,7 +114,7 @@ fn wait_owned(nodes: &[&Instance], endpoints: usize) -> Result<Value, String> {
 /// `fanout` subscriptions (subscriptions made on one node reach the others'
 /// routing tables by polling), then waits for the probes' deliveries so
 /// they are not counted later. Returns the seconds it took.
-fn wait_routed(bench: &Bench, nodes: &[&Instance], fanout: usize) -> Result<f64, String> {
+pub fn wait_routed(bench: &Bench, nodes: &[&Instance], fanout: usize) -> Result<f64, String> {
     let arrivals = &bench.receiver.arrivals;
     let before = arrivals.count();
     let started = Instant::now();
