@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use actix_web::{App, HttpServer, web};
+use actix_web::{App, web};
 
 use crate::api::{self, ApiSettings, AppState};
 use crate::catalog::{Catalog, DEFAULT_EVENT_TYPES};
@@ -258,7 +258,9 @@ struct ListenerLimits {
     max_connections: usize,
 }
 
-/// Binds one listener with its routes; `which` names it in errors.
+/// Binds one listener with its routes; `which` names it in errors. Each
+/// connection's stream is wrapped so that what the HTTP layer refuses by
+/// itself is answered in JSON too (`api::framing`).
 fn bind(
     which: &'static str,
     addr: std::net::SocketAddr,
@@ -266,29 +268,49 @@ fn bind(
     routes: fn(&mut web::ServiceConfig),
     limits: &ListenerLimits,
 ) -> Result<(actix_web::dev::Server, std::net::SocketAddr), StartError> {
-    let state = web::Data::new(state.clone());
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(state.clone())
-            .wrap(api::json_errors())
-            .configure(routes)
-            .default_service(web::to(api::not_found))
-    })
-    .workers(limits.workers)
-    .disable_signals()
-    .shutdown_timeout(limits.shutdown_timeout.as_secs().max(1))
-    .client_request_timeout(HEADERS_WITHIN)
-    .client_disconnect_timeout(Duration::from_secs(1))
-    .keep_alive(KEEP_ALIVE)
-    .max_connections(limits.max_connections.div_ceil(limits.workers).max(1))
-    .bind(addr)
-    .map_err(|source| StartError::Bind {
+    use actix_service::{IntoServiceFactory, ServiceFactoryExt, fn_service, map_config};
+    let bind_error = |source| StartError::Bind {
         which,
         addr,
         source,
-    })?;
-    let bound = server.addrs().first().copied().unwrap_or(addr);
-    Ok((server.run(), bound))
+    };
+    let listener = std::net::TcpListener::bind(addr).map_err(bind_error)?;
+    let bound = listener.local_addr().map_err(bind_error)?;
+    let state = web::Data::new(state.clone());
+    let server = actix_server::Server::build()
+        .workers(limits.workers)
+        .disable_signals()
+        .shutdown_timeout(limits.shutdown_timeout.as_secs().max(1))
+        .max_concurrent_connections(limits.max_connections.div_ceil(limits.workers).max(1))
+        .listen(which, listener, move || {
+            let state = state.clone();
+            let app = App::new()
+                .app_data(state)
+                .wrap(api::json_errors())
+                .configure(routes)
+                .default_service(web::to(api::not_found))
+                .into_factory()
+                .map_err(|e: actix_web::Error| e.error_response());
+            let http = actix_http::HttpService::build()
+                .keep_alive(KEEP_ALIVE)
+                .client_request_timeout(HEADERS_WITHIN)
+                .client_disconnect_timeout(Duration::from_secs(1))
+                .local_addr(bound)
+                .finish(map_config(app, |_| actix_web::dev::AppConfig::default()));
+            fn_service(|io: actix_rt::net::TcpStream| async move {
+                let _ = io.set_nodelay(true);
+                let peer = io.peer_addr().ok();
+                Ok::<_, actix_http::error::DispatchError>((
+                    api::framing::JsonFraming::new(io),
+                    actix_http::Protocol::Http1,
+                    peer,
+                ))
+            })
+            .and_then(http)
+        })
+        .map_err(bind_error)?
+        .run();
+    Ok((server, bound))
 }
 
 /// What a node reads from the database at start.

@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod framing;
 pub mod internal;
 pub mod page;
 pub mod public;

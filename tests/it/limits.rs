@@ -2,7 +2,7 @@
 //! limit, duplicate subscriptions, pagination, idempotency conflicts,
 //! `/metrics` bounded by the live endpoints, JSON for every error (405 with
 //! `Allow`, empty batches, duplicate keys, out-of-range numbers, long
-//! values), and request deadlines.
+//! values, requests the HTTP layer cannot parse), and request deadlines.
 
 use std::collections::HashSet;
 use std::io::{Read, Write};
@@ -396,4 +396,52 @@ async fn a_trickled_body_is_cut_off_at_the_request_timeout_and_slow_clients_do_n
         took >= Duration::from_millis(1500),
         "cut off too early: {took:?}"
     );
+}
+
+#[actix_rt::test]
+async fn requests_the_http_layer_cannot_parse_get_json_errors_too() {
+    let app = TestApp::spawn().await;
+    let many_headers: String = (0..200).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "two different Content-Lengths",
+            b"POST /internal/v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\nhello".to_vec(),
+            "HTTP/1.1 400",
+        ),
+        (
+            "Transfer-Encoding with Content-Length",
+            b"POST /internal/v1/events HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\nhello".to_vec(),
+            "HTTP/1.1 400",
+        ),
+        (
+            "a 100 KB path",
+            format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(100_000)).into_bytes(),
+            "HTTP/1.1 4",
+        ),
+        (
+            "200 headers",
+            format!("GET /health HTTP/1.1\r\nHost: x\r\n{many_headers}\r\n").into_bytes(),
+            "HTTP/1.1 431",
+        ),
+    ];
+    for (what, request, status) in cases {
+        let answer = raw_exchange(&app.internal_url, &request, Duration::from_secs(5));
+        assert!(answer.starts_with(status), "{what}: {answer}");
+        let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+        let json: Value = serde_json::from_str(body)
+            .unwrap_or_else(|_| panic!("{what}: the answer's body is not JSON: {answer}"));
+        assert!(
+            json["error"].as_str().is_some_and(|e| !e.is_empty())
+                && json["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{what}: {json}"
+        );
+    }
+    // Kept-alive, pipelined requests still get their answers, unchanged.
+    let answer = raw_exchange(
+        &app.internal_url,
+        b"GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    assert_eq!(answer.matches("HTTP/1.1 200 OK").count(), 2, "{answer}");
+    assert_eq!(answer.matches("\"ready\":true").count(), 2, "{answer}");
 }
