@@ -18,6 +18,22 @@ pub struct RouteRow {
     pub endpoint_url: String,
 }
 
+/// The filter of one caller's active subscriptions.
+type OwnedActive = diesel::dsl::And<
+    diesel::dsl::And<
+        diesel::dsl::Eq<subscriptions::marketplace_id, i64>,
+        diesel::dsl::Eq<subscriptions::user_id, i64>,
+    >,
+    diesel::dsl::Eq<subscriptions::active, bool>,
+>;
+
+fn owned_active(marketplace_id: i64, user_id: i64) -> OwnedActive {
+    subscriptions::marketplace_id
+        .eq(marketplace_id)
+        .and(subscriptions::user_id.eq(user_id))
+        .and(subscriptions::active.eq(true))
+}
+
 /// The id of the endpoint row for `url`, created when missing.
 pub fn endpoint_id_for(conn: &mut Conn, url: &str) -> Result<i64, StoreError> {
     let find = |conn: &mut Conn| -> Result<Option<i64>, StoreError> {
@@ -66,10 +82,7 @@ pub fn create(
     let at = now();
     Ok(crate::db_transaction!(conn, c => {
         let route_version = c.bump_routing_version()?;
-        let mine = subscriptions::table
-            .filter(subscriptions::marketplace_id.eq(marketplace_id))
-            .filter(subscriptions::user_id.eq(user_id))
-            .filter(subscriptions::active.eq(true));
+        let mine = subscriptions::table.filter(owned_active(marketplace_id, user_id));
         let same: Option<i64> = mine
             .filter(subscriptions::event.eq(event))
             .filter(subscriptions::endpoint_id.eq(endpoint_id))
@@ -137,9 +150,7 @@ pub fn find_same(
 ) -> Result<Option<i64>, StoreError> {
     Ok(crate::db_run!(conn, c => subscriptions::table
         .inner_join(endpoints::table)
-        .filter(subscriptions::marketplace_id.eq(marketplace_id))
-        .filter(subscriptions::user_id.eq(user_id))
-        .filter(subscriptions::active.eq(true))
+        .filter(owned_active(marketplace_id, user_id))
         .filter(subscriptions::event.eq(event))
         .filter(endpoints::url.eq(url))
         .select(subscriptions::id)
@@ -154,9 +165,7 @@ pub fn count_for_owner(
     user_id: i64,
 ) -> Result<i64, StoreError> {
     Ok(crate::db_run!(conn, c => subscriptions::table
-        .filter(subscriptions::marketplace_id.eq(marketplace_id))
-        .filter(subscriptions::user_id.eq(user_id))
-        .filter(subscriptions::active.eq(true))
+        .filter(owned_active(marketplace_id, user_id))
         .count()
         .get_result(c))?)
 }
@@ -172,9 +181,7 @@ pub fn page_for_owner(
 ) -> Result<Vec<RouteRow>, StoreError> {
     let rows: Vec<(Subscription, String)> = crate::db_run!(conn, c => subscriptions::table
         .inner_join(endpoints::table)
-        .filter(subscriptions::marketplace_id.eq(marketplace_id))
-        .filter(subscriptions::user_id.eq(user_id))
-        .filter(subscriptions::active.eq(true))
+        .filter(owned_active(marketplace_id, user_id))
         .filter(subscriptions::id.gt(after))
         .order(subscriptions::id)
         .limit(limit)
@@ -193,9 +200,7 @@ pub fn get_for_owner(
     let row: Option<(Subscription, String)> = crate::db_run!(conn, c => subscriptions::table
         .inner_join(endpoints::table)
         .filter(subscriptions::id.eq(id))
-        .filter(subscriptions::marketplace_id.eq(marketplace_id))
-        .filter(subscriptions::user_id.eq(user_id))
-        .filter(subscriptions::active.eq(true))
+        .filter(owned_active(marketplace_id, user_id))
         .select((Subscription::as_select(), endpoints::url))
         .first(c)
         .optional())?;
