@@ -1,9 +1,11 @@
-//! Startup and shutdown of `hookrelay serve`: opens the store, loads the
-//! catalog and routes, starts the recorder, the endpoint arbiters and the
-//! router, binds both listeners (printing one `hookrelay listening …` line
-//! once ready), runs the history cleanup, and on SIGTERM/SIGINT stops
-//! accepting, lets in-flight deliveries finish within the deadline, writes
-//! what is buffered, and returns.
+//! Startup and shutdown of `hookrelay serve`, as the steps of `run`: open
+//! the store and load the catalog and routes; start the actors (endpoint
+//! arbiters, recorder, group commit, in a cluster the lease manager,
+//! listener and sync loop, then the router); bind both listeners; serve
+//! (print one `hookrelay listening …` line once ready, wait for
+//! SIGTERM/SIGINT); shut down in order (stop accepting, let in-flight
+//! deliveries finish within the deadline, write what is buffered, hand
+//! leases over).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,17 +13,21 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use actix_web::{App, web};
+use tokio::sync::oneshot;
 
 use crate::api::{self, ApiSettings, AppState};
 use crate::catalog::{Catalog, DEFAULT_EVENT_TYPES};
-use crate::cluster::lease::LeaseManager;
-use crate::cluster::{default_node_id, listener, sync};
+use crate::cluster::lease::{LeaseHolder, LeaseManager};
+use crate::cluster::{Ownership, default_node_id, listener, sync};
 use crate::config::ServeArgs;
 use crate::delivery::endpoint::{DeliverySettings, drain};
 use crate::delivery::health::Policy;
 use crate::delivery::recorder::{Flush, Recorder};
+use crate::ingest::group_commit::GroupCommit;
+use crate::ingest::publisher::{Ingest, Publisher, Waiting};
 use crate::metrics;
-use crate::router::{Endpoints, Initial, Router, UseLeaseManager};
+use crate::router::{Deps, Endpoints, Initial, Router};
+use crate::routing::RouteTable;
 use crate::store::{self, Backend, SqliteSync, Store, StoreError};
 
 /// How often old history is cleaned up.
@@ -41,6 +47,8 @@ pub enum StartError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot start the group-commit threads: {0}")]
+    GroupCommit(std::io::Error),
     #[error("could not install signal handlers: {0}")]
     Signals(std::io::Error),
 }
@@ -64,14 +72,32 @@ pub fn install_tls_provider() {
 
 /// Runs the engine until SIGTERM or SIGINT.
 pub async fn run(args: ServeArgs) -> Result<(), StartError> {
+    let node_id = configure_process(&args);
+    let (store, loaded) = open(&args, &node_id).await?;
+    let node = start_actors(&args, &store, &node_id, loaded)?;
+    let state = app_state(&args, &store, &node, node_id.clone());
+    let listeners = bind_listeners(&args, &state, node.threads)?;
+    spawn_maintenance(&args, &store);
+    serve(&state, &listeners, node.loaded).await?;
+    shut_down(&args, &state, listeners, node.running).await;
+    Ok(())
+}
+
+/// Makes the process-wide choices (TLS, endpoint addresses allowed, the
+/// queued-bytes budget) and names this node; its id.
+fn configure_process(args: &ServeArgs) -> Arc<str> {
     install_tls_provider();
     crate::delivery::sender::allow_private_endpoints(args.allow_private_endpoints);
     crate::delivery::budget::QUEUED.set_limit(args.max_queued_bytes);
     let node_id: Arc<str> = Arc::from(args.node_id.clone().unwrap_or_else(default_node_id));
     metrics::set_node(&node_id);
+    node_id
+}
+
+/// Opens the store (migrating it) and reads what the node starts from.
+async fn open(args: &ServeArgs, node_id: &str) -> Result<(Store, Loaded), StartError> {
     let url = args.database.database_url.clone();
-    let pool_size = args.db_pool_size;
-    let sync = args.sqlite_synchronous;
+    let (pool_size, sync) = (args.db_pool_size, args.sqlite_synchronous);
     let (store, loaded) = tokio::task::spawn_blocking(move || {
         let store = open_store_with(&url, pool_size, sync)?;
         let loaded = load(&store)?;
@@ -79,7 +105,6 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
     })
     .await
     .map_err(|_| StoreError::TaskFailed)??;
-    let clustered = store.backend() == Backend::Postgres;
     log::info!(
         "node {node_id}: database {} ({:?}): {} active subscriptions, {} endpoints with pending deliveries",
         store::redact(&args.database.database_url),
@@ -87,8 +112,105 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
         loaded.routes.len(),
         loaded.backlog.len()
     );
+    Ok((store, loaded))
+}
 
-    let settings = Arc::new(DeliverySettings {
+/// The actors of a started node, and when it is loaded.
+struct StartedNode {
+    running: Running,
+    publisher: Publisher,
+    ownership: Ownership,
+    catalog: Catalog,
+    /// Threads per listener.
+    threads: usize,
+    /// Answers once every endpoint actor has started.
+    loaded: oneshot::Receiver<()>,
+}
+
+/// What shutting down stops, in order.
+struct Running {
+    router: Addr<Router>,
+    recorder: Addr<Recorder>,
+    arbiters: Vec<Arbiter>,
+    /// Stops the cluster's LISTEN thread (which runs only in a cluster).
+    stop_listener: Arc<AtomicBool>,
+}
+
+/// Starts the actors, lowest first: the endpoint arbiters and the
+/// recorder, the group commit, in a cluster the lease manager, listener
+/// and sync loop, then the router they all report to (its address is
+/// taken before it runs, so that they could be handed its recipients).
+fn start_actors(
+    args: &ServeArgs,
+    store: &Store,
+    node_id: &Arc<str>,
+    loaded: Loaded,
+) -> Result<StartedNode, StartError> {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let arbiters: Vec<Arbiter> = (0..threads).map(|_| Arbiter::new()).collect();
+    let recorder = Recorder::new(store.clone()).start();
+    let catalog = Catalog::new(loaded.catalog);
+    let router_ctx = Context::<Router>::new();
+    let me = router_ctx.address();
+    let routes = RouteTable::new(
+        loaded.routing_version,
+        &loaded.routes,
+        me.clone().recipient(),
+    );
+    let commits = GroupCommit::start(store.clone(), routes.clone(), me.clone().recipient())
+        .map_err(StartError::GroupCommit)?;
+    let ingest = Ingest {
+        routes,
+        commits,
+        waiting: Waiting::default(),
+    };
+    let stop_listener = Arc::new(AtomicBool::new(false));
+    let ownership = match store.backend() {
+        Backend::Sqlite => Ownership::All,
+        Backend::Postgres => {
+            let cluster = ClusterStart {
+                store,
+                node_id,
+                routes: &ingest.routes,
+                catalog: &catalog,
+                stop_listener: &stop_listener,
+            };
+            start_cluster(args, cluster, &me)
+        }
+    };
+    let (on_loaded, loaded_rx) = oneshot::channel();
+    let deps = Deps {
+        store: store.clone(),
+        recorder: recorder.clone(),
+        settings: delivery_settings(args),
+        arbiters: arbiters.iter().map(Arbiter::handle).collect(),
+    };
+    let initial = Initial {
+        routes: loaded.routes,
+        backlog: loaded.backlog,
+        health: loaded.health,
+        on_loaded,
+    };
+    let router = Router::new(me, deps, ingest.clone(), ownership.clone(), initial);
+    let router = router_ctx.run(router);
+    Ok(StartedNode {
+        publisher: Publisher::new(ingest, &ownership, router.clone().recipient()),
+        running: Running {
+            router,
+            recorder,
+            arbiters,
+            stop_listener,
+        },
+        ownership,
+        catalog,
+        threads,
+        loaded: loaded_rx,
+    })
+}
+
+/// What the delivery of every endpoint actor is bounded by.
+fn delivery_settings(args: &ServeArgs) -> Arc<DeliverySettings> {
+    Arc::new(DeliverySettings {
         timeout: args.delivery_timeout,
         retry_schedule: args.retry_schedule.0.clone(),
         max_in_flight: args.max_in_flight_per_endpoint,
@@ -99,65 +221,59 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
             pause_after_failures: args.pause_after_failures,
             dead_after_failed_verifications: args.dead_after_failed_verifications,
         },
-    });
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let arbiters: Vec<Arbiter> = (0..threads).map(|_| Arbiter::new()).collect();
-    let handles = arbiters.iter().map(Arbiter::handle).collect();
-    let recorder = Recorder::new(store.clone()).start();
-    let catalog = Catalog::new(loaded.catalog);
-    // On PostgreSQL, endpoint actors start as this node acquires leases.
-    let (backlog, health) = if clustered {
-        (Vec::new(), Vec::new())
-    } else {
-        (loaded.backlog, loaded.health)
-    };
-    let (loaded_tx, loaded_rx) = tokio::sync::oneshot::channel();
-    let (router, publisher) = Router::launch(
-        store.clone(),
-        recorder.clone(),
-        settings,
-        handles,
-        Initial {
-            owns_all: !clustered,
-            routes: loaded.routes,
-            version: loaded.routing_version,
-            backlog,
-            health,
-            on_loaded: loaded_tx,
-        },
-    );
-    let stop_listener = Arc::new(AtomicBool::new(false));
-    if clustered {
-        let leases = LeaseManager::new(
-            store.clone(),
-            node_id.clone(),
-            args.lease_ttl,
-            router.clone(),
-        )
-        .start();
-        router.do_send(UseLeaseManager(leases.clone()));
-        listener::spawn(
-            args.database.database_url.clone(),
-            listener::Listeners {
-                work: router.clone().recipient(),
-                leases: leases.recipient(),
-            },
-            stop_listener.clone(),
-        );
-        actix_rt::spawn(sync::run(
-            store.clone(),
-            publisher.routes().clone(),
-            router.clone(),
-            catalog.clone(),
-            node_id.to_string(),
-        ));
-    }
+    })
+}
 
-    let state = AppState {
+/// What the cluster's parts share with the rest of the node.
+struct ClusterStart<'a> {
+    store: &'a Store,
+    node_id: &'a Arc<str>,
+    routes: &'a RouteTable,
+    catalog: &'a Catalog,
+    stop_listener: &'a Arc<AtomicBool>,
+}
+
+/// Starts the lease manager, the LISTEN thread and the sync loop, each
+/// reporting to `router`; the node then owns the endpoints it leases.
+fn start_cluster(args: &ServeArgs, cluster: ClusterStart, router: &Addr<Router>) -> Ownership {
+    let holder = LeaseHolder {
+        acquired: router.clone().recipient(),
+        lost: router.clone().recipient(),
+        release: router.clone().recipient(),
+    };
+    let leases = LeaseManager::new(
+        cluster.store.clone(),
+        cluster.node_id.clone(),
+        args.lease_ttl,
+        holder,
+    )
+    .start();
+    listener::spawn(
+        args.database.database_url.clone(),
+        listener::Listeners {
+            work: router.clone().recipient(),
+            leases: leases.clone().recipient(),
+        },
+        cluster.stop_listener.clone(),
+    );
+    actix_rt::spawn(sync::run(
+        cluster.store.clone(),
+        cluster.routes.clone(),
+        router.clone().recipient(),
+        cluster.catalog.clone(),
+        cluster.node_id.to_string(),
+    ));
+    Ownership::Leased(leases.recipient())
+}
+
+/// What every handler of both listeners shares.
+fn app_state(args: &ServeArgs, store: &Store, node: &StartedNode, node_id: Arc<str>) -> AppState {
+    AppState {
         store: store.clone(),
-        router: router.clone(),
-        publisher,
-        catalog,
+        router: node.running.router.clone(),
+        publisher: node.publisher.clone(),
+        ownership: node.ownership.clone(),
+        catalog: node.catalog.clone(),
         settings: Arc::new(ApiSettings {
             allow_private_endpoints: args.allow_private_endpoints,
             verification_timeout: args.delivery_timeout,
@@ -168,79 +284,115 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
             request_timeout: args.request_timeout,
         }),
         ready: Arc::new(AtomicBool::new(false)),
-        node_id: node_id.clone(),
-    };
+        node_id,
+    }
+}
 
+/// Both listeners, bound and serving.
+struct Listeners {
+    public: std::net::SocketAddr,
+    internal: std::net::SocketAddr,
+    handles: Vec<actix_web::dev::ServerHandle>,
+}
+
+/// Binds the public and the internal listener, each with its routes, and
+/// starts serving on them.
+fn bind_listeners(
+    args: &ServeArgs,
+    state: &AppState,
+    workers: usize,
+) -> Result<Listeners, StartError> {
     let limits = ListenerLimits {
-        workers: threads,
+        workers,
         shutdown_timeout: args.shutdown_timeout,
         max_connections: args.max_connections as usize,
     };
-    let (public, public_addr) = bind(
-        "public",
-        args.public_addr,
-        &state,
-        api::public::routes,
-        &limits,
-    )?;
-    let (internal, internal_addr) = bind(
-        "internal",
-        args.internal_addr,
-        &state,
-        api::internal::routes,
-        &limits,
-    )?;
-    let (public_handle, internal_handle) = (public.handle(), internal.handle());
-    actix_rt::spawn(public);
-    actix_rt::spawn(internal);
+    let public: Listener = ("public", args.public_addr, api::public::routes);
+    let internal: Listener = ("internal", args.internal_addr, api::internal::routes);
+    let mut bound = Vec::with_capacity(2);
+    let mut handles = Vec::with_capacity(2);
+    for (which, addr, routes) in [public, internal] {
+        let (server, at) = bind(which, addr, state, routes, &limits)?;
+        handles.push(server.handle());
+        actix_rt::spawn(server);
+        bound.push(at);
+    }
+    Ok(Listeners {
+        public: bound[0],
+        internal: bound[1],
+        handles,
+    })
+}
+
+/// The history cleanup, and the probe that finds the database working
+/// again after trouble.
+fn spawn_maintenance(args: &ServeArgs, store: &Store) {
     actix_rt::spawn(watch_storage(store.clone()));
     actix_rt::spawn(cleanup_loop(
         store.clone(),
         args.history_retention,
         args.idempotency_retention,
     ));
+}
 
-    // The listeners answer (/health: alive, not ready) while the endpoint
-    // actors start; the node is ready once they all run.
-    let _ = loaded_rx.await;
+/// Says the node is ready once every endpoint actor runs (the listeners
+/// answer meanwhile: /health alive, not ready), then waits for SIGTERM or
+/// SIGINT.
+async fn serve(
+    state: &AppState,
+    listeners: &Listeners,
+    loaded: oneshot::Receiver<()>,
+) -> Result<(), StartError> {
+    let _ = loaded.await;
     state.ready.store(true, Ordering::Relaxed);
-    println!("hookrelay listening public=http://{public_addr} internal=http://{internal_addr}");
+    let (public, internal) = (listeners.public, listeners.internal);
+    println!("hookrelay listening public=http://{public} internal=http://{internal}");
     log::info!(
-        "hookrelay {} node {node_id} ready: public {public_addr}, internal {internal_addr}",
-        env!("CARGO_PKG_VERSION")
+        "hookrelay {} node {} ready: public {public}, internal {internal}",
+        env!("CARGO_PKG_VERSION"),
+        state.node_id
     );
+    wait_for_signal().await.map_err(StartError::Signals)
+}
 
-    wait_for_signal().await.map_err(StartError::Signals)?;
+/// Stops in order: no new requests, in-flight deliveries finish (within
+/// the shutdown timeout), buffered outcomes are written, in a cluster the
+/// leases are handed over, then the endpoint threads stop.
+async fn shut_down(args: &ServeArgs, state: &AppState, listeners: Listeners, running: Running) {
     log::info!(
         "shutting down: no new requests; waiting up to {} for in-flight work",
         humantime::format_duration(args.shutdown_timeout)
     );
     state.ready.store(false, Ordering::Relaxed);
     let deadline = Instant::now() + args.shutdown_timeout;
-    futures_util::future::join(public_handle.stop(true), internal_handle.stop(true)).await;
-    if let Ok(endpoints) = router.send(Endpoints).await {
+    futures_util::future::join_all(listeners.handles.iter().map(|h| h.stop(true))).await;
+    if let Ok(endpoints) = running.router.send(Endpoints).await {
         drain(&endpoints, deadline).await;
     }
-    if recorder.send(Flush).await.is_err() {
+    if running.recorder.send(Flush).await.is_err() {
         log::error!(
             "could not write the last delivery outcomes; those deliveries will be sent again"
         );
     }
-    if clustered {
-        stop_listener.store(true, Ordering::Relaxed);
-        let node = node_id.to_string();
-        if let Err(e) = store
-            .run(move |conn| store::leases::leave(conn, &node))
-            .await
-        {
-            log::warn!("could not hand over leases ({e}); other nodes take over when they expire");
-        }
+    if let Ownership::Leased(_) = state.ownership {
+        running.stop_listener.store(true, Ordering::Relaxed);
+        leave_cluster(&state.store, &state.node_id).await;
     }
-    for arbiter in arbiters {
+    for arbiter in running.arbiters {
         arbiter.stop();
     }
     log::info!("stopped");
-    Ok(())
+}
+
+/// Hands this node's leases over at once, rather than at their expiry.
+async fn leave_cluster(store: &Store, node_id: &str) {
+    let node = node_id.to_string();
+    if let Err(e) = store
+        .run(move |conn| store::leases::leave(conn, &node))
+        .await
+    {
+        log::warn!("could not hand over leases ({e}); other nodes take over when they expire");
+    }
 }
 
 /// A client must send its request headers within this long of connecting
@@ -249,6 +401,13 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
 const HEADERS_WITHIN: Duration = Duration::from_secs(5);
 /// An idle kept-alive connection is closed after this long.
 const KEEP_ALIVE: Duration = Duration::from_secs(30);
+
+/// A listener's name, address and routes.
+type Listener = (
+    &'static str,
+    std::net::SocketAddr,
+    fn(&mut web::ServiceConfig),
+);
 
 /// What both listeners are bounded by.
 struct ListenerLimits {

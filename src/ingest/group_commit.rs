@@ -1,4 +1,4 @@
-//! Group commit: stores what the router publishes and answers each
+//! Group commit: stores what is published and answers each
 //! publisher once its events are durable. Two threads form a pipeline:
 //!
 //! - the *writer* stores every publish that arrived while its previous
@@ -6,8 +6,8 @@
 //! - the *syncer* makes every transaction written so far durable with one
 //!   `Store::sync_commits` (an `fdatasync` of SQLite's WAL; nothing on
 //!   PostgreSQL, whose commits are durable already), then answers their
-//!   publishers in the order written and tells the router (`Committed`),
-//!   which hands the deliveries to their endpoint actors.
+//!   publishers in the order written and reports upward (`Committed`, to
+//!   the router, which hands the deliveries to their endpoint actors).
 //!
 //! So the next group is written while the previous one waits for the disk.
 //! The writer stays at most one group ahead of the syncer (the hand-over is
@@ -21,16 +21,15 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 
 use actix::prelude::*;
 use bytes::Bytes;
 use prometheus::IntCounter;
 
+use super::{PublishError, PublishReply, Published, Ticket};
 use crate::delivery::endpoint::Job;
 use crate::metrics::METRICS;
-use crate::router::{PublishError, PublishReply, Published};
 use crate::routing::RouteTable;
 use crate::store::db_time::DbTime;
 use crate::store::events::{PreparedEvent, Reroute, Stored, store_batch};
@@ -53,35 +52,6 @@ pub struct Pending {
     pub reply: PublishReply,
 }
 
-/// Decides, once, whether a queued publish is stored: the writer takes it
-/// into a group, or its publisher gives up waiting first (and then tells
-/// its client that nothing was stored). Whoever comes second loses.
-#[derive(Clone, Default)]
-pub struct Ticket(Arc<AtomicU8>);
-
-const QUEUED: u8 = 0;
-const TAKEN: u8 = 1;
-const ABANDONED: u8 = 2;
-
-impl Ticket {
-    fn decide(&self, to: u8) -> bool {
-        self.0
-            .compare_exchange(QUEUED, to, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-    }
-
-    /// The writer takes the publish; `false` when it was given up on.
-    pub fn take(&self) -> bool {
-        self.decide(TAKEN)
-    }
-
-    /// The publisher gives up waiting; `false` when the writer has taken it
-    /// already (its outcome will come).
-    pub fn abandon(&self) -> bool {
-        self.decide(ABANDONED)
-    }
-}
-
 /// A group is stored and its publishers answered: the deliveries of its new
 /// events, per endpoint in the order they were published.
 #[derive(Message)]
@@ -92,7 +62,7 @@ pub struct Committed {
     pub deliveries: Vec<(i64, Vec<Job>)>,
 }
 
-/// Where the router sends publishes to store.
+/// Where routed publishes go to be stored.
 #[derive(Clone)]
 pub struct GroupCommit {
     tx: Sender<Pending>,
@@ -163,6 +133,37 @@ impl Reroute for Rerouter<'_> {
     }
 }
 
+/// What the writer stores of a group: the rows of the publishes it took,
+/// in order, per publish how many rows and where to answer, and the
+/// endpoints other nodes own that get notified.
+struct Taken {
+    rows: Vec<PreparedEvent>,
+    parts: Vec<(usize, PublishReply)>,
+    notify: Vec<i64>,
+}
+
+/// Takes the publishes of a group (`count` events in all) whose publishers
+/// still wait; the others are dropped unstored and unanswered (their
+/// publishers answered their clients already).
+fn take(group: Vec<Pending>, count: usize) -> Taken {
+    let mut taken = Taken {
+        rows: Vec::with_capacity(count),
+        parts: Vec::with_capacity(group.len()),
+        notify: Vec::new(),
+    };
+    for pending in group {
+        if !pending.ticket.take() {
+            continue;
+        }
+        taken.parts.push((pending.events.len(), pending.reply));
+        taken.rows.extend(pending.events);
+        taken.notify.extend(pending.remote);
+    }
+    taken.notify.sort_unstable();
+    taken.notify.dedup();
+    taken
+}
+
 /// The writer: one transaction for whatever has queued up. A publish whose
 /// publisher gave up waiting (and told its client that nothing was stored)
 /// is dropped unstored.
@@ -176,19 +177,11 @@ fn write(store: Store, table: RouteTable, rx: Receiver<Pending>, written: SyncSe
             group.push(next);
         }
         METRICS.group_commit_events.observe(count as f64);
-        let mut rows = Vec::with_capacity(count);
-        let mut notify = Vec::new();
-        let mut parts = Vec::with_capacity(group.len());
-        for pending in group {
-            if !pending.ticket.take() {
-                continue;
-            }
-            parts.push((pending.events.len(), pending.reply));
-            rows.extend(pending.events);
-            notify.extend(pending.remote);
-        }
-        notify.sort_unstable();
-        notify.dedup();
+        let Taken {
+            mut rows,
+            parts,
+            notify,
+        } = take(group, count);
         let stored = if rows.is_empty() {
             Ok(Vec::new())
         } else {
@@ -206,6 +199,7 @@ fn write(store: Store, table: RouteTable, rx: Receiver<Pending>, written: SyncSe
         }
     }
 }
+
 /// The syncer: one disk sync for every group written since the last one,
 /// then the answers, in the order written.
 fn sync(store: Store, rx: Receiver<Written>, done: Recipient<Committed>) {
