@@ -19,15 +19,12 @@
 //! rather than the blocking pool: no task hop between the stages, and the
 //! answers do not wait in the router's mailbox.
 
-use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 
 use actix::prelude::*;
-use bytes::Bytes;
-use prometheus::IntCounter;
 
-use super::{PublishError, PublishReply, Published, Ticket};
+use super::settle::{IngestCounters, settle};
+use super::{PublishError, PublishReply, Ticket};
 use crate::delivery::endpoint::Job;
 use crate::metrics::METRICS;
 use crate::routing::RouteTable;
@@ -40,8 +37,6 @@ use crate::store::{Store, StoreError};
 const MAX_GROUP: usize = 10_000;
 
 const STORE_FAILED: &str = "the database refused the write; see the server log";
-const SYNC_FAILED: &str = "the database could not confirm the write on disk; push again \
-                           (with an Idempotency-Key to avoid duplicates)";
 
 /// One publish, routed and ready to store.
 pub struct Pending {
@@ -258,89 +253,78 @@ fn sync(store: Store, rx: Receiver<Written>, done: Recipient<Committed>) {
     }
 }
 
-/// `hookrelay_events_ingested_total` per event type, each series looked up
-/// once (event types are the catalog's few).
-#[derive(Default)]
-struct IngestCounters(HashMap<String, IntCounter>);
+#[cfg(test)]
+mod tests {
+    use tokio::sync::oneshot;
 
-impl IngestCounters {
-    fn inc(&mut self, event_type: String) {
-        self.0
-            .entry(event_type)
-            .or_insert_with_key(|t| METRICS.events_ingested.with_label_values(&[t.as_str()]))
-            .inc();
-    }
-}
+    use super::*;
+    use crate::ingest::Outcome;
+    use crate::store::models::NewEvent;
 
-/// Answers the publishers of a stored group (with an error if `unsynced`)
-/// and returns the deliveries of its new events, per endpoint.
-fn settle(
-    parts: Vec<(usize, PublishReply)>,
-    rows: Vec<PreparedEvent>,
-    stored: Vec<Stored>,
-    unsynced: bool,
-    ingested: &mut IngestCounters,
-) -> Vec<(i64, Vec<Job>)> {
-    let mut events = rows.into_iter().zip(stored);
-    let mut by_endpoint: HashMap<i64, Vec<Job>> = HashMap::new();
-    for (count, reply) in parts {
-        let mut results = Vec::with_capacity(count);
-        for (prepared, stored) in events.by_ref().take(count) {
-            match stored {
-                Stored::Duplicate {
-                    event_id,
-                    deliveries,
-                } => {
-                    results.push(Published {
-                        event_id,
-                        deliveries: deliveries.max(0) as usize,
-                        repeated: true,
-                        conflicting: false,
-                    });
-                    continue;
-                }
-                Stored::Conflict { event_id } => {
-                    results.push(Published {
-                        event_id,
-                        deliveries: 0,
-                        repeated: true,
-                        conflicting: true,
-                    });
-                    continue;
-                }
-                Stored::New => {}
-            }
-            let PreparedEvent {
-                event,
-                deliveries,
-                secrets,
-                ..
-            } = prepared;
-            results.push(Published {
-                event_id: event.id,
-                deliveries: deliveries.len(),
-                repeated: false,
-                conflicting: false,
-            });
-            ingested.inc(event.event);
-            let body = Bytes::from(event.body);
-            for (delivery, secret) in deliveries.into_iter().zip(secrets) {
-                by_endpoint
-                    .entry(delivery.endpoint_id)
-                    .or_default()
-                    .push(Job::new(
-                        Arc::from(delivery.id),
-                        delivery.subscription_id,
-                        secret,
-                        body.clone(),
-                    ));
-            }
-        }
-        let _ = reply.send(if unsynced {
-            Err(PublishError::Storage(SYNC_FAILED.into()))
-        } else {
-            Ok(results)
-        });
+    fn event(id: &str) -> PreparedEvent {
+        PreparedEvent::fixed(
+            NewEvent {
+                id: id.into(),
+                marketplace_id: 7,
+                event: "a".into(),
+                body: "{}".into(),
+                idempotency_key: None,
+                delivery_count: 0,
+                created_at: DbTime::new(crate::store::now()),
+            },
+            Vec::new(),
+        )
     }
-    by_endpoint.into_iter().collect()
+
+    fn pending(ids: &[&str], remote: &[i64]) -> (Pending, oneshot::Receiver<Outcome>) {
+        let (reply, answer) = oneshot::channel();
+        let pending = Pending {
+            events: ids.iter().map(|id| event(id)).collect(),
+            remote: remote.to_vec(),
+            ticket: Ticket::default(),
+            reply,
+        };
+        (pending, answer)
+    }
+
+    fn row_ids(taken: &Taken) -> Vec<&str> {
+        taken.rows.iter().map(|r| r.event.id.as_str()).collect()
+    }
+
+    #[test]
+    fn a_group_is_taken_in_the_order_published_with_one_part_per_publish() {
+        let (first, _a) = pending(&["e1", "e2"], &[]);
+        let (second, _b) = pending(&["e3"], &[]);
+        let taken = take(vec![first, second], 3);
+        assert_eq!(row_ids(&taken), vec!["e1", "e2", "e3"]);
+        let counts: Vec<usize> = taken.parts.iter().map(|(n, _)| *n).collect();
+        assert_eq!(counts, vec![2, 1]);
+    }
+
+    #[test]
+    fn a_publish_given_up_on_is_left_out_of_its_group_unstored() {
+        let (kept, _a) = pending(&["e1"], &[]);
+        let (abandoned, _b) = pending(&["e2"], &[5]);
+        assert!(abandoned.ticket.abandon());
+        let taken = take(vec![kept, abandoned], 2);
+        assert_eq!(row_ids(&taken), vec!["e1"]);
+        assert_eq!(taken.parts.len(), 1);
+        assert!(taken.notify.is_empty());
+    }
+
+    #[test]
+    fn a_taken_publish_can_no_longer_be_given_up_on() {
+        let (queued, _a) = pending(&["e1"], &[]);
+        let ticket = queued.ticket.clone();
+        take(vec![queued], 1);
+        assert!(!ticket.abandon());
+    }
+
+    #[test]
+    fn the_endpoints_to_notify_are_gathered_once_each_in_order() {
+        let (first, _a) = pending(&["e1"], &[9, 3]);
+        let (second, _b) = pending(&["e2"], &[3, 4]);
+        let taken = take(vec![first, second], 2);
+        assert_eq!(taken.notify, vec![3, 4, 9]);
+    }
 }

@@ -7,6 +7,7 @@
 
 pub mod group_commit;
 pub mod publisher;
+mod settle;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};

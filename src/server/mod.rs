@@ -7,15 +7,16 @@
 //! deliveries finish within the deadline, write what is buffered, hand
 //! leases over).
 
+mod listeners;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use actix_web::{App, web};
 use tokio::sync::oneshot;
 
-use crate::api::{self, ApiSettings, AppState};
+use crate::api::{ApiSettings, AppState};
 use crate::catalog::{Catalog, DEFAULT_EVENT_TYPES};
 use crate::cluster::lease::{LeaseHolder, LeaseManager};
 use crate::cluster::{Ownership, default_node_id, listener, sync};
@@ -29,6 +30,7 @@ use crate::metrics;
 use crate::router::{Deps, Endpoints, Initial, Router};
 use crate::routing::RouteTable;
 use crate::store::{self, Backend, SqliteSync, Store, StoreError};
+use listeners::{Listeners, bind_listeners};
 
 /// How often old history is cleaned up.
 const CLEANUP_EVERY: Duration = Duration::from_secs(600);
@@ -288,42 +290,6 @@ fn app_state(args: &ServeArgs, store: &Store, node: &StartedNode, node_id: Arc<s
     }
 }
 
-/// Both listeners, bound and serving.
-struct Listeners {
-    public: std::net::SocketAddr,
-    internal: std::net::SocketAddr,
-    handles: Vec<actix_web::dev::ServerHandle>,
-}
-
-/// Binds the public and the internal listener, each with its routes, and
-/// starts serving on them.
-fn bind_listeners(
-    args: &ServeArgs,
-    state: &AppState,
-    workers: usize,
-) -> Result<Listeners, StartError> {
-    let limits = ListenerLimits {
-        workers,
-        shutdown_timeout: args.shutdown_timeout,
-        max_connections: args.max_connections as usize,
-    };
-    let public: Listener = ("public", args.public_addr, api::public::routes);
-    let internal: Listener = ("internal", args.internal_addr, api::internal::routes);
-    let mut bound = Vec::with_capacity(2);
-    let mut handles = Vec::with_capacity(2);
-    for (which, addr, routes) in [public, internal] {
-        let (server, at) = bind(which, addr, state, routes, &limits)?;
-        handles.push(server.handle());
-        actix_rt::spawn(server);
-        bound.push(at);
-    }
-    Ok(Listeners {
-        public: bound[0],
-        internal: bound[1],
-        handles,
-    })
-}
-
 /// The history cleanup, and the probe that finds the database working
 /// again after trouble.
 fn spawn_maintenance(args: &ServeArgs, store: &Store) {
@@ -393,83 +359,6 @@ async fn leave_cluster(store: &Store, node_id: &str) {
     {
         log::warn!("could not hand over leases ({e}); other nodes take over when they expire");
     }
-}
-
-/// A client must send its request headers within this long of connecting
-/// (or of its previous request, on a kept-alive connection), or gets a 408
-/// and the connection is closed.
-const HEADERS_WITHIN: Duration = Duration::from_secs(5);
-/// An idle kept-alive connection is closed after this long.
-const KEEP_ALIVE: Duration = Duration::from_secs(30);
-
-/// A listener's name, address and routes.
-type Listener = (
-    &'static str,
-    std::net::SocketAddr,
-    fn(&mut web::ServiceConfig),
-);
-
-/// What both listeners are bounded by.
-struct ListenerLimits {
-    workers: usize,
-    shutdown_timeout: Duration,
-    /// Open connections per listener (over all its workers).
-    max_connections: usize,
-}
-
-/// Binds one listener with its routes; `which` names it in errors. Each
-/// connection's stream is wrapped so that what the HTTP layer refuses by
-/// itself is answered in JSON too (`api::framing`).
-fn bind(
-    which: &'static str,
-    addr: std::net::SocketAddr,
-    state: &AppState,
-    routes: fn(&mut web::ServiceConfig),
-    limits: &ListenerLimits,
-) -> Result<(actix_web::dev::Server, std::net::SocketAddr), StartError> {
-    use actix_service::{IntoServiceFactory, ServiceFactoryExt, fn_service, map_config};
-    let bind_error = |source| StartError::Bind {
-        which,
-        addr,
-        source,
-    };
-    let listener = std::net::TcpListener::bind(addr).map_err(bind_error)?;
-    let bound = listener.local_addr().map_err(bind_error)?;
-    let state = web::Data::new(state.clone());
-    let server = actix_server::Server::build()
-        .workers(limits.workers)
-        .disable_signals()
-        .shutdown_timeout(limits.shutdown_timeout.as_secs().max(1))
-        .max_concurrent_connections(limits.max_connections.div_ceil(limits.workers).max(1))
-        .listen(which, listener, move || {
-            let state = state.clone();
-            let app = App::new()
-                .app_data(state)
-                .wrap(api::json_errors())
-                .configure(routes)
-                .default_service(web::to(api::not_found))
-                .into_factory()
-                .map_err(|e: actix_web::Error| e.error_response());
-            let http = actix_http::HttpService::build()
-                .keep_alive(KEEP_ALIVE)
-                .client_request_timeout(HEADERS_WITHIN)
-                .client_disconnect_timeout(Duration::from_secs(1))
-                .local_addr(bound)
-                .finish(map_config(app, |_| actix_web::dev::AppConfig::default()));
-            fn_service(|io: actix_rt::net::TcpStream| async move {
-                let _ = io.set_nodelay(true);
-                let peer = io.peer_addr().ok();
-                Ok::<_, actix_http::error::DispatchError>((
-                    api::framing::JsonFraming::new(io),
-                    actix_http::Protocol::Http1,
-                    peer,
-                ))
-            })
-            .and_then(http)
-        })
-        .map_err(bind_error)?
-        .run();
-    Ok((server, bound))
 }
 
 /// What a node reads from the database at start.
