@@ -34,6 +34,7 @@ use crate::store::subscriptions::RouteRow;
 use messages::StartMore;
 pub use messages::{EndpointAddr, EndpointDied, Endpoints, Replay, Retired};
 
+/// The router of one node; see the module documentation.
 pub struct Router {
     me: Addr<Router>,
     store: Store,

@@ -29,6 +29,7 @@ use crate::ingest::publisher::{Ingest, Publisher, Waiting};
 use crate::metrics;
 use crate::router::{Deps, Endpoints, Initial, Router};
 use crate::routing::RouteTable;
+use crate::store::subscriptions::RouteRow;
 use crate::store::{self, Backend, SqliteSync, Store, StoreError};
 use listeners::{Listeners, bind_listeners};
 
@@ -154,18 +155,7 @@ fn start_actors(
     let catalog = Catalog::new(loaded.catalog);
     let router_ctx = Context::<Router>::new();
     let me = router_ctx.address();
-    let routes = RouteTable::new(
-        loaded.routing_version,
-        &loaded.routes,
-        me.clone().recipient(),
-    );
-    let commits = GroupCommit::start(store.clone(), routes.clone(), me.clone().recipient())
-        .map_err(StartError::GroupCommit)?;
-    let ingest = Ingest {
-        routes,
-        commits,
-        waiting: Waiting::default(),
-    };
+    let ingest = start_ingest(store, loaded.routing_version, &loaded.routes, &me)?;
     let stop_listener = Arc::new(AtomicBool::new(false));
     let ownership = match store.backend() {
         Backend::Sqlite => Ownership::All,
@@ -180,13 +170,13 @@ fn start_actors(
             start_cluster(args, cluster, &me)
         }
     };
-    let (on_loaded, loaded_rx) = oneshot::channel();
     let deps = Deps {
         store: store.clone(),
         recorder: recorder.clone(),
         settings: delivery_settings(args),
         arbiters: arbiters.iter().map(Arbiter::handle).collect(),
     };
+    let (on_loaded, loaded_rx) = oneshot::channel();
     let initial = Initial {
         routes: loaded.routes,
         backlog: loaded.backlog,
@@ -207,6 +197,26 @@ fn start_actors(
         catalog,
         threads,
         loaded: loaded_rx,
+    })
+}
+
+/// Starts the group commit, routing against the table of `routes` at
+/// `version` (as loaded at start);
+/// both report to `router` (which runs only once the rest has started).
+/// Its threads failing to start fails the start.
+fn start_ingest(
+    store: &Store,
+    version: i64,
+    routes: &[RouteRow],
+    router: &Addr<Router>,
+) -> Result<Ingest, StartError> {
+    let routes = RouteTable::new(version, routes, router.clone().recipient());
+    let commits = GroupCommit::start(store.clone(), routes.clone(), router.clone().recipient())
+        .map_err(StartError::GroupCommit)?;
+    Ok(Ingest {
+        routes,
+        commits,
+        waiting: Waiting::default(),
     })
 }
 
@@ -364,13 +374,14 @@ async fn leave_cluster(store: &Store, node_id: &str) {
 /// What a node reads from the database at start.
 struct Loaded {
     catalog: Vec<(String, String)>,
-    routes: Vec<store::subscriptions::RouteRow>,
+    routes: Vec<RouteRow>,
     /// The routing version `routes` are at (or newer).
     routing_version: i64,
     backlog: Vec<(i64, String)>,
     health: Vec<(i64, store::endpoints::HealthRow)>,
 }
 
+/// Reads what a node starts from, in one connection.
 fn load(store: &Store) -> Result<Loaded, StoreError> {
     let mut conn = store.conn()?;
     let catalog = store::catalog::list(&mut conn)?;
@@ -393,6 +404,7 @@ fn load(store: &Store) -> Result<Loaded, StoreError> {
     })
 }
 
+/// Returns on the first SIGTERM or SIGINT.
 async fn wait_for_signal() -> std::io::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
