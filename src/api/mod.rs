@@ -60,7 +60,7 @@ impl AppState {
     /// it (a cluster), so that a type registered on any node is known here
     /// at once; `false` when nothing was read.
     pub async fn reload_catalog(&self) -> bool {
-        if self.store.backend() != crate::store::Backend::Postgres {
+        if self.ownership.owns_all() {
             return false;
         }
         match self.store.run(crate::store::catalog::list).await {
