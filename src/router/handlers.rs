@@ -9,6 +9,7 @@ use super::messages::{
 };
 use crate::delivery::endpoint::{self, EndpointActor, Enqueue};
 use crate::delivery::recorder::Flush;
+use crate::store::events::PreparedEvent;
 use crate::store::leases;
 
 impl Handler<StartMore> for Router {
@@ -29,17 +30,23 @@ impl Handler<Publish> for Router {
         let owns_all = self.ownership.owns_all();
         self.ingest
             .submit(msg.events, msg.ticket, msg.reply, |events| {
-                let mut remote: Vec<i64> = events
-                    .iter()
-                    .flat_map(|e| &e.deliveries)
-                    .map(|d| d.endpoint_id)
-                    .filter(|id| !owns_all && !actors.contains_key(id))
-                    .collect();
-                remote.sort_unstable();
-                remote.dedup();
-                remote
+                remote_endpoints(events, |id| owns_all || actors.contains_key(&id))
             });
     }
+}
+
+/// The endpoints of `events`' deliveries whose actors do not run here
+/// (other nodes own them: they are told of the new work), once each.
+fn remote_endpoints(events: &[PreparedEvent], runs_here: impl Fn(i64) -> bool) -> Vec<i64> {
+    let mut remote: Vec<i64> = events
+        .iter()
+        .flat_map(|e| &e.deliveries)
+        .map(|d| d.endpoint_id)
+        .filter(|id| !runs_here(*id))
+        .collect();
+    remote.sort_unstable();
+    remote.dedup();
+    remote
 }
 
 impl Handler<Committed> for Router {
@@ -187,5 +194,53 @@ impl Handler<WorkArrived> for Router {
                 addr.do_send(endpoint::Poke);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::db_time::DbTime;
+    use crate::store::models::{NewDelivery, NewEvent, PENDING};
+
+    fn event(endpoints: &[i64]) -> PreparedEvent {
+        let now = DbTime::new(crate::store::now());
+        let deliveries = endpoints
+            .iter()
+            .map(|endpoint| NewDelivery {
+                id: format!("d{endpoint}"),
+                event_id: "e".into(),
+                subscription_id: *endpoint,
+                endpoint_id: *endpoint,
+                status: PENDING,
+                attempts: 0,
+                next_attempt_at: now.clone(),
+                last_error: None,
+                created_at: now.clone(),
+                updated_at: now.clone(),
+            })
+            .collect();
+        let event = NewEvent {
+            id: "e".into(),
+            marketplace_id: 7,
+            event: "a".into(),
+            body: "{}".into(),
+            idempotency_key: None,
+            delivery_count: 0,
+            created_at: now,
+        };
+        PreparedEvent::fixed(event, deliveries)
+    }
+
+    #[test]
+    fn only_endpoints_whose_actors_run_elsewhere_are_notified_once_each() {
+        let events = [event(&[3, 1, 2]), event(&[3, 4])];
+        assert_eq!(remote_endpoints(&events, |id| id == 2), vec![1, 3, 4]);
+    }
+
+    #[test]
+    fn a_node_that_runs_every_endpoint_notifies_nobody() {
+        let events = [event(&[1, 2])];
+        assert!(remote_endpoints(&events, |_| true).is_empty());
     }
 }
