@@ -294,6 +294,67 @@ mod tests {
         assert_eq!(t.version(), 6);
     }
 
+    fn prepared(marketplace: i64, event: &str, triggering_user: Option<i64>) -> PreparedEvent {
+        let now = DbTime::new(crate::store::now());
+        PreparedEvent {
+            event: NewEvent {
+                id: "e".into(),
+                marketplace_id: marketplace,
+                event: event.into(),
+                body: "{}".into(),
+                idempotency_key: None,
+                delivery_count: 0,
+                created_at: now,
+            },
+            deliveries: Vec::new(),
+            secrets: Vec::new(),
+            triggering_user_id: triggering_user,
+            routed_at: 0,
+        }
+    }
+
+    fn routed_subscriptions(t: &RouteTable, mut event: PreparedEvent) -> Vec<i64> {
+        t.read()
+            .route(&mut event, &DbTime::new(crate::store::now()));
+        let mut ids: Vec<i64> = event.deliveries.iter().map(|d| d.subscription_id).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    #[actix_rt::test]
+    async fn a_prepared_event_is_routed_only_within_its_marketplace() {
+        let t = table(
+            0,
+            &[
+                row(1, 7, 1, "a", true),
+                row(2, 8, 2, "a", true),
+                row(3, 7, 3, "b", true),
+            ],
+        );
+        assert_eq!(routed_subscriptions(&t, prepared(7, "a", None)), vec![1]);
+        assert_eq!(routed_subscriptions(&t, prepared(8, "a", None)), vec![2]);
+        assert_eq!(
+            routed_subscriptions(&t, prepared(9, "a", None)),
+            Vec::<i64>::new()
+        );
+    }
+
+    #[actix_rt::test]
+    async fn a_prepared_event_skips_the_subscriptions_of_its_triggering_user() {
+        let t = table(
+            0,
+            &[
+                row(1, 7, 1, "a", true),
+                row(2, 7, 2, "a", true),
+                row(3, 7, 1, "a", true),
+            ],
+        );
+        let event = prepared(7, "a", Some(1));
+        assert_eq!(routed_subscriptions(&t, event), vec![2]);
+        let event = prepared(7, "a", Some(5));
+        assert_eq!(routed_subscriptions(&t, event), vec![1, 2, 3]);
+    }
+
     #[actix_rt::test]
     async fn routing_an_event_again_replaces_its_deliveries_and_records_the_version() {
         let t = table(2, &[row(1, 7, 1, "a", true)]);

@@ -18,12 +18,13 @@ use crate::catalog;
 use crate::delivery::endpoint::{Job, Status};
 use crate::error::ApiError;
 use crate::event::{Event, EventError, MAX_EVENT_ID_LEN};
+use crate::ingest::{Incoming, PublishError, Published};
 use crate::metrics::METRICS;
-use crate::router::{EndpointAddr, Incoming, PublishError, Published, Replay};
+use crate::router::{EndpointAddr, Replay};
 use crate::signing::Secret;
 use crate::store::catalog as catalog_store;
 use crate::store::deliveries::{self, ReplayRefused};
-use crate::store::{Backend, endpoints};
+use crate::store::endpoints;
 use crate::token;
 
 /// Most items a list call returns.
@@ -431,7 +432,7 @@ async fn list_endpoints(
         .run(move |conn| endpoints::page(conn, after, limit + 1))
         .await?;
     let next = next_cursor(&mut rows, limit, |(r, _)| r.id.to_string());
-    let single_node = state.store.backend() == Backend::Sqlite;
+    let single_node = state.ownership.owns_all();
     // The live figures of the endpoints whose actors run here, asked of
     // all of them at once.
     let statuses = futures_util::future::join_all(rows.iter().map(|(row, _)| {

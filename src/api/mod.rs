@@ -18,8 +18,9 @@ use actix::Addr;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::catalog::Catalog;
+use crate::cluster::Ownership;
 use crate::error::ApiError;
-use crate::publisher::Publisher;
+use crate::ingest::publisher::Publisher;
 use crate::router::Router;
 use crate::store::Store;
 
@@ -43,6 +44,8 @@ pub struct AppState {
     pub store: Store,
     pub router: Addr<Router>,
     pub publisher: Publisher,
+    /// Which endpoints this node delivers for.
+    pub ownership: Ownership,
     pub catalog: Catalog,
     pub settings: Arc<ApiSettings>,
     pub ready: Arc<std::sync::atomic::AtomicBool>,
@@ -57,7 +60,7 @@ impl AppState {
     /// it (a cluster), so that a type registered on any node is known here
     /// at once; `false` when nothing was read.
     pub async fn reload_catalog(&self) -> bool {
-        if self.store.backend() != crate::store::Backend::Postgres {
+        if self.ownership.owns_all() {
             return false;
         }
         match self.store.run(crate::store::catalog::list).await {

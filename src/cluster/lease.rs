@@ -18,15 +18,42 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use crate::router::{LeasesAcquired, LeasesLost, ReleaseEndpoints, Router};
 use crate::store::Store;
-use crate::store::leases;
+use crate::store::leases::{self, Acquired};
+
+/// This node now holds leases on these endpoints: start their actors.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct LeasesAcquired(pub Vec<Acquired>);
+
+/// This node lost these leases (expired or could not be renewed): stop
+/// their actors at once. Another node may own them already.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct LeasesLost(pub Vec<i64>);
+
+/// Hand these endpoints over: stop their actors once in-flight requests are
+/// done (or `deadline`), write their outcomes, then answer.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ReleaseEndpoints {
+    pub ids: Vec<i64>,
+    pub deadline: Instant,
+}
+
+/// Where the lease manager reports what happened to this node's leases:
+/// whoever runs the endpoint actors (the router).
+pub struct LeaseHolder {
+    pub acquired: Recipient<LeasesAcquired>,
+    pub lost: Recipient<LeasesLost>,
+    pub release: Recipient<ReleaseEndpoints>,
+}
 
 pub struct LeaseManager {
     store: Store,
     node: Arc<str>,
     ttl: Duration,
-    router: Addr<Router>,
+    holder: LeaseHolder,
     held: HashSet<i64>,
     /// This node may act on its leases until then.
     valid_until: Option<Instant>,
@@ -54,12 +81,12 @@ pub struct LeasesMoved;
 const EXPIRY_SLACK: Duration = Duration::from_millis(25);
 
 impl LeaseManager {
-    pub fn new(store: Store, node: Arc<str>, ttl: Duration, router: Addr<Router>) -> LeaseManager {
+    pub fn new(store: Store, node: Arc<str>, ttl: Duration, holder: LeaseHolder) -> LeaseManager {
         LeaseManager {
             store,
             node,
             ttl,
-            router,
+            holder,
             held: HashSet::new(),
             valid_until: None,
             busy: false,
@@ -129,7 +156,7 @@ impl LeaseManager {
                 for id in &lost {
                     act.held.remove(id);
                 }
-                act.router.do_send(LeasesLost(lost));
+                act.holder.lost.do_send(LeasesLost(lost));
             }
             let regained: Vec<i64> = renewed.difference(&act.held).copied().collect();
             if !regained.is_empty() {
@@ -148,7 +175,7 @@ impl LeaseManager {
                     round.live_nodes
                 );
                 act.held.extend(ids);
-                act.router.do_send(LeasesAcquired(round.acquired));
+                act.holder.acquired.do_send(LeasesAcquired(round.acquired));
             }
             if mine.len() > round.fair_share && !act.releasing {
                 let surplus = mine.len() - round.fair_share;
@@ -211,7 +238,7 @@ impl LeaseManager {
         ctx.spawn(
             work.into_actor(self)
                 .map(move |result, act, _| match result {
-                    Ok(acquired) => act.router.do_send(LeasesAcquired(acquired)),
+                    Ok(acquired) => act.holder.acquired.do_send(LeasesAcquired(acquired)),
                     Err(e) => {
                         // Forget them: the next round finds them again.
                         log::warn!("node {}: could not resume its endpoints: {e}", act.node);
@@ -231,11 +258,15 @@ impl LeaseManager {
         self.releasing = true;
         self.gave_up += 1;
         log::info!("node {}: handing over endpoints {ids:?}", self.node);
-        let (router, store, node) = (self.router.clone(), self.store.clone(), self.node.clone());
+        let (release, store, node) = (
+            self.holder.release.clone(),
+            self.store.clone(),
+            self.node.clone(),
+        );
         let deadline = Instant::now() + self.tick();
         let release_ids = ids.clone();
         let work = async move {
-            let _ = router
+            let _ = release
                 .send(ReleaseEndpoints {
                     ids: release_ids.clone(),
                     deadline,
@@ -272,7 +303,7 @@ impl LeaseManager {
             );
             self.gave_up += 1;
             let ids: Vec<i64> = self.held.drain().collect();
-            self.router.do_send(LeasesLost(ids));
+            self.holder.lost.do_send(LeasesLost(ids));
         }
     }
 }
@@ -321,7 +352,7 @@ impl Handler<Claim> for LeaseManager {
                     }
                     Ok(acquired) if !acquired.is_empty() => {
                         act.held.extend(acquired.iter().map(|a| a.id));
-                        act.router.do_send(LeasesAcquired(acquired));
+                        act.holder.acquired.do_send(LeasesAcquired(acquired));
                     }
                     Ok(_) => {}
                     Err(e) => log::warn!("node {}: could not claim new endpoints: {e}", act.node),

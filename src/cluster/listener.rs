@@ -13,8 +13,8 @@ use actix::Recipient;
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection};
 
+use super::WorkArrived;
 use super::lease::LeasesMoved;
-use crate::router::WorkArrived;
 use crate::store::leases::{LEASES_CHANNEL, WORK_CHANNEL};
 
 /// Who hears of what.

@@ -9,11 +9,42 @@
 //!   made on other nodes, and catches work whose notification was missed.
 //!
 //! A SQLite database has one node, which owns every endpoint; none of this
-//! runs then.
+//! runs then. Which of the two a node is, is named once: `Ownership`.
+//!
+//! These parts report upward through the recipients they are handed
+//! (`WorkArrived`, and the lease manager's messages); they never import the
+//! router.
 
 pub mod lease;
 pub mod listener;
 pub mod sync;
+
+use actix::prelude::*;
+
+use lease::Claim;
+
+/// Which endpoints this node delivers for, chosen once at start-up.
+#[derive(Clone)]
+pub enum Ownership {
+    /// Every endpoint: the single node of a SQLite database.
+    All,
+    /// The endpoints it holds leases on (a PostgreSQL cluster); new
+    /// endpoints are claimed here.
+    Leased(Recipient<Claim>),
+}
+
+impl Ownership {
+    /// True when this node owns every endpoint.
+    pub fn owns_all(&self) -> bool {
+        matches!(self, Ownership::All)
+    }
+}
+
+/// Other nodes stored deliveries for these endpoints (told by NOTIFY, or
+/// found by the fallback poll): their actors here should look.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WorkArrived(pub Vec<i64>);
 
 /// A node id that is unique enough: host name, process id, random suffix.
 pub fn default_node_id() -> String {

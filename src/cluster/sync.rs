@@ -8,10 +8,10 @@
 
 use std::time::Duration;
 
-use actix::Addr;
+use actix::Recipient;
 
+use super::WorkArrived;
 use crate::catalog::Catalog;
-use crate::router::{Router, WorkArrived};
 use crate::routing::RouteTable;
 use crate::store::{self, Store};
 
@@ -22,10 +22,11 @@ const SLOW_EVERY: u32 = 4;
 /// Pending work younger than this is re-announced by the fallback poll.
 const RECENT_WORK_MS: i64 = 30_000;
 
+/// Runs the loop; work found pending is reported to `work`.
 pub async fn run(
     store: Store,
     routes: RouteTable,
-    router: Addr<Router>,
+    work: Recipient<WorkArrived>,
     catalog: Catalog,
     node: String,
 ) {
@@ -49,7 +50,7 @@ pub async fn run(
             .run(move |conn| store::leases::recent_work(conn, &me, RECENT_WORK_MS))
             .await
         {
-            Ok(ids) if !ids.is_empty() => router.do_send(WorkArrived(ids)),
+            Ok(ids) if !ids.is_empty() => work.do_send(WorkArrived(ids)),
             Ok(_) => {}
             Err(e) => log::warn!("could not poll for pending work: {e}"),
         }

@@ -1,4 +1,4 @@
-//! Group commit: stores what the router publishes and answers each
+//! Group commit: stores what is published and answers each
 //! publisher once its events are durable. Two threads form a pipeline:
 //!
 //! - the *writer* stores every publish that arrived while its previous
@@ -6,8 +6,8 @@
 //! - the *syncer* makes every transaction written so far durable with one
 //!   `Store::sync_commits` (an `fdatasync` of SQLite's WAL; nothing on
 //!   PostgreSQL, whose commits are durable already), then answers their
-//!   publishers in the order written and tells the router (`Committed`),
-//!   which hands the deliveries to their endpoint actors.
+//!   publishers in the order written and reports upward (`Committed`, to
+//!   the router, which hands the deliveries to their endpoint actors).
 //!
 //! So the next group is written while the previous one waits for the disk.
 //! The writer stays at most one group ahead of the syncer (the hand-over is
@@ -19,18 +19,14 @@
 //! rather than the blocking pool: no task hop between the stages, and the
 //! answers do not wait in the router's mailbox.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 
 use actix::prelude::*;
-use bytes::Bytes;
-use prometheus::IntCounter;
 
+use super::settle::{IngestCounters, settle};
+use super::{PublishError, PublishReply, Ticket};
 use crate::delivery::endpoint::Job;
 use crate::metrics::METRICS;
-use crate::router::{PublishError, PublishReply, Published};
 use crate::routing::RouteTable;
 use crate::store::db_time::DbTime;
 use crate::store::events::{PreparedEvent, Reroute, Stored, store_batch};
@@ -41,8 +37,6 @@ use crate::store::{Store, StoreError};
 const MAX_GROUP: usize = 10_000;
 
 const STORE_FAILED: &str = "the database refused the write; see the server log";
-const SYNC_FAILED: &str = "the database could not confirm the write on disk; push again \
-                           (with an Idempotency-Key to avoid duplicates)";
 
 /// One publish, routed and ready to store.
 pub struct Pending {
@@ -51,35 +45,6 @@ pub struct Pending {
     pub remote: Vec<i64>,
     pub ticket: Ticket,
     pub reply: PublishReply,
-}
-
-/// Decides, once, whether a queued publish is stored: the writer takes it
-/// into a group, or its publisher gives up waiting first (and then tells
-/// its client that nothing was stored). Whoever comes second loses.
-#[derive(Clone, Default)]
-pub struct Ticket(Arc<AtomicU8>);
-
-const QUEUED: u8 = 0;
-const TAKEN: u8 = 1;
-const ABANDONED: u8 = 2;
-
-impl Ticket {
-    fn decide(&self, to: u8) -> bool {
-        self.0
-            .compare_exchange(QUEUED, to, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-    }
-
-    /// The writer takes the publish; `false` when it was given up on.
-    pub fn take(&self) -> bool {
-        self.decide(TAKEN)
-    }
-
-    /// The publisher gives up waiting; `false` when the writer has taken it
-    /// already (its outcome will come).
-    pub fn abandon(&self) -> bool {
-        self.decide(ABANDONED)
-    }
 }
 
 /// A group is stored and its publishers answered: the deliveries of its new
@@ -92,7 +57,7 @@ pub struct Committed {
     pub deliveries: Vec<(i64, Vec<Job>)>,
 }
 
-/// Where the router sends publishes to store.
+/// Where routed publishes go to be stored.
 #[derive(Clone)]
 pub struct GroupCommit {
     tx: Sender<Pending>,
@@ -163,6 +128,37 @@ impl Reroute for Rerouter<'_> {
     }
 }
 
+/// What the writer stores of a group: the rows of the publishes it took,
+/// in order, per publish how many rows and where to answer, and the
+/// endpoints other nodes own that get notified.
+struct Taken {
+    rows: Vec<PreparedEvent>,
+    parts: Vec<(usize, PublishReply)>,
+    notify: Vec<i64>,
+}
+
+/// Takes the publishes of a group (`count` events in all) whose publishers
+/// still wait; the others are dropped unstored and unanswered (their
+/// publishers answered their clients already).
+fn take(group: Vec<Pending>, count: usize) -> Taken {
+    let mut taken = Taken {
+        rows: Vec::with_capacity(count),
+        parts: Vec::with_capacity(group.len()),
+        notify: Vec::new(),
+    };
+    for pending in group {
+        if !pending.ticket.take() {
+            continue;
+        }
+        taken.parts.push((pending.events.len(), pending.reply));
+        taken.rows.extend(pending.events);
+        taken.notify.extend(pending.remote);
+    }
+    taken.notify.sort_unstable();
+    taken.notify.dedup();
+    taken
+}
+
 /// The writer: one transaction for whatever has queued up. A publish whose
 /// publisher gave up waiting (and told its client that nothing was stored)
 /// is dropped unstored.
@@ -176,19 +172,11 @@ fn write(store: Store, table: RouteTable, rx: Receiver<Pending>, written: SyncSe
             group.push(next);
         }
         METRICS.group_commit_events.observe(count as f64);
-        let mut rows = Vec::with_capacity(count);
-        let mut notify = Vec::new();
-        let mut parts = Vec::with_capacity(group.len());
-        for pending in group {
-            if !pending.ticket.take() {
-                continue;
-            }
-            parts.push((pending.events.len(), pending.reply));
-            rows.extend(pending.events);
-            notify.extend(pending.remote);
-        }
-        notify.sort_unstable();
-        notify.dedup();
+        let Taken {
+            mut rows,
+            parts,
+            notify,
+        } = take(group, count);
         let stored = if rows.is_empty() {
             Ok(Vec::new())
         } else {
@@ -206,6 +194,7 @@ fn write(store: Store, table: RouteTable, rx: Receiver<Pending>, written: SyncSe
         }
     }
 }
+
 /// The syncer: one disk sync for every group written since the last one,
 /// then the answers, in the order written.
 fn sync(store: Store, rx: Receiver<Written>, done: Recipient<Committed>) {
@@ -264,89 +253,78 @@ fn sync(store: Store, rx: Receiver<Written>, done: Recipient<Committed>) {
     }
 }
 
-/// `hookrelay_events_ingested_total` per event type, each series looked up
-/// once (event types are the catalog's few).
-#[derive(Default)]
-struct IngestCounters(HashMap<String, IntCounter>);
+#[cfg(test)]
+mod tests {
+    use tokio::sync::oneshot;
 
-impl IngestCounters {
-    fn inc(&mut self, event_type: String) {
-        self.0
-            .entry(event_type)
-            .or_insert_with_key(|t| METRICS.events_ingested.with_label_values(&[t.as_str()]))
-            .inc();
-    }
-}
+    use super::*;
+    use crate::ingest::Outcome;
+    use crate::store::models::NewEvent;
 
-/// Answers the publishers of a stored group (with an error if `unsynced`)
-/// and returns the deliveries of its new events, per endpoint.
-fn settle(
-    parts: Vec<(usize, PublishReply)>,
-    rows: Vec<PreparedEvent>,
-    stored: Vec<Stored>,
-    unsynced: bool,
-    ingested: &mut IngestCounters,
-) -> Vec<(i64, Vec<Job>)> {
-    let mut events = rows.into_iter().zip(stored);
-    let mut by_endpoint: HashMap<i64, Vec<Job>> = HashMap::new();
-    for (count, reply) in parts {
-        let mut results = Vec::with_capacity(count);
-        for (prepared, stored) in events.by_ref().take(count) {
-            match stored {
-                Stored::Duplicate {
-                    event_id,
-                    deliveries,
-                } => {
-                    results.push(Published {
-                        event_id,
-                        deliveries: deliveries.max(0) as usize,
-                        repeated: true,
-                        conflicting: false,
-                    });
-                    continue;
-                }
-                Stored::Conflict { event_id } => {
-                    results.push(Published {
-                        event_id,
-                        deliveries: 0,
-                        repeated: true,
-                        conflicting: true,
-                    });
-                    continue;
-                }
-                Stored::New => {}
-            }
-            let PreparedEvent {
-                event,
-                deliveries,
-                secrets,
-                ..
-            } = prepared;
-            results.push(Published {
-                event_id: event.id,
-                deliveries: deliveries.len(),
-                repeated: false,
-                conflicting: false,
-            });
-            ingested.inc(event.event);
-            let body = Bytes::from(event.body);
-            for (delivery, secret) in deliveries.into_iter().zip(secrets) {
-                by_endpoint
-                    .entry(delivery.endpoint_id)
-                    .or_default()
-                    .push(Job::new(
-                        Arc::from(delivery.id),
-                        delivery.subscription_id,
-                        secret,
-                        body.clone(),
-                    ));
-            }
-        }
-        let _ = reply.send(if unsynced {
-            Err(PublishError::Storage(SYNC_FAILED.into()))
-        } else {
-            Ok(results)
-        });
+    fn event(id: &str) -> PreparedEvent {
+        PreparedEvent::fixed(
+            NewEvent {
+                id: id.into(),
+                marketplace_id: 7,
+                event: "a".into(),
+                body: "{}".into(),
+                idempotency_key: None,
+                delivery_count: 0,
+                created_at: DbTime::new(crate::store::now()),
+            },
+            Vec::new(),
+        )
     }
-    by_endpoint.into_iter().collect()
+
+    fn pending(ids: &[&str], remote: &[i64]) -> (Pending, oneshot::Receiver<Outcome>) {
+        let (reply, answer) = oneshot::channel();
+        let pending = Pending {
+            events: ids.iter().map(|id| event(id)).collect(),
+            remote: remote.to_vec(),
+            ticket: Ticket::default(),
+            reply,
+        };
+        (pending, answer)
+    }
+
+    fn row_ids(taken: &Taken) -> Vec<&str> {
+        taken.rows.iter().map(|r| r.event.id.as_str()).collect()
+    }
+
+    #[test]
+    fn a_group_is_taken_in_the_order_published_with_one_part_per_publish() {
+        let (first, _a) = pending(&["e1", "e2"], &[]);
+        let (second, _b) = pending(&["e3"], &[]);
+        let taken = take(vec![first, second], 3);
+        assert_eq!(row_ids(&taken), vec!["e1", "e2", "e3"]);
+        let counts: Vec<usize> = taken.parts.iter().map(|(n, _)| *n).collect();
+        assert_eq!(counts, vec![2, 1]);
+    }
+
+    #[test]
+    fn a_publish_given_up_on_is_left_out_of_its_group_unstored() {
+        let (kept, _a) = pending(&["e1"], &[]);
+        let (abandoned, _b) = pending(&["e2"], &[5]);
+        assert!(abandoned.ticket.abandon());
+        let taken = take(vec![kept, abandoned], 2);
+        assert_eq!(row_ids(&taken), vec!["e1"]);
+        assert_eq!(taken.parts.len(), 1);
+        assert!(taken.notify.is_empty());
+    }
+
+    #[test]
+    fn a_taken_publish_can_no_longer_be_given_up_on() {
+        let (queued, _a) = pending(&["e1"], &[]);
+        let ticket = queued.ticket.clone();
+        take(vec![queued], 1);
+        assert!(!ticket.abandon());
+    }
+
+    #[test]
+    fn the_endpoints_to_notify_are_gathered_once_each_in_order() {
+        let (first, _a) = pending(&["e1"], &[9, 3]);
+        let (second, _b) = pending(&["e2"], &[3, 4]);
+        let taken = take(vec![first, second], 2);
+        assert_eq!(taken.notify, vec![3, 4, 9]);
+    }
 }

@@ -2,13 +2,14 @@
 //! against the routing table (never across tenants, skipping the
 //! triggering user's own subscriptions), builds its rows and delivery jobs,
 //! and queues them for the group commit, all on the handler's own thread.
-//! The router owns the table (it alone writes it) and receives the stored
-//! deliveries after the commit.
+//! The table reports its changes up to the router, and the group commit
+//! hands it the stored deliveries after the commit.
 //!
-//! On a single node (SQLite) a publish thus never waits in the router's
-//! mailbox: one thread hop less per publish, and the router's thread is
-//! free for handing out deliveries. In a cluster, publishes still go
-//! through the router, which knows which endpoints other nodes own.
+//! When this node owns every endpoint (`Ownership::All`) a publish thus
+//! never waits in the router's mailbox: one thread hop less per publish,
+//! and the router's thread is free for handing out deliveries. In a
+//! cluster, publishes still go through the router, which knows which
+//! endpoints other nodes own (it calls `Ingest::submit` itself).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,8 +17,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use crate::group_commit::{GroupCommit, Pending, Ticket};
-use crate::router::{Incoming, Publish, PublishError, PublishReply, Published, Router};
+use super::group_commit::{GroupCommit, Pending};
+use super::{Incoming, Outcome, Publish, PublishError, PublishReply, Ticket};
+use crate::cluster::Ownership;
 use crate::routing::{RouteTable, Table};
 use crate::store::db_time::DbTime;
 use crate::store::events::PreparedEvent;
@@ -55,8 +57,8 @@ fn prepare(table: &Table, events: Vec<Incoming>) -> Vec<PreparedEvent> {
         .collect()
 }
 
-/// Events handed to the group commit whose deliveries the router has not
-/// received yet (the publish backlog).
+/// Events handed to the group commit whose deliveries have not reached the
+/// router yet (the publish backlog).
 #[derive(Clone, Default)]
 pub struct Waiting(Arc<AtomicUsize>);
 
@@ -81,42 +83,84 @@ impl Waiting {
     }
 }
 
+/// What publishing needs, shared by the publisher and the router: the
+/// routing table, the group commit and the publish backlog.
+#[derive(Clone)]
+pub struct Ingest {
+    pub routes: RouteTable,
+    pub commits: GroupCommit,
+    pub waiting: Waiting,
+}
+
+impl Ingest {
+    /// Admits, routes and queues one publish for the group commit.
+    /// `remote` picks, from the routed events, the endpoints other nodes
+    /// own. Every refusal is answered on `reply`.
+    pub fn submit(
+        &self,
+        events: Vec<Incoming>,
+        ticket: Ticket,
+        reply: PublishReply,
+        remote: impl FnOnce(&[PreparedEvent]) -> Vec<i64>,
+    ) {
+        let count = events.len();
+        if let Err(waiting) = self.waiting.admit(count) {
+            let _ = reply.send(Err(PublishError::Overloaded(waiting)));
+            return;
+        }
+        let events = prepare(&self.routes.read(), events);
+        let pending = Pending {
+            remote: remote(&events),
+            events,
+            ticket,
+            reply,
+        };
+        if let Err(pending) = self.commits.send(pending) {
+            self.waiting.done(count);
+            let _ = pending.reply.send(Err(PublishError::Failed(
+                "the group-commit thread is not running; see the server log".into(),
+            )));
+        }
+    }
+}
+
 /// Why a publish could not even be queued.
 #[derive(Debug)]
 pub struct Busy;
 
+/// Where a publish is routed and queued.
+#[derive(Clone)]
+enum Path {
+    /// On the handler's own thread: this node owns every endpoint.
+    Inline,
+    /// Through the router, which knows which endpoints other nodes own.
+    Router(Recipient<Publish>),
+}
+
 /// Where the HTTP handlers publish.
 #[derive(Clone)]
 pub struct Publisher {
-    routes: RouteTable,
-    /// The group commit, for publishing inline; `None` in a cluster, where
-    /// publishes go through the router.
-    commits: Option<GroupCommit>,
-    router: Addr<Router>,
-    waiting: Waiting,
+    ingest: Ingest,
+    path: Path,
 }
 
 /// The answer to one publish, after its commit.
-pub type Answer = oneshot::Receiver<Result<Vec<Published>, PublishError>>;
+pub type Answer = oneshot::Receiver<Outcome>;
 
 impl Publisher {
-    pub fn new(
-        routes: RouteTable,
-        commits: Option<GroupCommit>,
-        router: Addr<Router>,
-        waiting: Waiting,
-    ) -> Publisher {
-        Publisher {
-            routes,
-            commits,
-            router,
-            waiting,
-        }
+    /// Publishes inline when this node owns every endpoint, otherwise
+    /// through `router`.
+    pub fn new(ingest: Ingest, ownership: &Ownership, router: Recipient<Publish>) -> Publisher {
+        let path = match ownership {
+            Ownership::All => Path::Inline,
+            Ownership::Leased(_) => Path::Router(router),
+        };
+        Publisher { ingest, path }
     }
 
     /// The routing table publishes are routed against.
     pub fn routes(&self) -> &RouteTable {
-        &self.routes
+        &self.ingest.routes
     }
 
     /// Queues `events` to be stored; the answer comes once they are durable.
@@ -128,25 +172,16 @@ impl Publisher {
             answer,
             ticket: ticket.clone(),
         };
-        let Some(commits) = &self.commits else {
-            self.router
+        match &self.path {
+            Path::Inline => self.ingest.submit(events, ticket, reply, |_| Vec::new()),
+            Path::Router(router) => router
                 .try_send(Publish {
                     events,
                     ticket,
                     reply,
                 })
-                .map_err(|_| Busy)?;
-            return Ok(publication);
-        };
-        submit(
-            &self.routes,
-            Some(commits),
-            &self.waiting,
-            events,
-            ticket,
-            reply,
-            |_| Vec::new(),
-        );
+                .map_err(|_| Busy)?,
+        }
         Ok(publication)
     }
 }
@@ -165,48 +200,11 @@ impl Publication {
     pub async fn answer_within(
         mut self,
         wait: std::time::Duration,
-    ) -> Option<Result<Result<Vec<Published>, PublishError>, oneshot::error::RecvError>> {
+    ) -> Option<Result<Outcome, oneshot::error::RecvError>> {
         match tokio::time::timeout(wait, &mut self.answer).await {
             Ok(answer) => Some(answer),
             Err(_) if self.ticket.abandon() => None,
             Err(_) => Some(self.answer.await),
         }
-    }
-}
-
-/// Admits, routes and queues one publish for the group commit (`commits`,
-/// `None` if its threads could not start). `remote` picks, from the routed
-/// events, the endpoints other nodes own. Every refusal is answered on
-/// `reply`.
-pub fn submit(
-    table: &RouteTable,
-    commits: Option<&GroupCommit>,
-    waiting: &Waiting,
-    events: Vec<Incoming>,
-    ticket: Ticket,
-    reply: PublishReply,
-    remote: impl FnOnce(&[PreparedEvent]) -> Vec<i64>,
-) {
-    let count = events.len();
-    if let Err(waiting) = waiting.admit(count) {
-        let _ = reply.send(Err(PublishError::Overloaded(waiting)));
-        return;
-    }
-    let events = prepare(&table.read(), events);
-    let pending = Pending {
-        remote: remote(&events),
-        events,
-        ticket,
-        reply,
-    };
-    let refused = match commits {
-        Some(commits) => commits.send(pending).err(),
-        None => Some(pending),
-    };
-    if let Some(pending) = refused {
-        waiting.done(count);
-        let _ = pending.reply.send(Err(PublishError::Failed(
-            "the group-commit thread is not running; see the server log".into(),
-        )));
     }
 }

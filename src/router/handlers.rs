@@ -1,0 +1,246 @@
+//! How the router answers each message of its inbox (`messages`).
+
+use actix::prelude::*;
+
+use super::Router;
+use super::messages::{
+    Committed, EndpointAddr, EndpointDied, Endpoints, LeasesAcquired, LeasesLost, Publish,
+    ReleaseEndpoints, Replay, Retired, RoutesChanged, StartMore, WorkArrived,
+};
+use crate::delivery::endpoint::{self, EndpointActor, Enqueue};
+use crate::delivery::recorder::Flush;
+use crate::store::events::PreparedEvent;
+use crate::store::leases;
+
+impl Handler<StartMore> for Router {
+    type Result = ();
+
+    fn handle(&mut self, _: StartMore, ctx: &mut Self::Context) {
+        if !self.start_chunk() {
+            ctx.notify(StartMore);
+        }
+    }
+}
+
+impl Handler<Publish> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: Publish, _ctx: &mut Self::Context) {
+        let actors = &self.actors;
+        let owns_all = self.ownership.owns_all();
+        self.ingest
+            .submit(msg.events, msg.ticket, msg.reply, |events| {
+                remote_endpoints(events, |id| owns_all || actors.contains_key(&id))
+            });
+    }
+}
+
+/// The endpoints of `events`' deliveries whose actors do not run here
+/// (other nodes own them: they are told of the new work), once each.
+fn remote_endpoints(events: &[PreparedEvent], runs_here: impl Fn(i64) -> bool) -> Vec<i64> {
+    let mut remote: Vec<i64> = events
+        .iter()
+        .flat_map(|e| &e.deliveries)
+        .map(|d| d.endpoint_id)
+        .filter(|id| !runs_here(*id))
+        .collect();
+    remote.sort_unstable();
+    remote.dedup();
+    remote
+}
+
+impl Handler<Committed> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: Committed, _ctx: &mut Self::Context) {
+        self.ingest.waiting.done(msg.events);
+        for (endpoint_id, jobs) in msg.deliveries {
+            // Normally running; if this node lost the endpoint meanwhile, its
+            // new owner reads these deliveries from the database.
+            if let Some(addr) = self.actor(endpoint_id) {
+                addr.do_send(Enqueue(jobs));
+            }
+        }
+    }
+}
+
+impl Handler<RoutesChanged> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: RoutesChanged, _ctx: &mut Self::Context) {
+        for row in msg.0 {
+            if row.subscription.active {
+                self.add_route(row);
+            } else {
+                self.remove_route(row.subscription.id);
+            }
+        }
+    }
+}
+
+impl Handler<Replay> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: Replay, ctx: &mut Self::Context) {
+        if !self.learn_endpoint(msg.endpoint_id, &msg.endpoint_url) {
+            return;
+        }
+        match self.actor(msg.endpoint_id) {
+            Some(addr) => addr.do_send(endpoint::Replayed(msg.job)),
+            None => {
+                // Another node owns it: tell it to read its queue.
+                let store = self.store.clone();
+                let ids = vec![msg.endpoint_id];
+                let notify = async move { store.run(move |conn| leases::notify(conn, &ids)).await };
+                ctx.spawn(notify.into_actor(self).map(|result, _, _| {
+                    if let Err(e) = result {
+                        log::error!("could not notify the owner of a replayed delivery: {e}");
+                    }
+                }));
+            }
+        }
+    }
+}
+
+impl Handler<Endpoints> for Router {
+    type Result = MessageResult<Endpoints>;
+
+    fn handle(&mut self, _: Endpoints, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.actors.values().cloned().collect())
+    }
+}
+
+impl Handler<EndpointAddr> for Router {
+    type Result = Option<Addr<EndpointActor>>;
+
+    fn handle(&mut self, msg: EndpointAddr, _ctx: &mut Self::Context) -> Self::Result {
+        self.actors.get(&msg.0).cloned()
+    }
+}
+
+impl Handler<EndpointDied> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: EndpointDied, ctx: &mut Self::Context) {
+        for id in msg.subscription_ids {
+            self.remove_route(id);
+        }
+        self.actor_stopped(msg.endpoint_id, &msg.actor);
+        // The removal is a routing change in the database already (every
+        // group stored from now on sees it); this updates the table now.
+        self.catch_up(ctx);
+    }
+}
+
+impl Handler<Retired> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: Retired, _ctx: &mut Self::Context) {
+        self.actor_stopped(msg.endpoint_id, &msg.actor);
+    }
+}
+
+impl Handler<LeasesAcquired> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: LeasesAcquired, _ctx: &mut Self::Context) {
+        for acquired in msg.0 {
+            if self.learn_endpoint(acquired.id, &acquired.url) {
+                let health = acquired.health();
+                self.start_actor(acquired.id, true, Some(health));
+            }
+        }
+    }
+}
+
+impl Handler<LeasesLost> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: LeasesLost, _ctx: &mut Self::Context) {
+        for id in msg.0 {
+            if let Some(addr) = self.actors.remove(&id) {
+                addr.do_send(endpoint::StopNow);
+            }
+        }
+    }
+}
+
+impl Handler<ReleaseEndpoints> for Router {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, msg: ReleaseEndpoints, _ctx: &mut Self::Context) -> Self::Result {
+        let addrs: Vec<_> = msg
+            .ids
+            .iter()
+            .filter_map(|id| self.actors.remove(id))
+            .collect();
+        let recorder = self.recorder.clone();
+        Box::pin(async move {
+            endpoint::drain(&addrs, msg.deadline).await;
+            for addr in &addrs {
+                let _ = addr.send(endpoint::StopNow).await;
+            }
+            let _ = recorder.send(Flush).await;
+        })
+    }
+}
+
+impl Handler<WorkArrived> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: WorkArrived, _ctx: &mut Self::Context) {
+        for id in msg.0 {
+            if let Some(addr) = self.actors.get(&id) {
+                addr.do_send(endpoint::Poke);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::db_time::DbTime;
+    use crate::store::models::{NewDelivery, NewEvent, PENDING};
+
+    fn event(endpoints: &[i64]) -> PreparedEvent {
+        let now = DbTime::new(crate::store::now());
+        let deliveries = endpoints
+            .iter()
+            .map(|endpoint| NewDelivery {
+                id: format!("d{endpoint}"),
+                event_id: "e".into(),
+                subscription_id: *endpoint,
+                endpoint_id: *endpoint,
+                status: PENDING,
+                attempts: 0,
+                next_attempt_at: now.clone(),
+                last_error: None,
+                created_at: now.clone(),
+                updated_at: now.clone(),
+            })
+            .collect();
+        let event = NewEvent {
+            id: "e".into(),
+            marketplace_id: 7,
+            event: "a".into(),
+            body: "{}".into(),
+            idempotency_key: None,
+            delivery_count: 0,
+            created_at: now,
+        };
+        PreparedEvent::fixed(event, deliveries)
+    }
+
+    #[test]
+    fn only_endpoints_whose_actors_run_elsewhere_are_notified_once_each() {
+        let events = [event(&[3, 1, 2]), event(&[3, 4])];
+        assert_eq!(remote_endpoints(&events, |id| id == 2), vec![1, 3, 4]);
+    }
+
+    #[test]
+    fn a_node_that_runs_every_endpoint_notifies_nobody() {
+        let events = [event(&[1, 2])];
+        assert!(remote_endpoints(&events, |_| true).is_empty());
+    }
+}
