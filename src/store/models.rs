@@ -94,3 +94,10 @@ pub struct NewAttempt {
     pub error: Option<String>,
     pub duration_ms: i64,
 }
+
+/// An active subscription with its endpoint URL: what the router needs.
+#[derive(Debug, Clone)]
+pub struct RouteRow {
+    pub subscription: Subscription,
+    pub endpoint_url: String,
+}

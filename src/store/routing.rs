@@ -16,9 +16,8 @@
 
 use diesel::prelude::*;
 
-use super::models::Subscription;
+use super::models::{RouteRow, Subscription};
 use super::schema::{endpoints, routing_version, subscriptions};
-use super::subscriptions::RouteRow;
 use super::{Conn, StoreError};
 
 /// The key of the one row of `routing_version`.

@@ -11,12 +11,7 @@ use super::routing::RoutingVersion;
 use super::schema::{deliveries, endpoints, subscriptions};
 use super::{Conn, StoreError, now};
 
-/// An active subscription with its endpoint URL: what the router needs.
-#[derive(Debug, Clone)]
-pub struct RouteRow {
-    pub subscription: Subscription,
-    pub endpoint_url: String,
-}
+pub use super::models::RouteRow;
 
 /// The filter of one caller's active subscriptions.
 type OwnedActive = diesel::dsl::And<
