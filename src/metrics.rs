@@ -11,8 +11,8 @@ use std::sync::{Arc, LazyLock, OnceLock, RwLock};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{self, LabelPair, MetricFamily, MetricType};
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -29,24 +29,147 @@ pub struct Metrics {
     pub storage_trouble: IntCounterVec,
     /// Groups of events routed again because the routing version moved.
     pub routing_catch_ups: IntCounter,
-    pub group_commit_events: prometheus::Histogram,
-    pub internal_errors: IntCounter,
+    pub group_commit_events: Histogram,
+    /// Counted through `internal_error`, by `ErrorSite`.
+    internal_errors: IntCounterVec,
     /// Bytes charged by deliveries held in memory (set when scraped).
     queued_bytes: IntGauge,
     /// The per-endpoint gauges, kept as plain atomics per endpoint.
     endpoint_gauges: Arc<GaugeTable>,
 }
 
-fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-    r.register(Box::new(c.clone())).expect("registered once");
-    c
+/// Name, help text and label names of one metric family.
+struct Family {
+    name: &'static str,
+    help: &'static str,
+    labels: &'static [&'static str],
 }
 
-fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
-    let c = IntCounter::new(name, help).expect("valid metric");
-    r.register(Box::new(c.clone())).expect("registered once");
-    c
+const DELIVERIES: Family = Family {
+    name: "hookrelay_deliveries_total",
+    help: "Deliveries finished, by outcome (succeeded, dead).",
+    labels: &["endpoint", "outcome"],
+};
+const ATTEMPTS: Family = Family {
+    name: "hookrelay_delivery_attempts_total",
+    help: "Delivery attempts, by outcome (success, http_error, timeout, connect_error, refused).",
+    labels: &["endpoint", "outcome"],
+};
+const DURATION: Family = Family {
+    name: "hookrelay_delivery_duration_seconds",
+    help: "Time from sending a delivery attempt to the endpoint's full answer.",
+    labels: &["endpoint"],
+};
+const DURATION_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+const VERIFICATIONS: Family = Family {
+    name: "hookrelay_verifications_total",
+    help: "Verification calls (scheduled checks and probes), by outcome (success, failure).",
+    labels: &["endpoint", "outcome"],
+};
+const AUTO_UNSUBSCRIBED: Family = Family {
+    name: "hookrelay_auto_unsubscribed_total",
+    help: "Subscriptions removed because their endpoint was found dead.",
+    labels: &[],
+};
+const EVENTS_INGESTED: Family = Family {
+    name: "hookrelay_events_ingested_total",
+    help: "Events accepted and stored, by event type.",
+    labels: &["event"],
+};
+const EVENTS_REJECTED: Family = Family {
+    name: "hookrelay_events_rejected_total",
+    help: "Pushed events refused, by error code.",
+    labels: &["error"],
+};
+const COMMIT_FAILURES: Family = Family {
+    name: "hookrelay_group_commit_failures_total",
+    help: "Group commits the database refused (publishers were told to retry).",
+    labels: &[],
+};
+const STORAGE_TROUBLE: Family = Family {
+    name: "hookrelay_storage_trouble_total",
+    help: "Times the database stopped answering or storing (kind: unreachable, writes_failing); while it lasts pushes answer 503 and /health is not ready.",
+    labels: &["kind"],
+};
+const ROUTING_CATCH_UPS: Family = Family {
+    name: "hookrelay_routing_catch_ups_total",
+    help: "Groups of events routed again while being stored, because a subscription changed (on any node) after they were routed.",
+    labels: &[],
+};
+const GROUP_COMMIT_EVENTS: Family = Family {
+    name: "hookrelay_group_commit_events",
+    help: "Events stored per group commit.",
+    labels: &[],
+};
+const GROUP_COMMIT_BUCKETS: [f64; 9] = [1.0, 2.0, 5.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 5000.0];
+const INTERNAL_ERRORS: Family = Family {
+    name: "hookrelay_internal_errors_total",
+    help: "Internal errors (database, bugs), by where they happened; the cause is in the log.",
+    labels: &["where"],
+};
+const QUEUED_BYTES: Family = Family {
+    name: "hookrelay_queued_bytes",
+    help: "Memory charged by deliveries held in memory (see --max-queued-bytes).",
+    labels: &[],
+};
+
+/// Registers a collector; every family is registered once, at start-up.
+fn register<C: Collector + Clone + 'static>(r: &Registry, collector: C) -> C {
+    r.register(Box::new(collector.clone()))
+        .expect("registered once");
+    collector
+}
+
+fn counter_vec(r: &Registry, f: &Family) -> IntCounterVec {
+    register(
+        r,
+        IntCounterVec::new(Opts::new(f.name, f.help), f.labels).expect("valid metric"),
+    )
+}
+
+fn counter(r: &Registry, f: &Family) -> IntCounter {
+    register(r, IntCounter::new(f.name, f.help).expect("valid metric"))
+}
+
+fn gauge(r: &Registry, f: &Family) -> IntGauge {
+    register(r, IntGauge::new(f.name, f.help).expect("valid metric"))
+}
+
+fn histogram_vec(r: &Registry, f: &Family, buckets: &[f64]) -> HistogramVec {
+    let opts = HistogramOpts::new(f.name, f.help).buckets(buckets.to_vec());
+    register(r, HistogramVec::new(opts, f.labels).expect("valid metric"))
+}
+
+fn histogram(r: &Registry, f: &Family, buckets: &[f64]) -> Histogram {
+    let opts = HistogramOpts::new(f.name, f.help).buckets(buckets.to_vec());
+    register(r, Histogram::with_opts(opts).expect("valid metric"))
+}
+
+/// The internal-error counter, with a series at 0 for every place.
+fn internal_errors(r: &Registry) -> IntCounterVec {
+    let counter = counter_vec(r, &INTERNAL_ERRORS);
+    for site in ErrorSite::ALL {
+        counter.with_label_values(&[site.label()]);
+    }
+    counter
+}
+
+/// The table of per-endpoint gauges, read when scraped.
+fn endpoint_gauges(r: &Registry) -> Arc<GaugeTable> {
+    let table = Arc::new(GaugeTable::new());
+    r.register(Box::new(TableCollector(table.clone())))
+        .expect("registered once");
+    table
+}
+
+/// The registry, whose series all carry the `node` label when one is set.
+fn registry() -> Registry {
+    let labels = NODE
+        .get()
+        .map(|n| HashMap::from([("node".to_string(), n.clone())]));
+    Registry::new_custom(None, labels).expect("valid registry labels")
 }
 
 static NODE: OnceLock<String> = OnceLock::new();
@@ -58,109 +181,22 @@ pub fn set_node(node: &str) {
 
 impl Metrics {
     fn new() -> Metrics {
-        let labels = NODE
-            .get()
-            .map(|n| HashMap::from([("node".to_string(), n.clone())]));
-        let r = Registry::new_custom(None, labels).expect("valid registry labels");
-        let duration = HistogramVec::new(
-            HistogramOpts::new(
-                "hookrelay_delivery_duration_seconds",
-                "Time from sending a delivery attempt to the endpoint's full answer.",
-            )
-            .buckets(vec![
-                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            ]),
-            &["endpoint"],
-        )
-        .expect("valid metric");
-        r.register(Box::new(duration.clone()))
-            .expect("registered once");
-        let group_commit_events = prometheus::Histogram::with_opts(
-            HistogramOpts::new(
-                "hookrelay_group_commit_events",
-                "Events stored per group commit.",
-            )
-            .buckets(vec![
-                1.0, 2.0, 5.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 5000.0,
-            ]),
-        )
-        .expect("valid metric");
-        r.register(Box::new(group_commit_events.clone()))
-            .expect("registered once");
+        let r = registry();
         Metrics {
-            deliveries: counter_vec(
-                &r,
-                "hookrelay_deliveries_total",
-                "Deliveries finished, by outcome (succeeded, dead).",
-                &["endpoint", "outcome"],
-            ),
-            attempts: counter_vec(
-                &r,
-                "hookrelay_delivery_attempts_total",
-                "Delivery attempts, by outcome (success, http_error, timeout, connect_error, refused).",
-                &["endpoint", "outcome"],
-            ),
-            duration,
-            verifications: counter_vec(
-                &r,
-                "hookrelay_verifications_total",
-                "Verification calls (scheduled checks and probes), by outcome (success, failure).",
-                &["endpoint", "outcome"],
-            ),
-            auto_unsubscribed: counter(
-                &r,
-                "hookrelay_auto_unsubscribed_total",
-                "Subscriptions removed because their endpoint was found dead.",
-            ),
-            events_ingested: counter_vec(
-                &r,
-                "hookrelay_events_ingested_total",
-                "Events accepted and stored, by event type.",
-                &["event"],
-            ),
-            ingest_rejected: counter_vec(
-                &r,
-                "hookrelay_events_rejected_total",
-                "Pushed events refused, by error code.",
-                &["error"],
-            ),
-            commit_failures: counter(
-                &r,
-                "hookrelay_group_commit_failures_total",
-                "Group commits the database refused (publishers were told to retry).",
-            ),
-            storage_trouble: counter_vec(
-                &r,
-                "hookrelay_storage_trouble_total",
-                "Times the database stopped answering or storing (kind: unreachable, writes_failing); while it lasts pushes answer 503 and /health is not ready.",
-                &["kind"],
-            ),
-            routing_catch_ups: counter(
-                &r,
-                "hookrelay_routing_catch_ups_total",
-                "Groups of events routed again while being stored, because a subscription changed (on any node) after they were routed.",
-            ),
-            group_commit_events,
-            internal_errors: counter(
-                &r,
-                "hookrelay_internal_errors_total",
-                "Internal errors (database, bugs); the cause is in the log.",
-            ),
-            queued_bytes: {
-                let g = IntGauge::new(
-                    "hookrelay_queued_bytes",
-                    "Memory charged by deliveries held in memory (see --max-queued-bytes).",
-                )
-                .expect("valid metric");
-                r.register(Box::new(g.clone())).expect("registered once");
-                g
-            },
-            endpoint_gauges: {
-                let table = Arc::new(GaugeTable::new());
-                r.register(Box::new(TableCollector(table.clone())))
-                    .expect("registered once");
-                table
-            },
+            deliveries: counter_vec(&r, &DELIVERIES),
+            attempts: counter_vec(&r, &ATTEMPTS),
+            duration: histogram_vec(&r, &DURATION, &DURATION_BUCKETS),
+            verifications: counter_vec(&r, &VERIFICATIONS),
+            auto_unsubscribed: counter(&r, &AUTO_UNSUBSCRIBED),
+            events_ingested: counter_vec(&r, &EVENTS_INGESTED),
+            ingest_rejected: counter_vec(&r, &EVENTS_REJECTED),
+            commit_failures: counter(&r, &COMMIT_FAILURES),
+            storage_trouble: counter_vec(&r, &STORAGE_TROUBLE),
+            routing_catch_ups: counter(&r, &ROUTING_CATCH_UPS),
+            group_commit_events: histogram(&r, &GROUP_COMMIT_EVENTS, &GROUP_COMMIT_BUCKETS),
+            internal_errors: internal_errors(&r),
+            queued_bytes: gauge(&r, &QUEUED_BYTES),
+            endpoint_gauges: endpoint_gauges(&r),
             registry: r,
         }
     }
@@ -172,6 +208,7 @@ impl Metrics {
         let mut buf = Vec::with_capacity(64 * 1024);
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
             log::error!("could not encode metrics: {e}");
+            internal_error(ErrorSite::Metrics);
         }
         String::from_utf8(buf).unwrap_or_default()
     }
@@ -179,6 +216,52 @@ impl Metrics {
 
 /// The process-wide metrics.
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// Where an internal error happened: the `where` label of
+/// `hookrelay_internal_errors_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorSite {
+    /// An API request answered 500.
+    Api,
+    /// The recorder could not write delivery outcomes and health.
+    Recorder,
+    /// An endpoint actor could not read or change its deliveries or
+    /// subscriptions.
+    Endpoint,
+    /// The history cleanup failed.
+    Cleanup,
+    /// `/metrics` could not be encoded.
+    Metrics,
+}
+
+impl ErrorSite {
+    /// Every site, so that each series exists (at 0) from the start.
+    const ALL: [ErrorSite; 5] = [
+        ErrorSite::Api,
+        ErrorSite::Recorder,
+        ErrorSite::Endpoint,
+        ErrorSite::Cleanup,
+        ErrorSite::Metrics,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            ErrorSite::Api => "api",
+            ErrorSite::Recorder => "recorder",
+            ErrorSite::Endpoint => "endpoint",
+            ErrorSite::Cleanup => "cleanup",
+            ErrorSite::Metrics => "metrics",
+        }
+    }
+}
+
+/// Counts one internal error at `site`; call it where the error is logged.
+pub fn internal_error(site: ErrorSite) {
+    METRICS
+        .internal_errors
+        .with_label_values(&[site.label()])
+        .inc();
+}
 
 /// Outcome label of one attempt.
 #[derive(Debug, Clone, Copy)]
@@ -456,5 +539,36 @@ impl EndpointMetrics {
             let _ = METRICS.verifications.remove_label_values(&[label, outcome]);
         }
         let _ = METRICS.duration.remove_label_values(&[label]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_internal_error_site_has_a_series_from_the_start() {
+        let text = METRICS.render();
+        for site in ErrorSite::ALL {
+            let series = format!(
+                "hookrelay_internal_errors_total{{where=\"{}\"}}",
+                site.label()
+            );
+            assert!(text.contains(&series), "{series} missing");
+        }
+    }
+
+    #[test]
+    fn an_internal_error_is_counted_at_its_site() {
+        let before = METRICS
+            .internal_errors
+            .with_label_values(&["cleanup"])
+            .get();
+        internal_error(ErrorSite::Cleanup);
+        let after = METRICS
+            .internal_errors
+            .with_label_values(&["cleanup"])
+            .get();
+        assert!(after > before);
     }
 }

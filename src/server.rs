@@ -386,7 +386,10 @@ async fn cleanup_loop(store: Store, history: Duration, keys: Duration) {
         {
             Ok(0) => {}
             Ok(n) => log::info!("cleanup removed {n} rows of old history"),
-            Err(e) => log::error!("history cleanup failed: {e}"),
+            Err(e) => {
+                log::error!("history cleanup failed: {e}");
+                crate::metrics::internal_error(crate::metrics::ErrorSite::Cleanup);
+            }
         }
     }
 }

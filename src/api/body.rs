@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::ApiSettings;
-use crate::error::{ApiError, body_too_large};
+use crate::error::{ApiError, ErrorCode, body_too_large};
 
 /// Reads the whole body (within the size and time limits of `settings`)
 /// and parses it as JSON.
@@ -86,7 +86,7 @@ async fn read_body_within(
     }
     if buf.is_empty() {
         return Err(ApiError::bad_request(
-            "invalid_json",
+            ErrorCode::InvalidJson,
             "the request body is empty; send a JSON document",
         ));
     }
@@ -98,7 +98,7 @@ async fn read_body_within(
 pub fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
     crate::json::parse_strict(body).map_err(|e| {
         ApiError::bad_request(
-            "invalid_json",
+            ErrorCode::InvalidJson,
             format!("the request body is not valid JSON: {e}"),
         )
     })
@@ -107,7 +107,7 @@ pub fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
 /// Converts a parsed body into a typed request, naming what is wrong.
 pub fn typed<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
     serde_json::from_value(value)
-        .map_err(|e| ApiError::bad_request("invalid_field", format!("{e}")))
+        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidField, format!("{e}")))
 }
 
 #[cfg(test)]

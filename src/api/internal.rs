@@ -16,7 +16,7 @@ use super::resource::Resource;
 use super::{State, format_time};
 use crate::catalog;
 use crate::delivery::endpoint::{Job, Status};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::event::{Event, EventError, MAX_EVENT_ID_LEN};
 use crate::metrics::METRICS;
 use crate::router::{EndpointAddr, Incoming, PublishError, Published, Replay};
@@ -76,15 +76,15 @@ async fn metrics(_op: Operator) -> HttpResponse {
 }
 
 fn event_error(e: EventError) -> ApiError {
-    let code = match &e {
-        EventError::Invalid(_) => "invalid_event",
-        EventError::UnknownEventType(_) => "unknown_event_type",
+    let error = match e {
+        EventError::Invalid(m) => ApiError::bad_request(ErrorCode::InvalidEvent, m),
+        EventError::UnknownEventType(m) => ApiError::unprocessable(ErrorCode::UnknownEventType, m),
     };
-    METRICS.ingest_rejected.with_label_values(&[code]).inc();
-    match e {
-        EventError::Invalid(m) => ApiError::bad_request("invalid_event", m),
-        EventError::UnknownEventType(m) => ApiError::unprocessable("unknown_event_type", m),
-    }
+    METRICS
+        .ingest_rejected
+        .with_label_values(&[error.code().as_str()])
+        .inc();
+    error
 }
 
 /// Validates one pushed event from its JSON text: the fast typed path, or
@@ -124,7 +124,7 @@ fn publish_error(e: PublishError) -> ApiError {
         PublishError::Storage(_) => ApiError::StorageUnavailable(format!(
             "{e}; push again in a few seconds (with an Idempotency-Key to avoid duplicates)"
         )),
-        PublishError::Failed(_) => ApiError::Internal(e.to_string()),
+        PublishError::Failed(_) => ApiError::internal("publish", e),
     }
 }
 
@@ -142,7 +142,12 @@ async fn publish(state: &State, events: Vec<Incoming>) -> Result<Vec<Published>,
         .map_err(|_| ApiError::Unavailable("hookrelay is overloaded; retry shortly".into()))?;
     match publication.answer_within(COMMIT_WAIT).await {
         Some(answer) => answer
-            .map_err(|_| ApiError::Internal("a publish was dropped before its commit".into()))?
+            .map_err(|e| {
+                ApiError::internal(
+                    "publish",
+                    format!("a publish was dropped before its commit ({e})"),
+                )
+            })?
             .map_err(publish_error),
         None => Err(ApiError::StorageUnavailable(format!(
             "the events were not stored: the database did not take them within {} ({}); push again",
@@ -158,7 +163,7 @@ async fn publish(state: &State, events: Vec<Incoming>) -> Result<Vec<Published>,
 /// The 409 for an idempotency key used before with a different event.
 fn idempotency_conflict(earlier: &str) -> ApiError {
     ApiError::Conflict {
-        code: "idempotency_conflict",
+        code: ErrorCode::IdempotencyConflict,
         message: format!(
             "this idempotency key (Idempotency-Key or eventId) was used for a different event ({earlier}) within --idempotency-retention; nothing was stored. Use a new key for a new event"
         ),
@@ -184,11 +189,14 @@ async fn push_one(
         None => None,
         Some(v) => {
             let key = v.to_str().map_err(|_| {
-                ApiError::bad_request("invalid_header", "Idempotency-Key must be printable ASCII")
+                ApiError::bad_request(
+                    ErrorCode::InvalidHeader,
+                    "Idempotency-Key must be printable ASCII",
+                )
             })?;
             if key.is_empty() || key.len() > MAX_EVENT_ID_LEN {
                 return Err(ApiError::bad_request(
-                    "invalid_header",
+                    ErrorCode::InvalidHeader,
                     format!("Idempotency-Key must be 1 to {MAX_EVENT_ID_LEN} characters"),
                 ));
             }
@@ -208,7 +216,7 @@ async fn push_one(
     .await?;
     let p = published
         .pop()
-        .ok_or_else(|| ApiError::Internal("the router answered no result".into()))?;
+        .ok_or_else(|| ApiError::internal("push", "the router answered no result"))?;
     if p.conflicting {
         return Err(idempotency_conflict(&p.event_id));
     }
@@ -235,14 +243,14 @@ async fn push_batch(
         Err(_) => {
             parse_json(&body)?;
             return Err(ApiError::bad_request(
-                "invalid_json",
+                ErrorCode::InvalidJson,
                 "the batch body must be a JSON array of events",
             ));
         }
     };
     if items.is_empty() {
         return Err(ApiError::bad_request(
-            "empty_batch",
+            ErrorCode::EmptyBatch,
             "the batch is an empty array; send at least one event",
         ));
     }
@@ -305,7 +313,7 @@ async fn push_batch(
     let body = json!({ "results": results, "accepted": accepted, "rejected": rejected });
     if accepted == 0 {
         let mut body = body;
-        body["error"] = json!("invalid_events");
+        body["error"] = json!(ErrorCode::InvalidEvents);
         body["message"] =
             json!("no event of the batch was accepted; see `results` for each one's reason");
         return Ok(HttpResponse::BadRequest().json(body));
@@ -362,12 +370,13 @@ async fn put_event_type(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let name = name.into_inner();
-    catalog::validate_name(&name).map_err(|m| ApiError::bad_request("invalid_event_type", m))?;
+    catalog::validate_name(&name)
+        .map_err(|m| ApiError::bad_request(ErrorCode::InvalidEventType, m))?;
     let body: PutEventType = typed(read_json(&req, payload, &state.settings).await?)?;
     let description = body.description.trim().to_string();
     if description.is_empty() || description.len() > 500 {
         return Err(ApiError::bad_request(
-            "invalid_field",
+            ErrorCode::InvalidField,
             "`description` must be 1 to 500 characters",
         ));
     }
@@ -405,13 +414,18 @@ impl Page {
 
 fn page(req: &HttpRequest) -> Result<Page, ApiError> {
     let page = web::Query::<Page>::from_query(req.query_string())
-        .map_err(|e| ApiError::bad_request("invalid_query", format!("bad query parameters: {e}")))?
+        .map_err(|e| {
+            ApiError::bad_request(
+                ErrorCode::InvalidQuery,
+                format!("bad query parameters: {e}"),
+            )
+        })?
         .into_inner();
     if let Some(l) = page.limit
         && !(1..=MAX_PAGE).contains(&l)
     {
         return Err(ApiError::bad_request(
-            "invalid_query",
+            ErrorCode::InvalidQuery,
             format!("`limit` must be between 1 and {MAX_PAGE}"),
         ));
     }
@@ -533,7 +547,7 @@ async fn replay_dead_letter(
         }
         Err(ReplayRefused::SubscriptionInactive) => {
             return Err(ApiError::unprocessable(
-                "subscription_inactive",
+                ErrorCode::SubscriptionInactive,
                 format!(
                     "dead letter `{id}` belongs to a subscription that was removed; it cannot be replayed"
                 ),
@@ -541,7 +555,7 @@ async fn replay_dead_letter(
         }
     };
     let secret = Secret::parse(&row.secret)
-        .map_err(|e| ApiError::Internal(format!("stored secret unusable: {e}")))?;
+        .map_err(|e| ApiError::internal("replay", format!("stored secret unusable: {e}")))?;
     let job = Job::new(
         row.id.clone().into(),
         row.subscription_id,

@@ -15,7 +15,7 @@ use crate::catalog;
 use crate::delivery::endpoint::Status;
 use crate::delivery::sender;
 use crate::endpoint_url::{EndpointError, EndpointUrl};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::metrics::AttemptOutcome;
 use crate::router::EndpointAddr;
 use crate::signing::Secret;
@@ -64,7 +64,12 @@ async fn list_event_types(_caller: Caller, state: State) -> HttpResponse {
 /// holds as many as a token may have, so one call lists them all.
 async fn list(caller: Caller, state: State, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let query = web::Query::<PageQuery>::from_query(req.query_string())
-        .map_err(|e| ApiError::bad_request("invalid_query", format!("bad query parameters: {e}")))?
+        .map_err(|e| {
+            ApiError::bad_request(
+                ErrorCode::InvalidQuery,
+                format!("bad query parameters: {e}"),
+            )
+        })?
         .into_inner();
     let max = i64::from(state.settings.max_subscriptions_per_token);
     let limit = query.limit(max, max.max(1000))?;
@@ -89,7 +94,7 @@ async fn list(caller: Caller, state: State, req: HttpRequest) -> Result<HttpResp
 /// The 409 for a subscription the caller has already.
 fn duplicate(id: i64) -> ApiError {
     ApiError::Conflict {
-        code: "duplicate_subscription",
+        code: ErrorCode::DuplicateSubscription,
         message: format!(
             "you are subscribed to this event at this endpoint already (subscription {id}); nothing was changed"
         ),
@@ -100,7 +105,7 @@ fn duplicate(id: i64) -> ApiError {
 /// The 422 past `--max-subscriptions-per-token`.
 fn too_many(count: i64) -> ApiError {
     ApiError::unprocessable(
-        "too_many_subscriptions",
+        ErrorCode::TooManySubscriptions,
         format!(
             "this token has {count} active subscriptions, the most allowed (--max-subscriptions-per-token); delete one first"
         ),
@@ -114,15 +119,15 @@ async fn create(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let body: CreateSubscription = typed(read_json(&req, payload, &state.settings).await?)?;
-    let secret =
-        Secret::parse(&body.secret).map_err(|m| ApiError::bad_request("invalid_field", m))?;
+    let secret = Secret::parse(&body.secret)
+        .map_err(|m| ApiError::bad_request(ErrorCode::InvalidField, m))?;
     let endpoint = EndpointUrl::parse(&body.endpoint).map_err(|e| match e {
-        EndpointError::Invalid(m) => ApiError::bad_request("invalid_field", m),
-        other => ApiError::unprocessable("endpoint_refused", other.to_string()),
+        EndpointError::Invalid(m) => ApiError::bad_request(ErrorCode::InvalidField, m),
+        other => ApiError::unprocessable(ErrorCode::EndpointRefused, other.to_string()),
     })?;
     if body.event == catalog::VERIFICATION {
         return Err(ApiError::unprocessable(
-            "unknown_event_type",
+            ErrorCode::UnknownEventType,
             "`verification` is hookrelay's own endpoint check and cannot be subscribed to",
         ));
     }
@@ -130,7 +135,7 @@ async fn create(
         || (state.reload_catalog().await && state.catalog.contains(&body.event));
     if !known {
         return Err(ApiError::unprocessable(
-            "unknown_event_type",
+            ErrorCode::UnknownEventType,
             format!(
                 "`{}` is not a subscribable event type; GET /v1/subscription/events lists them",
                 body.event
@@ -161,18 +166,20 @@ async fn create(
         .check_reachable_safely(state.settings.allow_private_endpoints)
         .await
         .map_err(|e| match e {
-            EndpointError::Private(m) => ApiError::unprocessable("private_endpoint", m),
-            other => ApiError::unprocessable("endpoint_validation_failed", other.to_string()),
+            EndpointError::Private(m) => ApiError::unprocessable(ErrorCode::PrivateEndpoint, m),
+            other => {
+                ApiError::unprocessable(ErrorCode::EndpointValidationFailed, other.to_string())
+            }
         })?;
     let attempt = sender::verify(&endpoint, &secret, state.settings.verification_timeout).await;
     if matches!(attempt.outcome, AttemptOutcome::Refused) {
         // The client's own check at connect time (DNS changed since above).
         let why = attempt.error.unwrap_or_default();
-        return Err(ApiError::unprocessable("private_endpoint", why));
+        return Err(ApiError::unprocessable(ErrorCode::PrivateEndpoint, why));
     }
     if let Some(error) = attempt.error {
         return Err(ApiError::unprocessable(
-            "endpoint_validation_failed",
+            ErrorCode::EndpointValidationFailed,
             format!(
                 "the endpoint did not accept the verification call ({error}); it must answer a signed POST with any 2xx status within {}. Nothing was stored",
                 humantime::format_duration(state.settings.verification_timeout)

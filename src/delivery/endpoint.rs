@@ -821,7 +821,7 @@ impl EndpointActor {
                     "endpoint {}: could not read pending deliveries: {e}",
                     self.id
                 );
-                METRICS.internal_errors.inc();
+                crate::metrics::internal_error(crate::metrics::ErrorSite::Endpoint);
                 ctx.run_later(AFTER_DB_ERROR, |act, ctx| act.pump(ctx));
                 return;
             }
@@ -846,6 +846,7 @@ impl EndpointActor {
                             "delivery {}: its subscription's secret is unusable ({e}); skipped",
                             row.id
                         );
+                        crate::metrics::internal_error(crate::metrics::ErrorSite::Endpoint);
                         continue;
                     }
                 },
@@ -1040,7 +1041,7 @@ impl EndpointActor {
                             "endpoint {}: could not remove its subscriptions: {e}; retrying",
                             act.id
                         );
-                        METRICS.internal_errors.inc();
+                        crate::metrics::internal_error(crate::metrics::ErrorSite::Endpoint);
                         ctx.run_later(AFTER_DB_ERROR, move |act, ctx| act.die(reason, ctx));
                     }
                 }),
