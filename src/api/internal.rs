@@ -230,6 +230,9 @@ async fn push_one(
     }))
 }
 
+/// `POST /internal/v1/events/batch`: each event is checked on its own, the
+/// valid ones are stored in one publish, and the answer has a result for
+/// each event.
 async fn push_batch(
     _op: Operator,
     state: State,
@@ -237,11 +240,21 @@ async fn push_batch(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let body = read_body(&req, payload, &state.settings).await?;
-    // Each event is kept as its JSON text and validated from it.
-    let items: Vec<&RawValue> = match serde_json::from_slice(&body) {
+    let items = batch_items(&body, state.settings.max_batch_events)?;
+    let mut results: Vec<Value> = vec![Value::Null; items.len()];
+    let valid = check_batch(&state, &items, &mut results).await;
+    let accepted = publish_batch(&state, valid, &mut results).await?;
+    Ok(batch_answer(results, accepted))
+}
+
+/// The events of a batch body, each kept as its JSON text (it is validated
+/// from it); refuses a body that is no array, an empty one, or one over
+/// `limit` events.
+fn batch_items(body: &[u8], limit: usize) -> Result<Vec<&RawValue>, ApiError> {
+    let items: Vec<&RawValue> = match serde_json::from_slice(body) {
         Ok(items) => items,
         Err(_) => {
-            parse_json(&body)?;
+            parse_json(body)?;
             return Err(ApiError::bad_request(
                 ErrorCode::InvalidJson,
                 "the batch body must be a JSON array of events",
@@ -254,71 +267,93 @@ async fn push_batch(
             "the batch is an empty array; send at least one event",
         ));
     }
-    let limit = state.settings.max_batch_events;
     if items.len() > limit {
         return Err(ApiError::PayloadTooLarge(format!(
             "the batch has {} events; at most {limit} are accepted per call (--max-batch-events); split it",
             items.len()
         )));
     }
-    let mut results: Vec<Value> = vec![Value::Null; items.len()];
+    Ok(items)
+}
+
+/// Checks every event of a batch: the valid ones are returned with their
+/// index, the others get their rejection in `results`.
+async fn check_batch(
+    state: &State,
+    items: &[&RawValue],
+    results: &mut [Value],
+) -> Vec<(usize, Incoming)> {
     let mut valid = Vec::with_capacity(items.len());
-    let mut valid_index = Vec::with_capacity(items.len());
     let mut checker = EventChecker::default();
     for (index, item) in items.iter().enumerate() {
-        match checker.check(&state, item.get().as_bytes()).await {
+        match checker.check(state, item.get().as_bytes()).await {
             Ok(event) => {
                 let idempotency_key = event.event_id.clone();
-                valid.push(Incoming {
-                    event,
-                    idempotency_key,
-                });
-                valid_index.push(index);
+                valid.push((
+                    index,
+                    Incoming {
+                        event,
+                        idempotency_key,
+                    },
+                ));
             }
-            Err(e) => {
-                let error = e.body();
-                results[index] = json!({
-                    "index": index,
-                    "status": "rejected",
-                    "error": error["error"],
-                    "message": error["message"],
-                });
-            }
+            Err(e) => results[index] = rejection(index, &e),
         }
     }
-    let mut accepted = valid.len();
-    if accepted > 0 {
-        let published = publish(&state, valid).await?;
-        for (index, p) in valid_index.into_iter().zip(published) {
-            results[index] = if p.conflicting {
-                accepted -= 1;
-                let error = idempotency_conflict(&p.event_id).body();
-                json!({
-                    "index": index,
-                    "status": "rejected",
-                    "error": error["error"],
-                    "message": error["message"],
-                })
-            } else {
-                json!({
-                    "index": index,
-                    "status": "accepted",
-                    "eventId": p.event_id,
-                    "deliveries": p.deliveries,
-                })
-            };
-        }
+    valid
+}
+
+/// Publishes a batch's valid events and writes each one's result; answers
+/// how many were accepted (an idempotency conflict is not).
+async fn publish_batch(
+    state: &State,
+    valid: Vec<(usize, Incoming)>,
+    results: &mut [Value],
+) -> Result<usize, ApiError> {
+    if valid.is_empty() {
+        return Ok(0);
     }
-    let rejected = items.len() - accepted;
-    let body = json!({ "results": results, "accepted": accepted, "rejected": rejected });
+    let (indexes, events): (Vec<usize>, Vec<Incoming>) = valid.into_iter().unzip();
+    let mut accepted = indexes.len();
+    let published = publish(state, events).await?;
+    for (index, p) in indexes.into_iter().zip(published) {
+        results[index] = if p.conflicting {
+            accepted -= 1;
+            rejection(index, &idempotency_conflict(&p.event_id))
+        } else {
+            json!({
+                "index": index,
+                "status": "accepted",
+                "eventId": p.event_id,
+                "deliveries": p.deliveries,
+            })
+        };
+    }
+    Ok(accepted)
+}
+
+/// The result of a batch's event that was refused.
+fn rejection(index: usize, error: &ApiError) -> Value {
+    let error = error.body();
+    json!({
+        "index": index,
+        "status": "rejected",
+        "error": error["error"],
+        "message": error["message"],
+    })
+}
+
+/// The answer to a batch: 202 when any event was accepted, else 400.
+fn batch_answer(results: Vec<Value>, accepted: usize) -> HttpResponse {
+    let rejected = results.len() - accepted;
+    let mut body = json!({ "results": results, "accepted": accepted, "rejected": rejected });
     if accepted == 0 {
-        let mut body = body;
         body["error"] = json!(ErrorCode::InvalidEvents);
         body["message"] =
             json!("no event of the batch was accepted; see `results` for each one's reason");
-        return Ok(HttpResponse::BadRequest().json(body));
+        return HttpResponse::BadRequest().json(body);
     }
-    Ok(HttpResponse::Accepted().json(body))
+    HttpResponse::Accepted().json(body)
 }
 
 #[derive(Deserialize)]
