@@ -6,14 +6,13 @@ use std::sync::atomic::Ordering;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::auth::Operator;
 use super::body::{parse_json, read_body, read_json, typed};
 use super::page::{id_cursor, next_cursor};
 use super::resource::Resource;
-use super::{State, format_time};
+use super::{State, batch, format_time};
 use crate::catalog;
 use crate::delivery::endpoint::{Job, Status};
 use crate::error::{ApiError, ErrorCode};
@@ -34,7 +33,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         Resource::at("/health").get(health),
         Resource::at("/metrics").get(metrics),
         Resource::at("/internal/v1/events").post(push_one),
-        Resource::at("/internal/v1/events/batch").post(push_batch),
+        Resource::at("/internal/v1/events/batch").post(batch::push_batch),
         Resource::at("/internal/v1/tokens").post(create_token),
         Resource::at("/internal/v1/event-types").get(list_event_types),
         Resource::at("/internal/v1/event-types/{name}").put(put_event_type),
@@ -101,12 +100,12 @@ fn validated(state: &State, json: &[u8]) -> Result<Result<Event, EventError>, Ap
 /// database once per request (in a cluster another node may have just
 /// registered it).
 #[derive(Default)]
-struct EventChecker {
+pub(super) struct EventChecker {
     reloaded: bool,
 }
 
 impl EventChecker {
-    async fn check(&mut self, state: &State, json: &[u8]) -> Result<Event, ApiError> {
+    pub(super) async fn check(&mut self, state: &State, json: &[u8]) -> Result<Event, ApiError> {
         let checked = validated(state, json)?;
         if matches!(checked, Err(EventError::UnknownEventType(_))) && !self.reloaded {
             self.reloaded = true;
@@ -135,7 +134,10 @@ fn publish_error(e: PublishError) -> ApiError {
 const COMMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Publishes events and waits for their commit.
-async fn publish(state: &State, events: Vec<Incoming>) -> Result<Vec<Published>, ApiError> {
+pub(super) async fn publish(
+    state: &State,
+    events: Vec<Incoming>,
+) -> Result<Vec<Published>, ApiError> {
     let publication = state
         .publisher
         .publish(events)
@@ -161,7 +163,7 @@ async fn publish(state: &State, events: Vec<Incoming>) -> Result<Vec<Published>,
 }
 
 /// The 409 for an idempotency key used before with a different event.
-fn idempotency_conflict(earlier: &str) -> ApiError {
+pub(super) fn idempotency_conflict(earlier: &str) -> ApiError {
     ApiError::Conflict {
         code: ErrorCode::IdempotencyConflict,
         message: format!(
@@ -228,132 +230,6 @@ async fn push_one(
         event_id: &p.event_id,
         deliveries: p.deliveries,
     }))
-}
-
-/// `POST /internal/v1/events/batch`: each event is checked on its own, the
-/// valid ones are stored in one publish, and the answer has a result for
-/// each event.
-async fn push_batch(
-    _op: Operator,
-    state: State,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
-    let body = read_body(&req, payload, &state.settings).await?;
-    let items = batch_items(&body, state.settings.max_batch_events)?;
-    let mut results: Vec<Value> = vec![Value::Null; items.len()];
-    let valid = check_batch(&state, &items, &mut results).await;
-    let accepted = publish_batch(&state, valid, &mut results).await?;
-    Ok(batch_answer(results, accepted))
-}
-
-/// The events of a batch body, each kept as its JSON text (it is validated
-/// from it); refuses a body that is no array, an empty one, or one over
-/// `limit` events.
-fn batch_items(body: &[u8], limit: usize) -> Result<Vec<&RawValue>, ApiError> {
-    let items: Vec<&RawValue> = match serde_json::from_slice(body) {
-        Ok(items) => items,
-        Err(_) => {
-            parse_json(body)?;
-            return Err(ApiError::bad_request(
-                ErrorCode::InvalidJson,
-                "the batch body must be a JSON array of events",
-            ));
-        }
-    };
-    if items.is_empty() {
-        return Err(ApiError::bad_request(
-            ErrorCode::EmptyBatch,
-            "the batch is an empty array; send at least one event",
-        ));
-    }
-    if items.len() > limit {
-        return Err(ApiError::PayloadTooLarge(format!(
-            "the batch has {} events; at most {limit} are accepted per call (--max-batch-events); split it",
-            items.len()
-        )));
-    }
-    Ok(items)
-}
-
-/// Checks every event of a batch: the valid ones are returned with their
-/// index, the others get their rejection in `results`.
-async fn check_batch(
-    state: &State,
-    items: &[&RawValue],
-    results: &mut [Value],
-) -> Vec<(usize, Incoming)> {
-    let mut valid = Vec::with_capacity(items.len());
-    let mut checker = EventChecker::default();
-    for (index, item) in items.iter().enumerate() {
-        match checker.check(state, item.get().as_bytes()).await {
-            Ok(event) => {
-                let idempotency_key = event.event_id.clone();
-                valid.push((
-                    index,
-                    Incoming {
-                        event,
-                        idempotency_key,
-                    },
-                ));
-            }
-            Err(e) => results[index] = rejection(index, &e),
-        }
-    }
-    valid
-}
-
-/// Publishes a batch's valid events and writes each one's result; answers
-/// how many were accepted (an idempotency conflict is not).
-async fn publish_batch(
-    state: &State,
-    valid: Vec<(usize, Incoming)>,
-    results: &mut [Value],
-) -> Result<usize, ApiError> {
-    if valid.is_empty() {
-        return Ok(0);
-    }
-    let (indexes, events): (Vec<usize>, Vec<Incoming>) = valid.into_iter().unzip();
-    let mut accepted = indexes.len();
-    let published = publish(state, events).await?;
-    for (index, p) in indexes.into_iter().zip(published) {
-        results[index] = if p.conflicting {
-            accepted -= 1;
-            rejection(index, &idempotency_conflict(&p.event_id))
-        } else {
-            json!({
-                "index": index,
-                "status": "accepted",
-                "eventId": p.event_id,
-                "deliveries": p.deliveries,
-            })
-        };
-    }
-    Ok(accepted)
-}
-
-/// The result of a batch's event that was refused.
-fn rejection(index: usize, error: &ApiError) -> Value {
-    let error = error.body();
-    json!({
-        "index": index,
-        "status": "rejected",
-        "error": error["error"],
-        "message": error["message"],
-    })
-}
-
-/// The answer to a batch: 202 when any event was accepted, else 400.
-fn batch_answer(results: Vec<Value>, accepted: usize) -> HttpResponse {
-    let rejected = results.len() - accepted;
-    let mut body = json!({ "results": results, "accepted": accepted, "rejected": rejected });
-    if accepted == 0 {
-        body["error"] = json!(ErrorCode::InvalidEvents);
-        body["message"] =
-            json!("no event of the batch was accepted; see `results` for each one's reason");
-        return HttpResponse::BadRequest().json(body);
-    }
-    HttpResponse::Accepted().json(body)
 }
 
 #[derive(Deserialize)]

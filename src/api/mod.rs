@@ -4,6 +4,7 @@
 //! parsing (`body`).
 
 pub mod auth;
+pub mod batch;
 pub mod body;
 pub mod framing;
 pub mod internal;
