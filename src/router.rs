@@ -15,7 +15,8 @@ use tokio::sync::oneshot;
 
 use crate::cluster::lease::{Claim, LeaseManager};
 use crate::delivery::endpoint::{
-    self, AddSubscription, DeliverySettings, EndpointActor, Enqueue, Job,
+    self, AddSubscription, DeliverySettings, EndpointActor, EndpointDied, Enqueue, Job, Owner,
+    Retired,
 };
 use crate::delivery::recorder::{Flush, Recorder};
 use crate::endpoint_url::EndpointUrl;
@@ -79,15 +80,6 @@ pub struct Replay {
     pub endpoint_id: i64,
     pub endpoint_url: String,
     pub job: Job,
-}
-
-/// An endpoint actor counted itself dead and removed these subscriptions.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct EndpointDied {
-    pub endpoint_id: i64,
-    pub actor: Addr<EndpointActor>,
-    pub subscription_ids: Vec<i64>,
 }
 
 /// The actor of one endpoint, if it runs on this node.
@@ -297,7 +289,11 @@ impl Router {
             info.url.clone(),
         );
         let addr = EndpointActor::start_in_arbiter(arbiter, move |_| {
-            EndpointActor::new(id, url, settings, store, recorder, router, backlog, saved)
+            let owner = Owner {
+                retired: router.clone().recipient(),
+                died: router.recipient(),
+            };
+            EndpointActor::new(id, url, settings, store, recorder, owner, backlog, saved)
         });
         for (sub, secret) in &info.subscriptions {
             addr.do_send(AddSubscription {
@@ -559,14 +555,6 @@ pub struct LeasesLost(pub Vec<i64>);
 pub struct ReleaseEndpoints {
     pub ids: Vec<i64>,
     pub deadline: std::time::Instant,
-}
-
-/// An endpoint actor stopped because nothing uses its endpoint any more.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Retired {
-    pub endpoint_id: i64,
-    pub actor: Addr<EndpointActor>,
 }
 
 impl Handler<Retired> for Router {

@@ -1,8 +1,13 @@
 //! The retry policy: which delay follows a failed attempt (from
 //! `--retry-schedule`, with ±20% jitter), and how a receiver's `Retry-After`
-//! is honoured within bounds.
+//! is honoured within bounds. What follows an attempt is decided in one
+//! place: `decision::next_step`.
 
 use std::time::Duration;
+
+mod decision;
+
+pub use decision::{Decision, Situation, Step, next_step};
 
 /// Fraction of each delay randomly added or removed.
 pub const JITTER: f64 = 0.2;

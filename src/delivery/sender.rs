@@ -18,9 +18,10 @@ use actix_tls::connect::{
 use actix_web::dev::{Service, always_ready};
 use futures_util::future::LocalBoxFuture;
 
+use awc::ClientRequest;
 use awc::error::{ConnectError, SendRequestError};
-use awc::http::Uri;
 use awc::http::header::{self, HeaderName, HeaderValue};
+use awc::http::{StatusCode, Uri};
 use bytes::Bytes;
 
 use crate::endpoint_url::{EndpointError, EndpointUrl, check_address};
@@ -216,13 +217,37 @@ pub async fn post(
     timeout: Duration,
 ) -> Attempt {
     let started = Instant::now();
+    let request = match signed_request(url, &body, secret, message_id) {
+        Ok(request) => request,
+        Err(error) => {
+            return Attempt::failed(error, AttemptOutcome::ConnectError, started.elapsed());
+        }
+    };
+    match tokio::time::timeout(timeout, exchange(request, body, timeout, started)).await {
+        Ok(attempt) => attempt,
+        Err(_) => Attempt::failed(
+            timed_out(timeout),
+            AttemptOutcome::Timeout,
+            started.elapsed(),
+        ),
+    }
+}
+
+/// The POST with its content type and signature headers, or why one of
+/// them could not be built.
+fn signed_request(
+    url: &EndpointUrl,
+    body: &Bytes,
+    secret: &Secret,
+    message_id: &str,
+) -> Result<ClientRequest, String> {
     let timestamp = chrono::Utc::now().timestamp();
     let SignatureHeaders {
         inspera,
         id,
         timestamp,
         signature,
-    } = secret.sign(message_id, timestamp, &body);
+    } = secret.sign(message_id, timestamp, body);
     let mut request = client()
         .post(url.as_str())
         .insert_header((header::CONTENT_TYPE, JSON));
@@ -233,73 +258,83 @@ pub async fn post(
         (WEBHOOK_TIMESTAMP, timestamp),
         (WEBHOOK_SIGNATURE, signature),
     ] {
-        match HeaderValue::try_from(value) {
-            Ok(value) => request = request.insert_header((name, value)),
-            Err(e) => {
-                return Attempt::failed(
-                    format!("could not build the `{name}` header: {e}"),
-                    AttemptOutcome::ConnectError,
-                    started.elapsed(),
-                );
-            }
-        }
+        let value = HeaderValue::try_from(value)
+            .map_err(|e| format!("could not build the `{name}` header: {e}"))?;
+        request = request.insert_header((name, value));
     }
-    let exchange = async {
-        let mut response = match request.send_body(body).await {
-            Ok(r) => r,
-            Err(e) => {
-                let outcome = match e {
-                    _ if refusal_of(&e).is_some() => AttemptOutcome::Refused,
-                    SendRequestError::Timeout
-                    | SendRequestError::Connect(ConnectError::Timeout) => AttemptOutcome::Timeout,
-                    _ => AttemptOutcome::ConnectError,
-                };
-                return Attempt::failed(
-                    describe_send_error(&e, timeout),
-                    outcome,
-                    started.elapsed(),
-                );
-            }
-        };
-        let status = response.status();
-        let retry_after = response
-            .headers()
-            .get("Retry-After")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        // Read the answer so the connection can be reused.
-        let answer = response
-            .body()
-            .limit(MAX_RESPONSE_BODY)
-            .await
-            .unwrap_or_default();
-        let (error, outcome) = if status.is_success() {
-            (None, AttemptOutcome::Success)
-        } else {
-            (
-                Some(describe_status(status, &answer)),
-                AttemptOutcome::HttpError,
-            )
-        };
-        Attempt {
-            status: Some(status.as_u16()),
-            error,
-            retry_after,
-            duration: started.elapsed(),
-            outcome,
+    Ok(request)
+}
+
+/// Sends the request and reads the answer (so the connection can be reused).
+async fn exchange(
+    request: ClientRequest,
+    body: Bytes,
+    timeout: Duration,
+    started: Instant,
+) -> Attempt {
+    let mut response = match request.send_body(body).await {
+        Ok(response) => response,
+        Err(e) => {
+            return Attempt::failed(
+                describe_send_error(&e, timeout),
+                send_outcome(&e),
+                started.elapsed(),
+            );
         }
     };
-    match tokio::time::timeout(timeout, exchange).await {
-        Ok(attempt) => attempt,
-        Err(_) => Attempt::failed(
-            format!("timed out after {}", humantime::format_duration(timeout)),
-            AttemptOutcome::Timeout,
-            started.elapsed(),
-        ),
+    let retry_after = response
+        .headers()
+        .get("Retry-After")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let answer = response
+        .body()
+        .limit(MAX_RESPONSE_BODY)
+        .await
+        .unwrap_or_default();
+    answered(response.status(), &answer, retry_after, started)
+}
+
+/// The kind of a request that got no answer, for metrics.
+fn send_outcome(e: &SendRequestError) -> AttemptOutcome {
+    match e {
+        _ if refusal_of(e).is_some() => AttemptOutcome::Refused,
+        SendRequestError::Timeout | SendRequestError::Connect(ConnectError::Timeout) => {
+            AttemptOutcome::Timeout
+        }
+        _ => AttemptOutcome::ConnectError,
     }
 }
 
-fn describe_status(status: awc::http::StatusCode, body: &[u8]) -> String {
+/// The attempt the endpoint answered: a 2xx succeeded, anything else failed.
+fn answered(
+    status: StatusCode,
+    answer: &[u8],
+    retry_after: Option<String>,
+    started: Instant,
+) -> Attempt {
+    let (error, outcome) = if status.is_success() {
+        (None, AttemptOutcome::Success)
+    } else {
+        (
+            Some(describe_status(status, answer)),
+            AttemptOutcome::HttpError,
+        )
+    };
+    Attempt {
+        status: Some(status.as_u16()),
+        error,
+        retry_after,
+        duration: started.elapsed(),
+        outcome,
+    }
+}
+
+fn timed_out(timeout: Duration) -> String {
+    format!("timed out after {}", humantime::format_duration(timeout))
+}
+
+fn describe_status(status: StatusCode, body: &[u8]) -> String {
     let snippet: String = String::from_utf8_lossy(&body[..body.len().min(ERROR_SNIPPET)])
         .chars()
         .filter(|c| !c.is_control())
@@ -316,9 +351,7 @@ fn describe_send_error(e: &SendRequestError, timeout: Duration) -> String {
         return format!("refused before connecting: {refusal}");
     }
     match e {
-        SendRequestError::Timeout => {
-            format!("timed out after {}", humantime::format_duration(timeout))
-        }
+        SendRequestError::Timeout => timed_out(timeout),
         SendRequestError::Connect(ConnectError::Timeout) => "timed out while connecting".into(),
         SendRequestError::Connect(ConnectError::Io(io))
             if io.kind() == std::io::ErrorKind::ConnectionRefused =>
@@ -441,5 +474,46 @@ mod tests {
         let text = describe_send_error(&e, Duration::from_secs(1));
         assert!(text.starts_with("refused before connecting:"), "{text}");
         assert!(text.contains("--allow-private-endpoints"), "{text}");
+        assert!(matches!(send_outcome(&e), AttemptOutcome::Refused));
+    }
+
+    #[test]
+    fn a_request_that_timed_out_counts_as_a_timeout_and_other_failures_as_connect_errors() {
+        assert!(matches!(
+            send_outcome(&SendRequestError::Timeout),
+            AttemptOutcome::Timeout
+        ));
+        assert!(matches!(
+            send_outcome(&SendRequestError::Connect(ConnectError::Timeout)),
+            AttemptOutcome::Timeout
+        ));
+        assert!(matches!(
+            send_outcome(&SendRequestError::Connect(ConnectError::Unresolved)),
+            AttemptOutcome::ConnectError
+        ));
+        assert_eq!(
+            describe_send_error(&SendRequestError::Timeout, Duration::from_secs(2)),
+            "timed out after 2s"
+        );
+    }
+
+    #[test]
+    fn a_2xx_answer_succeeds_and_any_other_fails_with_its_status_and_body() {
+        let ok = answered(StatusCode::NO_CONTENT, b"", None, Instant::now());
+        assert!(ok.succeeded());
+        assert_eq!(ok.status, Some(204));
+        assert!(matches!(ok.outcome, AttemptOutcome::Success));
+        let busy = answered(
+            StatusCode::TOO_MANY_REQUESTS,
+            b"slow down\n",
+            Some("5".into()),
+            Instant::now(),
+        );
+        assert_eq!(
+            busy.error.as_deref(),
+            Some("endpoint answered 429 Too Many Requests: slow down")
+        );
+        assert_eq!(busy.retry_after.as_deref(), Some("5"));
+        assert!(matches!(busy.outcome, AttemptOutcome::HttpError));
     }
 }

@@ -1,0 +1,223 @@
+//! The endpoint actor: one per distinct endpoint URL, shared by every
+//! subscription (of any tenant) that uses it. It owns the endpoint's FIFO of
+//! pending deliveries, its slots (requests in flight or waiting for a retry,
+//! at most `--max-in-flight-per-endpoint`), its retry timers, its
+//! verification timer, its health (`health.rs`) and its metrics.
+//!
+//! ```text
+//!   Router ──Enqueue──►  queue (in memory: a bounded window onto the database queue)
+//!                          │  pump: while a slot is free, not paused, not held back
+//!                          ▼
+//!                        send ──► endpoint ──► finish: success │ retry (keeps its slot, waits) │ dead letter
+//!                                                  └──► Recorder (batched writes)
+//!   database ──pending_page──► queue, when the window runs low (restart, backlog, pause)
+//!   timers: scheduled verification (--verify-interval) · probes while paused · Retry-After hold
+//! ```
+//!
+//! Every delivery the actor holds is already durable, so it never has to
+//! save a delivery before acting; a crash only repeats in-flight requests.
+//! Health is saved periodically and at once on pause, resume and failed
+//! checks. When the endpoint counts itself dead it removes its
+//! subscriptions (kept with the reason), dead-letters what it holds, tells
+//! its owner (`Owner`: the Router), and stops.
+//!
+//! Where each part lives:
+//! - `messages`: what the actor is told and what it reports upward; `drain`
+//! - `status`: the operators' snapshot
+//! - `job`: one delivery in memory; `settings`: the shared settings
+//! - `send`: the send loop (`pump`, `start`, `send`) and retiring
+//! - `outcome`: `finish`, carrying out `delivery::retry::next_step`
+//! - `recording`: the hand-off to the recorder, and saving health
+//! - `window`: the in-memory window onto the durable queue
+//! - `checks`: verification calls, probes, health effects and death
+//! - `actor`: the `Actor` impl and the message handlers
+
+mod actor;
+mod checks;
+mod job;
+mod messages;
+mod outcome;
+mod recording;
+mod send;
+mod settings;
+mod status;
+mod window;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
+
+use super::health::{Health, State};
+use super::recorder::{Record, Recorder};
+use crate::endpoint_url::EndpointUrl;
+use crate::metrics::EndpointMetrics;
+use crate::signing::Secret;
+use crate::store::Store;
+use crate::store::endpoints::HealthRow;
+
+pub use job::Job;
+use messages::Resume;
+pub use messages::{
+    AddSubscription, BeginDrain, EndpointDied, Enqueue, ForgetSubscription, InFlight, Owner, Poke,
+    Replayed, Retired, StopNow, drain,
+};
+pub use settings::DeliverySettings;
+pub use status::{EndpointStatus, Status};
+use window::Backlog;
+
+/// Wait before touching the database again after a failed query.
+const AFTER_DB_ERROR: Duration = Duration::from_secs(1);
+/// A busy, healthy endpoint refreshes its saved `last_success_at` this often.
+const SAVE_SUCCESS_EVERY: Duration = Duration::from_secs(60);
+
+pub struct EndpointActor {
+    id: i64,
+    url: Arc<EndpointUrl>,
+    settings: Arc<DeliverySettings>,
+    store: Store,
+    recorder: Addr<Recorder>,
+    owner: Owner,
+    queue: VecDeque<Job>,
+    /// Ids of every delivery held in memory (queued, in flight or waiting).
+    known: HashSet<Arc<str>>,
+    /// The newest delivery id held in memory.
+    newest: Option<Arc<str>>,
+    /// Finished attempts not yet passed to the recorder.
+    records: Vec<Record>,
+    records_timer: Option<SpawnHandle>,
+    /// Deliveries let go of whose outcome the recorder has not confirmed
+    /// yet (`Recorded`): a read of the queue meanwhile may still see them
+    /// pending, and must not send them again.
+    recently_done: HashSet<Arc<str>>,
+    /// Of those, the ones not yet passed to the recorder.
+    released: Vec<Arc<str>>,
+    /// Requests in flight plus deliveries waiting for their retry.
+    slots_used: u32,
+    in_flight: u32,
+    backlog: Backlog,
+    draining: bool,
+    subscriptions: HashMap<i64, Arc<Secret>>,
+    /// Subscriptions removed while this actor held deliveries for them.
+    removed_subscriptions: HashSet<i64>,
+    health: Health,
+    health_dirty: bool,
+    health_saved_at: Instant,
+    /// No request before this (a receiver's `Retry-After`).
+    hold_until: Option<Instant>,
+    wake: Option<SpawnHandle>,
+    probe_timer: Option<SpawnHandle>,
+    failed_probes: u32,
+    /// A probe after a run of failures is on its way.
+    suspecting: bool,
+    next_check_at: Option<DateTime<Utc>>,
+    metrics: EndpointMetrics,
+}
+
+impl EndpointActor {
+    /// An actor for `url`, reporting to `owner`; `backlog` says whether the
+    /// database holds pending deliveries for it; `saved` is its saved
+    /// health, if any.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: i64,
+        url: Arc<EndpointUrl>,
+        settings: Arc<DeliverySettings>,
+        store: Store,
+        recorder: Addr<Recorder>,
+        owner: Owner,
+        backlog: bool,
+        saved: Option<HealthRow>,
+    ) -> EndpointActor {
+        let (health, next_check_at) = match saved {
+            Some(row) => restore(row),
+            None => (Health::default(), None),
+        };
+        EndpointActor {
+            id,
+            url,
+            settings,
+            store,
+            recorder,
+            owner,
+            queue: VecDeque::new(),
+            known: HashSet::new(),
+            newest: None,
+            records: Vec::new(),
+            records_timer: None,
+            recently_done: HashSet::new(),
+            released: Vec::new(),
+            slots_used: 0,
+            in_flight: 0,
+            backlog: Backlog {
+                more_in_db: backlog,
+                ..Backlog::default()
+            },
+            draining: false,
+            subscriptions: HashMap::new(),
+            removed_subscriptions: HashSet::new(),
+            health,
+            health_dirty: false,
+            health_saved_at: Instant::now(),
+            hold_until: None,
+            wake: None,
+            probe_timer: None,
+            failed_probes: 0,
+            suspecting: false,
+            next_check_at,
+            metrics: EndpointMetrics::new(id),
+        }
+    }
+}
+
+/// Health and next check time from a saved row. A dead row belongs to an
+/// endpoint someone subscribed to again: it starts healthy.
+fn restore(row: HealthRow) -> (Health, Option<DateTime<Utc>>) {
+    let state = match State::parse(&row.state) {
+        State::Dead => State::Healthy,
+        s => s,
+    };
+    let health = Health {
+        state,
+        consecutive_failures: row.consecutive_failures.max(0) as u32,
+        failed_verifications: row.failed_verifications.max(0) as u32,
+        last_success_at: row.last_success_at.map(|t| t.and_utc()),
+        last_failure_at: row.last_failure_at.map(|t| t.and_utc()),
+        last_failure_reason: row.last_failure_reason,
+    };
+    (health, row.next_verification_at.map(|t| t.and_utc()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(state: &str) -> HealthRow {
+        HealthRow {
+            state: state.to_string(),
+            consecutive_failures: 4,
+            failed_verifications: -1,
+            last_success_at: None,
+            last_failure_at: None,
+            last_failure_reason: Some("endpoint answered 500".into()),
+            next_verification_at: None,
+        }
+    }
+
+    #[test]
+    fn a_saved_paused_endpoint_starts_paused_with_its_counts() {
+        let (health, next) = restore(row("paused"));
+        assert_eq!(health.state, State::Paused);
+        assert_eq!(health.consecutive_failures, 4);
+        assert_eq!(health.failed_verifications, 0);
+        assert_eq!(next, None);
+    }
+
+    #[test]
+    fn a_saved_dead_endpoint_subscribed_to_again_starts_healthy() {
+        assert_eq!(restore(row("dead")).0.state, State::Healthy);
+    }
+}

@@ -1,0 +1,17 @@
+//! The delivery settings every endpoint actor shares, from the configuration.
+
+use std::time::Duration;
+
+use crate::delivery::health::Policy;
+
+/// Delivery settings shared by every endpoint actor.
+#[derive(Debug, Clone)]
+pub struct DeliverySettings {
+    pub timeout: Duration,
+    pub retry_schedule: Vec<Duration>,
+    pub max_in_flight: u32,
+    pub verify_interval: Duration,
+    pub probe_interval: Duration,
+    pub probe_max_interval: Duration,
+    pub policy: Policy,
+}
