@@ -42,37 +42,15 @@ pub async fn read_body(
     }
 }
 
+/// Reads the body in chunks after checking its type and declared length.
 async fn read_body_within(
     req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,
 ) -> Result<web::Bytes, ApiError> {
-    let content_type = req
-        .headers()
-        .get("Content-Type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    if essence != "application/json" && !essence.ends_with("+json") {
-        return Err(ApiError::UnsupportedMediaType(format!(
-            "the body must be JSON sent with `Content-Type: application/json` (got `{}`)",
-            if content_type.is_empty() {
-                "no Content-Type"
-            } else {
-                content_type
-            }
-        )));
-    }
-    let declared = req
-        .headers()
-        .get("Content-Length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    check_json_type(header("Content-Type").unwrap_or(""))?;
+    let declared = header("Content-Length").and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
         return Err(body_too_large());
     }
@@ -91,6 +69,28 @@ async fn read_body_within(
         ));
     }
     Ok(buf.freeze())
+}
+
+/// Refuses a `Content-Type` that is not JSON (`application/json` or a
+/// `+json` type, any parameters and case).
+fn check_json_type(content_type: &str) -> Result<(), ApiError> {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if essence == "application/json" || essence.ends_with("+json") {
+        return Ok(());
+    }
+    Err(ApiError::UnsupportedMediaType(format!(
+        "the body must be JSON sent with `Content-Type: application/json` (got `{}`)",
+        if content_type.is_empty() {
+            "no Content-Type"
+        } else {
+            content_type
+        }
+    )))
 }
 
 /// Parses a body read by `read_body`; an object with the same key twice is
@@ -128,5 +128,28 @@ mod tests {
             parse_json(b"18446744073709551615").unwrap(),
             serde_json::json!(u64::MAX)
         );
+    }
+
+    #[test]
+    fn json_with_parameters_or_a_suffix_is_accepted() {
+        for ok in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            "application/cloudevents+json",
+        ] {
+            assert!(check_json_type(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn another_or_a_missing_content_type_is_unsupported() {
+        for refused in ["text/plain", "", "application/jsonx"] {
+            let error = check_json_type(refused).err();
+            assert_eq!(
+                error.map(|e| e.code()),
+                Some(ErrorCode::UnsupportedMediaType),
+                "{refused}"
+            );
+        }
     }
 }
