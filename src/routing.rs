@@ -18,6 +18,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 use actix::prelude::*;
 use foldhash::HashMap;
 
+use crate::metrics::{self, ErrorSite};
 use crate::signing::Secret;
 use crate::store::db_time::DbTime;
 use crate::store::events::PreparedEvent;
@@ -120,6 +121,7 @@ impl Table {
                         "subscription {} has an unusable secret ({e}); not routed",
                         sub.id
                     );
+                    metrics::internal_error(ErrorSite::Routing);
                     routed = false;
                 }
             }

@@ -39,7 +39,7 @@ fn bearer(req: &HttpRequest) -> Result<String, ApiError> {
 fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
     req.app_data::<web::Data<AppState>>()
         .cloned()
-        .ok_or_else(|| ApiError::Internal("application state missing".into()))
+        .ok_or_else(|| ApiError::internal("auth", "application state missing"))
 }
 
 impl FromRequest for Caller {

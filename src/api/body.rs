@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::ApiSettings;
-use crate::error::{ApiError, body_too_large};
+use crate::error::{ApiError, ErrorCode, body_too_large};
 
 /// Reads the whole body (within the size and time limits of `settings`)
 /// and parses it as JSON.
@@ -42,37 +42,15 @@ pub async fn read_body(
     }
 }
 
+/// Reads the body in chunks after checking its type and declared length.
 async fn read_body_within(
     req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,
 ) -> Result<web::Bytes, ApiError> {
-    let content_type = req
-        .headers()
-        .get("Content-Type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    if essence != "application/json" && !essence.ends_with("+json") {
-        return Err(ApiError::UnsupportedMediaType(format!(
-            "the body must be JSON sent with `Content-Type: application/json` (got `{}`)",
-            if content_type.is_empty() {
-                "no Content-Type"
-            } else {
-                content_type
-            }
-        )));
-    }
-    let declared = req
-        .headers()
-        .get("Content-Length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    check_json_type(header("Content-Type").unwrap_or(""))?;
+    let declared = header("Content-Length").and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
         return Err(body_too_large());
     }
@@ -86,11 +64,33 @@ async fn read_body_within(
     }
     if buf.is_empty() {
         return Err(ApiError::bad_request(
-            "invalid_json",
+            ErrorCode::InvalidJson,
             "the request body is empty; send a JSON document",
         ));
     }
     Ok(buf.freeze())
+}
+
+/// Refuses a `Content-Type` that is not JSON (`application/json` or a
+/// `+json` type, any parameters and case).
+fn check_json_type(content_type: &str) -> Result<(), ApiError> {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if essence == "application/json" || essence.ends_with("+json") {
+        return Ok(());
+    }
+    Err(ApiError::UnsupportedMediaType(format!(
+        "the body must be JSON sent with `Content-Type: application/json` (got `{}`)",
+        if content_type.is_empty() {
+            "no Content-Type"
+        } else {
+            content_type
+        }
+    )))
 }
 
 /// Parses a body read by `read_body`; an object with the same key twice is
@@ -98,7 +98,7 @@ async fn read_body_within(
 pub fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
     crate::json::parse_strict(body).map_err(|e| {
         ApiError::bad_request(
-            "invalid_json",
+            ErrorCode::InvalidJson,
             format!("the request body is not valid JSON: {e}"),
         )
     })
@@ -107,7 +107,7 @@ pub fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
 /// Converts a parsed body into a typed request, naming what is wrong.
 pub fn typed<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
     serde_json::from_value(value)
-        .map_err(|e| ApiError::bad_request("invalid_field", format!("{e}")))
+        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidField, format!("{e}")))
 }
 
 #[cfg(test)]
@@ -128,5 +128,28 @@ mod tests {
             parse_json(b"18446744073709551615").unwrap(),
             serde_json::json!(u64::MAX)
         );
+    }
+
+    #[test]
+    fn json_with_parameters_or_a_suffix_is_accepted() {
+        for ok in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            "application/cloudevents+json",
+        ] {
+            assert!(check_json_type(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn another_or_a_missing_content_type_is_unsupported() {
+        for refused in ["text/plain", "", "application/jsonx"] {
+            let error = check_json_type(refused).err();
+            assert_eq!(
+                error.map(|e| e.code()),
+                Some(ErrorCode::UnsupportedMediaType),
+                "{refused}"
+            );
+        }
     }
 }

@@ -19,6 +19,8 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::error::ErrorCode;
+
 /// Longest response head it looks at.
 const MAX_HEAD: usize = 16 * 1024;
 
@@ -170,19 +172,22 @@ fn rewrite(head: Vec<u8>) -> (Vec<u8>, Position) {
 fn json_answer(status: u16, reason: &str, headers: &[(String, Vec<u8>)]) -> Vec<u8> {
     let (code, message) = match status {
         431 => (
-            "request_header_fields_too_large",
+            ErrorCode::RequestHeaderFieldsTooLarge,
             "the request has too many or too large headers (at most 96, and 32 KiB in all); send fewer",
         ),
-        414 => ("uri_too_long", "the request path is too long; shorten it"),
+        414 => (
+            ErrorCode::UriTooLong,
+            "the request path is too long; shorten it",
+        ),
         408 => (
-            "request_timeout",
+            ErrorCode::RequestTimeout,
             "the request headers did not arrive in time (5 s); send them at once",
         ),
         400 => (
-            "bad_request",
+            ErrorCode::BadRequest,
             "the request could not be parsed as HTTP/1.1: check its framing (one Content-Length, not together with Transfer-Encoding; a path of at most a few KiB; headers of the form `Name: value`)",
         ),
-        _ => ("http_error", "the HTTP layer refused the request"),
+        _ => (ErrorCode::HttpError, "the HTTP layer refused the request"),
     };
     let body = serde_json::json!({ "error": code, "message": message }).to_string();
     let mut out = format!("HTTP/1.1 {status} {reason}\r\n").into_bytes();

@@ -6,17 +6,16 @@ use std::sync::atomic::Ordering;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::auth::Operator;
 use super::body::{parse_json, read_body, read_json, typed};
 use super::page::{id_cursor, next_cursor};
 use super::resource::Resource;
-use super::{State, format_time};
+use super::{State, batch, format_time};
 use crate::catalog;
 use crate::delivery::endpoint::{Job, Status};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::event::{Event, EventError, MAX_EVENT_ID_LEN};
 use crate::ingest::{Incoming, PublishError, Published};
 use crate::metrics::METRICS;
@@ -35,7 +34,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         Resource::at("/health").get(health),
         Resource::at("/metrics").get(metrics),
         Resource::at("/internal/v1/events").post(push_one),
-        Resource::at("/internal/v1/events/batch").post(push_batch),
+        Resource::at("/internal/v1/events/batch").post(batch::push_batch),
         Resource::at("/internal/v1/tokens").post(create_token),
         Resource::at("/internal/v1/event-types").get(list_event_types),
         Resource::at("/internal/v1/event-types/{name}").put(put_event_type),
@@ -77,15 +76,15 @@ async fn metrics(_op: Operator) -> HttpResponse {
 }
 
 fn event_error(e: EventError) -> ApiError {
-    let code = match &e {
-        EventError::Invalid(_) => "invalid_event",
-        EventError::UnknownEventType(_) => "unknown_event_type",
+    let error = match e {
+        EventError::Invalid(m) => ApiError::bad_request(ErrorCode::InvalidEvent, m),
+        EventError::UnknownEventType(m) => ApiError::unprocessable(ErrorCode::UnknownEventType, m),
     };
-    METRICS.ingest_rejected.with_label_values(&[code]).inc();
-    match e {
-        EventError::Invalid(m) => ApiError::bad_request("invalid_event", m),
-        EventError::UnknownEventType(m) => ApiError::unprocessable("unknown_event_type", m),
-    }
+    METRICS
+        .ingest_rejected
+        .with_label_values(&[error.code().as_str()])
+        .inc();
+    error
 }
 
 /// Validates one pushed event from its JSON text: the fast typed path, or
@@ -102,12 +101,12 @@ fn validated(state: &State, json: &[u8]) -> Result<Result<Event, EventError>, Ap
 /// database once per request (in a cluster another node may have just
 /// registered it).
 #[derive(Default)]
-struct EventChecker {
+pub(super) struct EventChecker {
     reloaded: bool,
 }
 
 impl EventChecker {
-    async fn check(&mut self, state: &State, json: &[u8]) -> Result<Event, ApiError> {
+    pub(super) async fn check(&mut self, state: &State, json: &[u8]) -> Result<Event, ApiError> {
         let checked = validated(state, json)?;
         if matches!(checked, Err(EventError::UnknownEventType(_))) && !self.reloaded {
             self.reloaded = true;
@@ -125,7 +124,7 @@ fn publish_error(e: PublishError) -> ApiError {
         PublishError::Storage(_) => ApiError::StorageUnavailable(format!(
             "{e}; push again in a few seconds (with an Idempotency-Key to avoid duplicates)"
         )),
-        PublishError::Failed(_) => ApiError::Internal(e.to_string()),
+        PublishError::Failed(_) => ApiError::internal("publish", e),
     }
 }
 
@@ -136,14 +135,22 @@ fn publish_error(e: PublishError) -> ApiError {
 const COMMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Publishes events and waits for their commit.
-async fn publish(state: &State, events: Vec<Incoming>) -> Result<Vec<Published>, ApiError> {
+pub(super) async fn publish(
+    state: &State,
+    events: Vec<Incoming>,
+) -> Result<Vec<Published>, ApiError> {
     let publication = state
         .publisher
         .publish(events)
         .map_err(|_| ApiError::Unavailable("hookrelay is overloaded; retry shortly".into()))?;
     match publication.answer_within(COMMIT_WAIT).await {
         Some(answer) => answer
-            .map_err(|_| ApiError::Internal("a publish was dropped before its commit".into()))?
+            .map_err(|e| {
+                ApiError::internal(
+                    "publish",
+                    format!("a publish was dropped before its commit ({e})"),
+                )
+            })?
             .map_err(publish_error),
         None => Err(ApiError::StorageUnavailable(format!(
             "the events were not stored: the database did not take them within {} ({}); push again",
@@ -157,9 +164,9 @@ async fn publish(state: &State, events: Vec<Incoming>) -> Result<Vec<Published>,
 }
 
 /// The 409 for an idempotency key used before with a different event.
-fn idempotency_conflict(earlier: &str) -> ApiError {
+pub(super) fn idempotency_conflict(earlier: &str) -> ApiError {
     ApiError::Conflict {
-        code: "idempotency_conflict",
+        code: ErrorCode::IdempotencyConflict,
         message: format!(
             "this idempotency key (Idempotency-Key or eventId) was used for a different event ({earlier}) within --idempotency-retention; nothing was stored. Use a new key for a new event"
         ),
@@ -185,11 +192,14 @@ async fn push_one(
         None => None,
         Some(v) => {
             let key = v.to_str().map_err(|_| {
-                ApiError::bad_request("invalid_header", "Idempotency-Key must be printable ASCII")
+                ApiError::bad_request(
+                    ErrorCode::InvalidHeader,
+                    "Idempotency-Key must be printable ASCII",
+                )
             })?;
             if key.is_empty() || key.len() > MAX_EVENT_ID_LEN {
                 return Err(ApiError::bad_request(
-                    "invalid_header",
+                    ErrorCode::InvalidHeader,
                     format!("Idempotency-Key must be 1 to {MAX_EVENT_ID_LEN} characters"),
                 ));
             }
@@ -209,7 +219,7 @@ async fn push_one(
     .await?;
     let p = published
         .pop()
-        .ok_or_else(|| ApiError::Internal("the router answered no result".into()))?;
+        .ok_or_else(|| ApiError::internal("push", "the router answered no result"))?;
     if p.conflicting {
         return Err(idempotency_conflict(&p.event_id));
     }
@@ -221,97 +231,6 @@ async fn push_one(
         event_id: &p.event_id,
         deliveries: p.deliveries,
     }))
-}
-
-async fn push_batch(
-    _op: Operator,
-    state: State,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
-    let body = read_body(&req, payload, &state.settings).await?;
-    // Each event is kept as its JSON text and validated from it.
-    let items: Vec<&RawValue> = match serde_json::from_slice(&body) {
-        Ok(items) => items,
-        Err(_) => {
-            parse_json(&body)?;
-            return Err(ApiError::bad_request(
-                "invalid_json",
-                "the batch body must be a JSON array of events",
-            ));
-        }
-    };
-    if items.is_empty() {
-        return Err(ApiError::bad_request(
-            "empty_batch",
-            "the batch is an empty array; send at least one event",
-        ));
-    }
-    let limit = state.settings.max_batch_events;
-    if items.len() > limit {
-        return Err(ApiError::PayloadTooLarge(format!(
-            "the batch has {} events; at most {limit} are accepted per call (--max-batch-events); split it",
-            items.len()
-        )));
-    }
-    let mut results: Vec<Value> = vec![Value::Null; items.len()];
-    let mut valid = Vec::with_capacity(items.len());
-    let mut valid_index = Vec::with_capacity(items.len());
-    let mut checker = EventChecker::default();
-    for (index, item) in items.iter().enumerate() {
-        match checker.check(&state, item.get().as_bytes()).await {
-            Ok(event) => {
-                let idempotency_key = event.event_id.clone();
-                valid.push(Incoming {
-                    event,
-                    idempotency_key,
-                });
-                valid_index.push(index);
-            }
-            Err(e) => {
-                let error = e.body();
-                results[index] = json!({
-                    "index": index,
-                    "status": "rejected",
-                    "error": error["error"],
-                    "message": error["message"],
-                });
-            }
-        }
-    }
-    let mut accepted = valid.len();
-    if accepted > 0 {
-        let published = publish(&state, valid).await?;
-        for (index, p) in valid_index.into_iter().zip(published) {
-            results[index] = if p.conflicting {
-                accepted -= 1;
-                let error = idempotency_conflict(&p.event_id).body();
-                json!({
-                    "index": index,
-                    "status": "rejected",
-                    "error": error["error"],
-                    "message": error["message"],
-                })
-            } else {
-                json!({
-                    "index": index,
-                    "status": "accepted",
-                    "eventId": p.event_id,
-                    "deliveries": p.deliveries,
-                })
-            };
-        }
-    }
-    let rejected = items.len() - accepted;
-    let body = json!({ "results": results, "accepted": accepted, "rejected": rejected });
-    if accepted == 0 {
-        let mut body = body;
-        body["error"] = json!("invalid_events");
-        body["message"] =
-            json!("no event of the batch was accepted; see `results` for each one's reason");
-        return Ok(HttpResponse::BadRequest().json(body));
-    }
-    Ok(HttpResponse::Accepted().json(body))
 }
 
 #[derive(Deserialize)]
@@ -363,12 +282,13 @@ async fn put_event_type(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let name = name.into_inner();
-    catalog::validate_name(&name).map_err(|m| ApiError::bad_request("invalid_event_type", m))?;
+    catalog::validate_name(&name)
+        .map_err(|m| ApiError::bad_request(ErrorCode::InvalidEventType, m))?;
     let body: PutEventType = typed(read_json(&req, payload, &state.settings).await?)?;
     let description = body.description.trim().to_string();
     if description.is_empty() || description.len() > 500 {
         return Err(ApiError::bad_request(
-            "invalid_field",
+            ErrorCode::InvalidField,
             "`description` must be 1 to 500 characters",
         ));
     }
@@ -406,13 +326,18 @@ impl Page {
 
 fn page(req: &HttpRequest) -> Result<Page, ApiError> {
     let page = web::Query::<Page>::from_query(req.query_string())
-        .map_err(|e| ApiError::bad_request("invalid_query", format!("bad query parameters: {e}")))?
+        .map_err(|e| {
+            ApiError::bad_request(
+                ErrorCode::InvalidQuery,
+                format!("bad query parameters: {e}"),
+            )
+        })?
         .into_inner();
     if let Some(l) = page.limit
         && !(1..=MAX_PAGE).contains(&l)
     {
         return Err(ApiError::bad_request(
-            "invalid_query",
+            ErrorCode::InvalidQuery,
             format!("`limit` must be between 1 and {MAX_PAGE}"),
         ));
     }
@@ -534,7 +459,7 @@ async fn replay_dead_letter(
         }
         Err(ReplayRefused::SubscriptionInactive) => {
             return Err(ApiError::unprocessable(
-                "subscription_inactive",
+                ErrorCode::SubscriptionInactive,
                 format!(
                     "dead letter `{id}` belongs to a subscription that was removed; it cannot be replayed"
                 ),
@@ -542,7 +467,7 @@ async fn replay_dead_letter(
         }
     };
     let secret = Secret::parse(&row.secret)
-        .map_err(|e| ApiError::Internal(format!("stored secret unusable: {e}")))?;
+        .map_err(|e| ApiError::internal("replay", format!("stored secret unusable: {e}")))?;
     let job = Job::new(
         row.id.clone().into(),
         row.subscription_id,

@@ -4,6 +4,7 @@
 //! parsing (`body`).
 
 pub mod auth;
+pub mod batch;
 pub mod body;
 pub mod framing;
 pub mod internal;
@@ -19,7 +20,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::catalog::Catalog;
 use crate::cluster::Ownership;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::ingest::publisher::Publisher;
 use crate::router::Router;
 use crate::store::Store;
@@ -98,27 +99,30 @@ fn json_error_body<B>(
     }
     let status = res.status();
     let (code, hint) = match status.as_u16() {
-        400 => ("bad_request", "the request is malformed"),
+        400 => (ErrorCode::BadRequest, "the request is malformed"),
         404 => (
-            "not_found",
+            ErrorCode::NotFound,
             "there is no such route; see the README for the API",
         ),
-        405 => ("method_not_allowed", "this method is not allowed here"),
+        405 => (
+            ErrorCode::MethodNotAllowed,
+            "this method is not allowed here",
+        ),
         408 => (
-            "request_timeout",
+            ErrorCode::RequestTimeout,
             "the request did not arrive in time; send it at once",
         ),
-        413 => ("payload_too_large", "the request is too large"),
-        414 => ("uri_too_long", "the request path is too long"),
+        413 => (ErrorCode::PayloadTooLarge, "the request is too large"),
+        414 => (ErrorCode::UriTooLong, "the request path is too long"),
         431 => (
-            "request_header_fields_too_large",
+            ErrorCode::RequestHeaderFieldsTooLarge,
             "the request headers are too large",
         ),
         s if s >= 500 => (
-            "internal_error",
+            ErrorCode::InternalError,
             "hookrelay hit an internal error; the cause is in its log",
         ),
-        _ => ("http_error", "the request was refused"),
+        _ => (ErrorCode::HttpError, "the request was refused"),
     };
     let (req, original) = res.into_parts();
     let mut answer = HttpResponse::build(status);

@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// `?limit=&cursor=` of a list.
 #[derive(Debug, Default, Deserialize)]
@@ -21,7 +21,7 @@ impl PageQuery {
             None => Ok(default),
             Some(l) if (1..=max).contains(&l) => Ok(l),
             Some(l) => Err(ApiError::bad_request(
-                "invalid_query",
+                ErrorCode::InvalidQuery,
                 format!("`limit` must be between 1 and {max}, not {l}"),
             )),
         }
@@ -48,7 +48,7 @@ pub fn id_cursor(cursor: Option<&str>) -> Result<i64, ApiError> {
 /// The answer to a cursor that no `nextCursor` gave.
 pub fn bad_cursor() -> ApiError {
     ApiError::bad_request(
-        "invalid_query",
+        ErrorCode::InvalidQuery,
         "`cursor` must be a value of a previous page's `nextCursor`",
     )
 }

@@ -15,7 +15,7 @@ use crate::catalog;
 use crate::delivery::endpoint::Status;
 use crate::delivery::sender;
 use crate::endpoint_url::{EndpointError, EndpointUrl};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::metrics::AttemptOutcome;
 use crate::router::EndpointAddr;
 use crate::signing::Secret;
@@ -64,7 +64,12 @@ async fn list_event_types(_caller: Caller, state: State) -> HttpResponse {
 /// holds as many as a token may have, so one call lists them all.
 async fn list(caller: Caller, state: State, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let query = web::Query::<PageQuery>::from_query(req.query_string())
-        .map_err(|e| ApiError::bad_request("invalid_query", format!("bad query parameters: {e}")))?
+        .map_err(|e| {
+            ApiError::bad_request(
+                ErrorCode::InvalidQuery,
+                format!("bad query parameters: {e}"),
+            )
+        })?
         .into_inner();
     let max = i64::from(state.settings.max_subscriptions_per_token);
     let limit = query.limit(max, max.max(1000))?;
@@ -89,7 +94,7 @@ async fn list(caller: Caller, state: State, req: HttpRequest) -> Result<HttpResp
 /// The 409 for a subscription the caller has already.
 fn duplicate(id: i64) -> ApiError {
     ApiError::Conflict {
-        code: "duplicate_subscription",
+        code: ErrorCode::DuplicateSubscription,
         message: format!(
             "you are subscribed to this event at this endpoint already (subscription {id}); nothing was changed"
         ),
@@ -100,13 +105,15 @@ fn duplicate(id: i64) -> ApiError {
 /// The 422 past `--max-subscriptions-per-token`.
 fn too_many(count: i64) -> ApiError {
     ApiError::unprocessable(
-        "too_many_subscriptions",
+        ErrorCode::TooManySubscriptions,
         format!(
             "this token has {count} active subscriptions, the most allowed (--max-subscriptions-per-token); delete one first"
         ),
     )
 }
 
+/// `POST /v1/subscription`: checks the request, then the endpoint (one
+/// signed verification call), then stores the subscription.
 async fn create(
     caller: Caller,
     state: State,
@@ -114,97 +121,14 @@ async fn create(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let body: CreateSubscription = typed(read_json(&req, payload, &state.settings).await?)?;
-    let secret =
-        Secret::parse(&body.secret).map_err(|m| ApiError::bad_request("invalid_field", m))?;
-    let endpoint = EndpointUrl::parse(&body.endpoint).map_err(|e| match e {
-        EndpointError::Invalid(m) => ApiError::bad_request("invalid_field", m),
-        other => ApiError::unprocessable("endpoint_refused", other.to_string()),
-    })?;
-    if body.event == catalog::VERIFICATION {
-        return Err(ApiError::unprocessable(
-            "unknown_event_type",
-            "`verification` is hookrelay's own endpoint check and cannot be subscribed to",
-        ));
-    }
-    let known = state.catalog.contains(&body.event)
-        || (state.reload_catalog().await && state.catalog.contains(&body.event));
-    if !known {
-        return Err(ApiError::unprocessable(
-            "unknown_event_type",
-            format!(
-                "`{}` is not a subscribable event type; GET /v1/subscription/events lists them",
-                body.event
-            ),
-        ));
-    }
-    let (event, url) = (body.event.clone(), endpoint.as_str().to_string());
+    let (secret, endpoint) = parse_create(&body)?;
+    check_event_type(&state, &body.event).await?;
     let max = i64::from(state.settings.max_subscriptions_per_token);
-    let (same, count) = state
-        .store
-        .run(move |conn| {
-            let (mp, user) = (caller.marketplace_id, caller.user_id);
-            Ok((
-                subscriptions::find_same(conn, mp, user, &event, &url)?,
-                subscriptions::count_for_owner(conn, mp, user)?,
-            ))
-        })
-        .await?;
     // Before the verification call: nothing is sent for a refused create.
     // (Checked again when storing, against concurrent creates.)
-    if let Some(id) = same {
-        return Err(duplicate(id));
-    }
-    if count >= max {
-        return Err(too_many(count));
-    }
-    endpoint
-        .check_reachable_safely(state.settings.allow_private_endpoints)
-        .await
-        .map_err(|e| match e {
-            EndpointError::Private(m) => ApiError::unprocessable("private_endpoint", m),
-            other => ApiError::unprocessable("endpoint_validation_failed", other.to_string()),
-        })?;
-    let attempt = sender::verify(&endpoint, &secret, state.settings.verification_timeout).await;
-    if matches!(attempt.outcome, AttemptOutcome::Refused) {
-        // The client's own check at connect time (DNS changed since above).
-        let why = attempt.error.unwrap_or_default();
-        return Err(ApiError::unprocessable("private_endpoint", why));
-    }
-    if let Some(error) = attempt.error {
-        return Err(ApiError::unprocessable(
-            "endpoint_validation_failed",
-            format!(
-                "the endpoint did not accept the verification call ({error}); it must answer a signed POST with any 2xx status within {}. Nothing was stored",
-                humantime::format_duration(state.settings.verification_timeout)
-            ),
-        ));
-    }
-    let url = endpoint.as_str().to_string();
-    let created = state
-        .store
-        .run(move |conn| {
-            let endpoint_id = subscriptions::endpoint_id_for(conn, &url)?;
-            crate::store::endpoints::revive(conn, endpoint_id)?;
-            let created = subscriptions::create(
-                conn,
-                caller.marketplace_id,
-                caller.user_id,
-                &body.event,
-                endpoint_id,
-                secret.as_str(),
-                max,
-            )?;
-            Ok((created, url))
-        })
-        .await?;
-    let row = match created {
-        (Created::New(subscription), endpoint_url) => RouteRow {
-            subscription,
-            endpoint_url,
-        },
-        (Created::Duplicate(id), _) => return Err(duplicate(id)),
-        (Created::TooMany(count), _) => return Err(too_many(count)),
-    };
+    check_room(&state, caller, &body.event, &endpoint, max).await?;
+    verify_endpoint(&state, &endpoint, &secret).await?;
+    let row = store_subscription(&state, caller, body.event, endpoint, secret, max).await?;
     log::info!(
         "subscription {} created: marketplace {} user {} event {} endpoint {}",
         row.subscription.id,
@@ -219,6 +143,139 @@ async fn create(
     // insert was a routing change); this also starts its endpoint here.
     catch_up(&state).await;
     Ok(HttpResponse::Created().json(answer))
+}
+
+/// The secret and the endpoint URL of a create, each parsed.
+fn parse_create(body: &CreateSubscription) -> Result<(Secret, EndpointUrl), ApiError> {
+    let secret = Secret::parse(&body.secret)
+        .map_err(|m| ApiError::bad_request(ErrorCode::InvalidField, m))?;
+    let endpoint = EndpointUrl::parse(&body.endpoint).map_err(|e| match e {
+        EndpointError::Invalid(m) => ApiError::bad_request(ErrorCode::InvalidField, m),
+        other => ApiError::unprocessable(ErrorCode::EndpointRefused, other.to_string()),
+    })?;
+    Ok((secret, endpoint))
+}
+
+/// Refuses an event type nobody may subscribe to: `verification`, or one
+/// not in the catalog (read again once, another node may have added it).
+async fn check_event_type(state: &State, event: &str) -> Result<(), ApiError> {
+    if event == catalog::VERIFICATION {
+        return Err(ApiError::unprocessable(
+            ErrorCode::UnknownEventType,
+            "`verification` is hookrelay's own endpoint check and cannot be subscribed to",
+        ));
+    }
+    let known = state.catalog.contains(event)
+        || (state.reload_catalog().await && state.catalog.contains(event));
+    if !known {
+        return Err(ApiError::unprocessable(
+            ErrorCode::UnknownEventType,
+            format!(
+                "`{event}` is not a subscribable event type; GET /v1/subscription/events lists them"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a subscription the caller has already, or one past the most
+/// a token may have.
+async fn check_room(
+    state: &State,
+    caller: Caller,
+    event: &str,
+    endpoint: &EndpointUrl,
+    max: i64,
+) -> Result<(), ApiError> {
+    let (event, url) = (event.to_string(), endpoint.as_str().to_string());
+    let (same, count) = state
+        .store
+        .run(move |conn| {
+            let (mp, user) = (caller.marketplace_id, caller.user_id);
+            Ok((
+                subscriptions::find_same(conn, mp, user, &event, &url)?,
+                subscriptions::count_for_owner(conn, mp, user)?,
+            ))
+        })
+        .await?;
+    if let Some(id) = same {
+        return Err(duplicate(id));
+    }
+    if count >= max {
+        return Err(too_many(count));
+    }
+    Ok(())
+}
+
+/// Checks the endpoint is public and answers a signed verification call.
+async fn verify_endpoint(
+    state: &State,
+    endpoint: &EndpointUrl,
+    secret: &Secret,
+) -> Result<(), ApiError> {
+    endpoint
+        .check_reachable_safely(state.settings.allow_private_endpoints)
+        .await
+        .map_err(|e| match e {
+            EndpointError::Private(m) => ApiError::unprocessable(ErrorCode::PrivateEndpoint, m),
+            other => {
+                ApiError::unprocessable(ErrorCode::EndpointValidationFailed, other.to_string())
+            }
+        })?;
+    let attempt = sender::verify(endpoint, secret, state.settings.verification_timeout).await;
+    if matches!(attempt.outcome, AttemptOutcome::Refused) {
+        // The client's own check at connect time (DNS changed since above).
+        let why = attempt.error.unwrap_or_default();
+        return Err(ApiError::unprocessable(ErrorCode::PrivateEndpoint, why));
+    }
+    if let Some(error) = attempt.error {
+        return Err(ApiError::unprocessable(
+            ErrorCode::EndpointValidationFailed,
+            format!(
+                "the endpoint did not accept the verification call ({error}); it must answer a signed POST with any 2xx status within {}. Nothing was stored",
+                humantime::format_duration(state.settings.verification_timeout)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Stores the subscription (and its endpoint, revived if it was dead);
+/// a duplicate or one too many created meanwhile is refused.
+async fn store_subscription(
+    state: &State,
+    caller: Caller,
+    event: String,
+    endpoint: EndpointUrl,
+    secret: Secret,
+    max: i64,
+) -> Result<RouteRow, ApiError> {
+    let endpoint_url = endpoint.as_str().to_string();
+    let url = endpoint_url.clone();
+    let created = state
+        .store
+        .run(move |conn| {
+            let endpoint_id = subscriptions::endpoint_id_for(conn, &url)?;
+            crate::store::endpoints::revive(conn, endpoint_id)?;
+            subscriptions::create(
+                conn,
+                caller.marketplace_id,
+                caller.user_id,
+                &event,
+                endpoint_id,
+                secret.as_str(),
+                max,
+            )
+        })
+        .await?;
+    match created {
+        Created::New(subscription) => Ok(RouteRow {
+            subscription,
+            endpoint_url,
+        }),
+        Created::Duplicate(id) => Err(duplicate(id)),
+        Created::TooMany(count) => Err(too_many(count)),
+    }
 }
 
 async fn get(

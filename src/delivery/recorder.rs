@@ -131,7 +131,7 @@ impl Recorder {
                 }
                 Err(e) => {
                     log::error!("could not record delivery outcomes ({e}); retrying");
-                    crate::metrics::METRICS.internal_errors.inc();
+                    crate::metrics::internal_error(crate::metrics::ErrorSite::Recorder);
                     let (completions, attempts, health) =
                         Arc::try_unwrap(batch).unwrap_or_else(|shared| (*shared).clone());
                     act.completions.splice(0..0, completions);

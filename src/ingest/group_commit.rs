@@ -26,7 +26,7 @@ use actix::prelude::*;
 use super::settle::{IngestCounters, settle};
 use super::{PublishError, PublishReply, Ticket};
 use crate::delivery::endpoint::Job;
-use crate::metrics::METRICS;
+use crate::metrics::{self, ErrorSite, METRICS};
 use crate::routing::RouteTable;
 use crate::store::db_time::DbTime;
 use crate::store::events::{PreparedEvent, Reroute, Stored, store_batch};
@@ -226,7 +226,10 @@ fn sync(store: Store, rx: Receiver<Written>, done: Recipient<Committed>) {
                     METRICS.commit_failures.inc();
                     let refusal = match e.unavailable() {
                         Some(why) => PublishError::Storage(why),
-                        None => PublishError::Failed(STORE_FAILED.into()),
+                        None => {
+                            metrics::internal_error(ErrorSite::Ingest);
+                            PublishError::Failed(STORE_FAILED.into())
+                        }
                     };
                     for (_, reply) in group.parts {
                         let _ = reply.send(Err(refusal.clone()));

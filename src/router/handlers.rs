@@ -9,6 +9,7 @@ use super::messages::{
 };
 use crate::delivery::endpoint::{self, EndpointActor, Enqueue};
 use crate::delivery::recorder::Flush;
+use crate::metrics::{self, ErrorSite};
 use crate::store::events::PreparedEvent;
 use crate::store::leases;
 
@@ -95,6 +96,7 @@ impl Handler<Replay> for Router {
                 ctx.spawn(notify.into_actor(self).map(|result, _, _| {
                     if let Err(e) = result {
                         log::error!("could not notify the owner of a replayed delivery: {e}");
+                        metrics::internal_error(ErrorSite::Router);
                     }
                 }));
             }

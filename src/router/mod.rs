@@ -26,6 +26,7 @@ use crate::delivery::endpoint::{self, AddSubscription, DeliverySettings, Endpoin
 use crate::delivery::recorder::Recorder;
 use crate::endpoint_url::EndpointUrl;
 use crate::ingest::publisher::Ingest;
+use crate::metrics::{self, ErrorSite};
 use crate::signing::Secret;
 use crate::store::Store;
 use crate::store::endpoints::HealthRow;
@@ -198,6 +199,7 @@ impl Router {
             }
             Err(e) => {
                 log::error!("endpoint {id} has an unusable URL ({e}); its deliveries wait");
+                metrics::internal_error(ErrorSite::Routing);
                 false
             }
         }

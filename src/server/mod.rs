@@ -349,6 +349,7 @@ async fn shut_down(args: &ServeArgs, state: &AppState, listeners: Listeners, run
         log::error!(
             "could not write the last delivery outcomes; those deliveries will be sent again"
         );
+        metrics::internal_error(metrics::ErrorSite::Shutdown);
     }
     if let Ownership::Leased(_) = state.ownership {
         running.stop_listener.store(true, Ordering::Relaxed);
@@ -446,7 +447,10 @@ async fn cleanup_loop(store: Store, history: Duration, keys: Duration) {
         {
             Ok(0) => {}
             Ok(n) => log::info!("cleanup removed {n} rows of old history"),
-            Err(e) => log::error!("history cleanup failed: {e}"),
+            Err(e) => {
+                log::error!("history cleanup failed: {e}");
+                metrics::internal_error(metrics::ErrorSite::Cleanup);
+            }
         }
     }
 }

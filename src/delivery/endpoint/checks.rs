@@ -227,7 +227,7 @@ impl EndpointActor {
                             "endpoint {}: could not remove its subscriptions: {e}; retrying",
                             act.id
                         );
-                        METRICS.internal_errors.inc();
+                        crate::metrics::internal_error(crate::metrics::ErrorSite::Endpoint);
                         ctx.run_later(AFTER_DB_ERROR, move |act, ctx| act.die(reason, ctx));
                     }
                 }),

@@ -10,7 +10,7 @@ use actix::prelude::*;
 
 use super::{AFTER_DB_ERROR, EndpointActor, Job};
 use crate::delivery::budget::QUEUED;
-use crate::metrics::METRICS;
+use crate::metrics::{ErrorSite, internal_error};
 use crate::signing::Secret;
 use crate::store::StoreError;
 use crate::store::deliveries::{self, JobRow};
@@ -150,7 +150,7 @@ impl EndpointActor {
                     "endpoint {}: could not read pending deliveries: {e}",
                     self.id
                 );
-                METRICS.internal_errors.inc();
+                internal_error(ErrorSite::Endpoint);
                 ctx.run_later(AFTER_DB_ERROR, |act, ctx| act.pump(ctx));
                 return;
             }
@@ -193,6 +193,7 @@ impl EndpointActor {
                     "delivery {}: its subscription's secret is unusable ({e}); skipped",
                     row.id
                 );
+                internal_error(ErrorSite::Endpoint);
                 None
             }
         }
