@@ -23,6 +23,7 @@ mod helpers;
 mod cluster;
 mod cluster_consistency;
 mod crash;
+mod dead_letters;
 mod delivery;
 mod endpoint_safety;
 mod harness;
