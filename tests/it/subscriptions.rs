@@ -51,19 +51,45 @@ async fn the_event_catalog_lists_the_platform_events_and_never_verification() {
     );
 }
 
-#[actix_rt::test]
-async fn subscribing_stores_the_subscription_after_exactly_one_signed_verification_call() {
+/// A server, a receiver, a token of tenant 1357554, and that token's
+/// subscription of the receiver to `revision_status_updated` with [`SECRET`]:
+/// the create answer, and its subscriptionId once asserted 201.
+struct Subscribed {
+    app: TestApp,
+    receiver: Receiver,
+    token: String,
+    created: Value,
+    id: i64,
+}
+
+async fn subscribed() -> Subscribed {
     let app = TestApp::spawn().await;
     let receiver = Receiver::start().await;
     let token = app.token(1357554, 1001).await;
 
-    let (status, body) = app
+    let (status, created) = app
         .subscribe(&token, REVISION_STATUS_UPDATED, &receiver.url(), SECRET)
         .await;
-    assert_eq!(status, 201, "subscribe answered {status}: {body}");
-    let id = body["subscriptionId"]
+    assert_eq!(status, 201, "subscribe answered {status}: {created}");
+    let id = created["subscriptionId"]
         .as_i64()
-        .unwrap_or_else(|| panic!("subscriptionId is not an integer: {body}"));
+        .unwrap_or_else(|| panic!("subscriptionId is not an integer: {created}"));
+    Subscribed {
+        app,
+        receiver,
+        token,
+        created,
+        id,
+    }
+}
+
+#[actix_rt::test]
+async fn subscribing_answers_the_stored_subscription_without_its_secret() {
+    let Subscribed {
+        receiver,
+        created: body,
+        ..
+    } = subscribed().await;
     assert_eq!(body["event"], REVISION_STATUS_UPDATED, "{body}");
     assert_eq!(body["endpoint"], receiver.url(), "{body}");
     assert!(
@@ -74,8 +100,11 @@ async fn subscribing_stores_the_subscription_after_exactly_one_signed_verificati
         !text_of(&body).contains(SECRET),
         "the secret leaked in the create answer: {body}"
     );
+}
 
-    // Exactly one verification call, signed with the subscription's secret.
+#[actix_rt::test]
+async fn subscribing_makes_exactly_one_verification_call_signed_with_the_subscriptions_secret() {
+    let Subscribed { receiver, .. } = subscribed().await;
     let requests = receiver.requests();
     assert_eq!(
         requests.len(),
@@ -102,8 +131,17 @@ async fn subscribing_stores_the_subscription_after_exactly_one_signed_verificati
         chrono::DateTime::parse_from_rfc3339(ts).is_ok(),
         "verification timestamp {ts:?} is not an ISO-8601 UTC time"
     );
+}
 
-    // Listed, gettable, and the secret never comes back.
+#[actix_rt::test]
+async fn a_new_subscription_is_listed_and_gettable_without_its_secret_and_without_another_call() {
+    let Subscribed {
+        app,
+        receiver,
+        token,
+        id,
+        ..
+    } = subscribed().await;
     let (status, list) = app.list_subscriptions(&token).await;
     assert_eq!(status, 200, "list: {list}");
     let subs = list["subscriptions"]
