@@ -302,8 +302,10 @@ async fn a_429_without_retry_after_waits_twice_the_first_retry_step() {
     );
 }
 
-#[actix_rt::test]
-async fn metrics_parse_as_prometheus_text_and_the_endpoint_counters_follow_deliveries() {
+/// A server (retries every 200 ms) with one receiver of tenant 7500
+/// subscribed to `revision_status_updated`; answers the receiver and its
+/// endpoint id as `/metrics` labels it.
+async fn one_subscribed_endpoint() -> (TestApp, Receiver, String) {
     let app = TestApp::spawn_with(&["--retry-schedule", "200ms,200ms,200ms"]).await;
     let receiver = Receiver::start().await;
     receiver.set_verification_reply(Reply::status(200));
@@ -311,6 +313,12 @@ async fn metrics_parse_as_prometheus_text_and_the_endpoint_counters_follow_deliv
     app.subscribe_ok(&token, REVISION_STATUS_UPDATED, &receiver.url(), SECRET)
         .await;
     let endpoint = app.endpoint_id(&receiver.url()).await;
+    (app, receiver, endpoint)
+}
+
+#[actix_rt::test]
+async fn every_metrics_series_carries_the_node_label_health_names() {
+    let (app, _receiver, _) = one_subscribed_endpoint().await;
     let (_, health) = app.health().await;
     let node = health["node"].as_str().unwrap_or_default().to_string();
 
@@ -326,6 +334,12 @@ async fn metrics_parse_as_prometheus_text_and_the_endpoint_counters_follow_deliv
             "the node label is /health's node {node:?}"
         );
     }
+}
+
+#[actix_rt::test]
+async fn metrics_parse_as_prometheus_text_and_the_endpoint_counters_follow_deliveries() {
+    let (app, receiver, endpoint) = one_subscribed_endpoint().await;
+    let m = app.scrape().await;
     let ingested_before = m.sum(
         "hookrelay_events_ingested_total",
         &[("event", REVISION_STATUS_UPDATED)],
