@@ -235,7 +235,7 @@ async fn an_event_of_an_unknown_type_gets_422() {
 }
 
 #[actix_rt::test]
-async fn malformed_event_bodies_get_400_and_a_wrong_content_type_gets_415() {
+async fn malformed_event_and_batch_bodies_get_a_json_400() {
     let app = TestApp::spawn().await;
     for (what, raw) in [
         (
@@ -253,13 +253,6 @@ async fn malformed_event_bodies_get_400_and_a_wrong_content_type_gets_415() {
         assert_json_error(&resp, 400, what);
     }
     let resp = app
-        .push_event_raw(
-            Some("text/plain"),
-            event(QTI_EXPORT_READY, 1, 1).to_string(),
-        )
-        .await;
-    assert_json_error(&resp, 415, "event with Content-Type text/plain");
-    let resp = app
         .push_batch_raw(
             Some("application/json"),
             event(QTI_EXPORT_READY, 1, 1).to_string(),
@@ -271,6 +264,18 @@ async fn malformed_event_bodies_get_400_and_a_wrong_content_type_gets_415() {
         .await;
     assert_json_error(&resp, 400, "truncated batch");
     app.assert_healthy("after malformed events").await;
+}
+
+#[actix_rt::test]
+async fn an_event_sent_as_text_plain_gets_a_json_415() {
+    let app = TestApp::spawn().await;
+    let resp = app
+        .push_event_raw(
+            Some("text/plain"),
+            event(QTI_EXPORT_READY, 1, 1).to_string(),
+        )
+        .await;
+    assert_json_error(&resp, 415, "event with Content-Type text/plain");
 }
 
 #[actix_rt::test]

@@ -305,8 +305,7 @@ async fn creating_and_deleting_500_endpoints_leaves_metrics_as_large_as_before()
 }
 
 #[actix_rt::test]
-async fn every_error_is_json_a_wrong_method_gets_405_with_allow_and_bad_values_are_quoted_briefly()
-{
+async fn a_wrong_method_gets_a_json_405_naming_the_allowed_methods() {
     let app = TestApp::spawn().await;
     let token = app.token(9405, 1).await;
 
@@ -335,24 +334,40 @@ async fn every_error_is_json_a_wrong_method_gets_405_with_allow_and_bad_values_a
         "405 names the allowed methods: {raw}"
     );
     assert!(raw.contains("\"error\":\"method_not_allowed\""), "{raw}");
+}
 
+#[actix_rt::test]
+async fn an_empty_batch_gets_a_json_400_empty_batch() {
+    let app = TestApp::spawn().await;
     let (status, body) = app.push_batch(&[]).await;
     assert_eq!(status, 400, "an empty batch: {body}");
     assert_eq!(body["error"], "empty_batch", "{body}");
+}
 
+#[actix_rt::test]
+async fn an_event_naming_a_key_twice_gets_a_json_400_saying_so() {
+    let app = TestApp::spawn().await;
     let duplicate_keys = br#"{"event":"qti_export_ready","event":"revision_status_updated","marketplaceId":1,"contextObjectId":1,"contextObjectType":"QUESTION_SET","timestamp":"2021-06-29T18:16:06Z"}"#;
     let answer = app
         .push_event_raw(Some("application/json"), duplicate_keys.to_vec())
         .await;
     let message = assert_json_error(&answer, 400, "a key twice");
     assert!(message.contains("twice"), "{message}");
+}
 
+#[actix_rt::test]
+async fn a_number_beyond_64_bits_gets_a_json_400_saying_out_of_range() {
+    let app = TestApp::spawn().await;
     let mut huge = event(REVISION_STATUS_UPDATED, 9405, 1);
     huge["marketplaceId"] = json!(9_223_372_036_854_775_808u64);
     let answer = app.push_event(&huge).await;
     let message = assert_json_error(&answer, 400, "marketplaceId 2^63");
     assert!(message.contains("out of range"), "{message}");
+}
 
+#[actix_rt::test]
+async fn a_900_kb_bad_value_is_quoted_briefly_in_its_json_400() {
+    let app = TestApp::spawn().await;
     let mut long = event(REVISION_STATUS_UPDATED, 9405, 1);
     long["contextObjectType"] = json!("X".repeat(900_000));
     let answer = app.push_event(&long).await;
