@@ -187,103 +187,109 @@ impl PromText {
     /// buckets carry `le`, grow with it, end at `+Inf` and agree with
     /// `_count`. The error names the offending line.
     pub fn parse(text: &str) -> Result<PromText, String> {
-        let mut out = PromText::default();
-        let mut seen_series: HashSet<String> = HashSet::new();
-        let mut closed_families: HashSet<String> = HashSet::new();
-        let mut current_family: Option<String> = None;
         if !text.is_empty() && !text.ends_with('\n') {
             return Err("the text does not end with a newline".into());
         }
+        let mut out = PromText::default();
+        let mut groups = FamilyGroups::default();
+        let mut seen_series: HashSet<String> = HashSet::new();
         for (n, line) in text.lines().enumerate() {
             let at = |e: String| format!("line {}: {e}: {line:?}", n + 1);
             if line.trim().is_empty() {
                 continue;
             }
-            let family_of_line;
-            if let Some(comment) = line.strip_prefix('#') {
-                let words: Vec<&str> = comment.trim_start().splitn(3, ' ').collect();
-                match words.as_slice() {
-                    ["HELP", name, ..] | ["TYPE", name, ..] if !is_metric_name(name) => {
-                        return Err(at(format!("bad metric name {name:?}")));
-                    }
-                    ["HELP", name, help] => {
-                        let mut chars = help.chars();
-                        while let Some(c) = chars.next() {
-                            if c == '\\' && !matches!(chars.next(), Some('\\' | 'n')) {
-                                return Err(at(
-                                    "a HELP text escapes something but \\\\ or \\n".into()
-                                ));
-                            }
-                        }
-                        if out
-                            .help
-                            .insert(name.to_string(), help.to_string())
-                            .is_some()
-                        {
-                            return Err(at(format!("second HELP for {name}")));
-                        }
-                        family_of_line = Some(name.to_string());
-                    }
-                    ["HELP", name] => {
-                        out.help.insert(name.to_string(), String::new());
-                        family_of_line = Some(name.to_string());
-                    }
-                    ["TYPE", name, kind] => {
-                        if !matches!(
-                            *kind,
-                            "counter" | "gauge" | "histogram" | "summary" | "untyped"
-                        ) {
-                            return Err(at(format!("unknown type {kind:?}")));
-                        }
-                        if out
-                            .types
-                            .insert(name.to_string(), kind.to_string())
-                            .is_some()
-                        {
-                            return Err(at(format!("second TYPE for {name}")));
-                        }
-                        if out
-                            .samples
-                            .iter()
-                            .any(|s| family_name(&out.types, &s.name) == *name)
-                        {
-                            return Err(at(format!("TYPE of {name} after its samples")));
-                        }
-                        family_of_line = Some(name.to_string());
-                    }
-                    ["TYPE", ..] => return Err(at("TYPE without a type".into())),
-                    _ => continue, // any other comment
-                }
-            } else {
-                let sample = parse_sample(line).map_err(at)?;
-                let family = family_name(&out.types, &sample.name);
-                if out.types.get(&family).map(String::as_str) == Some("counter")
-                    && (sample.value.is_nan() || sample.value < 0.0)
-                {
-                    return Err(at("a counter is negative or NaN".into()));
-                }
-                let mut key_labels = sample.labels.clone();
-                key_labels.sort();
-                let key = format!("{}{key_labels:?}", sample.name);
-                if !seen_series.insert(key) {
-                    return Err(at("the same series twice".into()));
-                }
-                family_of_line = Some(family);
-                out.samples.push(sample);
+            let family = match line.strip_prefix('#') {
+                Some(comment) => out.read_comment(comment),
+                None => out.read_sample(line, &mut seen_series).map(Some),
             }
-            if let Some(family) = family_of_line
-                && current_family.as_deref() != Some(family.as_str())
-            {
-                if closed_families.contains(&family) {
-                    return Err(at(format!("the lines of {family} are not one group")));
-                }
-                if let Some(prev) = current_family.replace(family) {
-                    closed_families.insert(prev);
-                }
+            .map_err(at)?;
+            if let Some(family) = family {
+                groups.enter(family).map_err(at)?;
             }
         }
         out.check_histograms()?;
         Ok(out)
+    }
+
+    /// A comment line (after its `#`): `HELP` and `TYPE` are recorded and
+    /// answer their family; any other comment answers `None`.
+    fn read_comment(&mut self, comment: &str) -> Result<Option<String>, String> {
+        let words: Vec<&str> = comment.trim_start().splitn(3, ' ').collect();
+        match words.as_slice() {
+            ["HELP", name, ..] | ["TYPE", name, ..] if !is_metric_name(name) => {
+                Err(format!("bad metric name {name:?}"))
+            }
+            ["HELP", name, help] => self.read_help(name, help).map(Some),
+            ["HELP", name] => {
+                self.help.insert(name.to_string(), String::new());
+                Ok(Some(name.to_string()))
+            }
+            ["TYPE", name, kind] => self.read_type(name, kind).map(Some),
+            ["TYPE", ..] => Err("TYPE without a type".into()),
+            _ => Ok(None),
+        }
+    }
+
+    /// `# HELP name help`: escapes only `\\` and `\n`, once per family.
+    fn read_help(&mut self, name: &str, help: &str) -> Result<String, String> {
+        let mut chars = help.chars();
+        while let Some(c) = chars.next() {
+            if c == '\\' && !matches!(chars.next(), Some('\\' | 'n')) {
+                return Err("a HELP text escapes something but \\\\ or \\n".into());
+            }
+        }
+        if self
+            .help
+            .insert(name.to_string(), help.to_string())
+            .is_some()
+        {
+            return Err(format!("second HELP for {name}"));
+        }
+        Ok(name.to_string())
+    }
+
+    /// `# TYPE name kind`: a known kind, once per family, before its samples.
+    fn read_type(&mut self, name: &str, kind: &str) -> Result<String, String> {
+        if !matches!(
+            kind,
+            "counter" | "gauge" | "histogram" | "summary" | "untyped"
+        ) {
+            return Err(format!("unknown type {kind:?}"));
+        }
+        if self
+            .types
+            .insert(name.to_string(), kind.to_string())
+            .is_some()
+        {
+            return Err(format!("second TYPE for {name}"));
+        }
+        if self
+            .samples
+            .iter()
+            .any(|s| family_name(&self.types, &s.name) == name)
+        {
+            return Err(format!("TYPE of {name} after its samples"));
+        }
+        Ok(name.to_string())
+    }
+
+    /// A sample line, recorded unless its series was `seen` already or it
+    /// is a negative counter; answers its family.
+    fn read_sample(&mut self, line: &str, seen: &mut HashSet<String>) -> Result<String, String> {
+        let sample = parse_sample(line)?;
+        let family = family_name(&self.types, &sample.name);
+        if self.types.get(&family).map(String::as_str) == Some("counter")
+            && (sample.value.is_nan() || sample.value < 0.0)
+        {
+            return Err("a counter is negative or NaN".into());
+        }
+        let mut key_labels = sample.labels.clone();
+        key_labels.sort();
+        if !seen.insert(format!("{}{key_labels:?}", sample.name)) {
+            return Err("the same series twice".into());
+        }
+        self.samples.push(sample);
+        Ok(family)
     }
 
     fn check_histograms(&self) -> Result<(), String> {
@@ -292,46 +298,65 @@ impl PromText {
                 continue;
             }
             let bucket = format!("{family}_bucket");
-            let count = format!("{family}_count");
-            let sum = format!("{family}_sum");
-            // Series key (labels without `le`) → [(le, value)].
-            let mut groups: HashMap<Labels, Vec<(f64, f64)>> = HashMap::new();
-            for s in self.samples.iter().filter(|s| s.name == bucket) {
-                let le = s
-                    .label("le")
-                    .ok_or_else(|| format!("{bucket} sample without `le`: {s:?}"))?;
-                let le = parse_prom_float(le).ok_or_else(|| format!("{bucket} le {le:?}"))?;
-                let mut key: Vec<(String, String)> = s
-                    .labels
-                    .iter()
-                    .filter(|(k, _)| k != "le")
-                    .cloned()
-                    .collect();
-                key.sort();
-                groups.entry(key).or_default().push((le, s.value));
+            for (key, buckets) in self.bucket_groups(&bucket)? {
+                self.check_histogram_series(family, &key, buckets)?;
             }
-            for (key, mut buckets) in groups {
-                buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-                if buckets.windows(2).any(|w| w[1].1 < w[0].1) {
-                    return Err(format!("{bucket}{key:?}: buckets shrink: {buckets:?}"));
-                }
-                let last = buckets.last().expect("a group has a bucket");
-                if last.0 != f64::INFINITY {
-                    return Err(format!("{bucket}{key:?} has no le=\"+Inf\" bucket"));
-                }
-                let labels: Vec<(&str, &str)> =
-                    key.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-                let counted = self.value(&count, &labels);
-                if counted != Some(last.1) {
-                    return Err(format!(
-                        "{count}{key:?} is {counted:?} but the +Inf bucket holds {}",
-                        last.1
-                    ));
-                }
-                if self.value(&sum, &labels).is_none() {
-                    return Err(format!("{sum}{key:?} is missing"));
-                }
-            }
+        }
+        Ok(())
+    }
+
+    /// The `bucket` samples by series (labels without `le`, sorted) as
+    /// `(le, value)` pairs.
+    fn bucket_groups(&self, bucket: &str) -> Result<HashMap<Labels, Vec<(f64, f64)>>, String> {
+        let mut groups: HashMap<Labels, Vec<(f64, f64)>> = HashMap::new();
+        for s in self.samples.iter().filter(|s| s.name == bucket) {
+            let le = s
+                .label("le")
+                .ok_or_else(|| format!("{bucket} sample without `le`: {s:?}"))?;
+            let le = parse_prom_float(le).ok_or_else(|| format!("{bucket} le {le:?}"))?;
+            let mut key: Vec<(String, String)> = s
+                .labels
+                .iter()
+                .filter(|(k, _)| k != "le")
+                .cloned()
+                .collect();
+            key.sort();
+            groups.entry(key).or_default().push((le, s.value));
+        }
+        Ok(groups)
+    }
+
+    /// One histogram series: buckets grow with `le`, end at `+Inf`, and the
+    /// last agrees with `_count`; `_sum` is there.
+    fn check_histogram_series(
+        &self,
+        family: &str,
+        key: &Labels,
+        mut buckets: Vec<(f64, f64)>,
+    ) -> Result<(), String> {
+        let (bucket, count, sum) = (
+            format!("{family}_bucket"),
+            format!("{family}_count"),
+            format!("{family}_sum"),
+        );
+        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        if buckets.windows(2).any(|w| w[1].1 < w[0].1) {
+            return Err(format!("{bucket}{key:?}: buckets shrink: {buckets:?}"));
+        }
+        let last = buckets.last().expect("a group has a bucket");
+        if last.0 != f64::INFINITY {
+            return Err(format!("{bucket}{key:?} has no le=\"+Inf\" bucket"));
+        }
+        let labels: Vec<(&str, &str)> = key.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let counted = self.value(&count, &labels);
+        if counted != Some(last.1) {
+            return Err(format!(
+                "{count}{key:?} is {counted:?} but the +Inf bucket holds {}",
+                last.1
+            ));
+        }
+        if self.value(&sum, &labels).is_none() {
+            return Err(format!("{sum}{key:?} is missing"));
         }
         Ok(())
     }
@@ -381,4 +406,28 @@ fn family_name(types: &HashMap<String, String>, sample: &str) -> String {
         }
     }
     sample.to_string()
+}
+
+/// Which families' lines came so far: each family's lines must form one
+/// group.
+#[derive(Default)]
+struct FamilyGroups {
+    current: Option<String>,
+    closed: HashSet<String>,
+}
+
+impl FamilyGroups {
+    /// A line of `family`: an error when its group was closed already.
+    fn enter(&mut self, family: String) -> Result<(), String> {
+        if self.current.as_deref() == Some(family.as_str()) {
+            return Ok(());
+        }
+        if self.closed.contains(&family) {
+            return Err(format!("the lines of {family} are not one group"));
+        }
+        if let Some(prev) = self.current.replace(family) {
+            self.closed.insert(prev);
+        }
+        Ok(())
+    }
 }
