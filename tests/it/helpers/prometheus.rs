@@ -88,35 +88,7 @@ fn parse_labels(src: &str) -> Result<Vec<(String, String)>, String> {
             return Err(format!("label {name:?} repeated in {{{src}}}"));
         }
         rest = rest[eq + 1..].trim_start_matches(' ');
-        let mut chars = rest.char_indices();
-        if chars.next().map(|(_, c)| c) != Some('"') {
-            return Err(format!("label {name:?} value is not quoted in {{{src}}}"));
-        }
-        let mut value = String::new();
-        let mut end = None;
-        while let Some((i, c)) = chars.next() {
-            match c {
-                '"' => {
-                    end = Some(i);
-                    break;
-                }
-                '\\' => match chars.next().map(|(_, c)| c) {
-                    Some('\\') => value.push('\\'),
-                    Some('"') => value.push('"'),
-                    Some('n') => value.push('\n'),
-                    other => {
-                        return Err(format!(
-                            "bad escape \\{} in label {name:?} of {{{src}}}",
-                            other.map(String::from).unwrap_or_default()
-                        ));
-                    }
-                },
-                '\n' => return Err(format!("raw newline in label {name:?}")),
-                c => value.push(c),
-            }
-        }
-        let end =
-            end.ok_or_else(|| format!("unterminated value of label {name:?} in {{{src}}}"))?;
+        let (value, end) = read_label_value(rest, name, src)?;
         labels.push((name.to_string(), value));
         rest = rest[end + 1..].trim_start_matches(' ');
         if rest.is_empty() {
@@ -126,6 +98,51 @@ fn parse_labels(src: &str) -> Result<Vec<(String, String)>, String> {
             .strip_prefix(',')
             .ok_or_else(|| format!("expected `,` after label {name:?} in {{{src}}}"))?;
     }
+}
+
+/// The quoted value at the start of `rest` (label `name` of `{src}`),
+/// unescaped, and the index of its closing quote.
+fn read_label_value(rest: &str, name: &str, src: &str) -> Result<(String, usize), String> {
+    let mut chars = rest.char_indices();
+    if chars.next().map(|(_, c)| c) != Some('"') {
+        return Err(format!("label {name:?} value is not quoted in {{{src}}}"));
+    }
+    let mut value = String::new();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' => return Ok((value, i)),
+            '\\' => match chars.next().map(|(_, c)| c) {
+                Some('\\') => value.push('\\'),
+                Some('"') => value.push('"'),
+                Some('n') => value.push('\n'),
+                other => {
+                    return Err(format!(
+                        "bad escape \\{} in label {name:?} of {{{src}}}",
+                        other.map(String::from).unwrap_or_default()
+                    ));
+                }
+            },
+            '\n' => return Err(format!("raw newline in label {name:?}")),
+            c => value.push(c),
+        }
+    }
+    Err(format!("unterminated value of label {name:?} in {{{src}}}"))
+}
+
+/// The index of the `}` closing a label set: the first outside a quoted
+/// value.
+fn closing_brace(body: &str) -> Option<usize> {
+    let (mut in_quotes, mut escaped) = (false, false);
+    for (i, c) in body.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if in_quotes => escaped = true,
+            '"' => in_quotes = !in_quotes,
+            '}' if !in_quotes => return Some(i),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Splits `name{labels} value [timestamp]`.
@@ -138,22 +155,8 @@ fn parse_sample(line: &str) -> Result<Sample, String> {
         return Err(format!("bad metric name {name:?}"));
     }
     let (labels, rest) = if line[name_end..].starts_with('{') {
-        // The closing brace is the first `}` outside a quoted value.
         let body = &line[name_end + 1..];
-        let (mut in_quotes, mut escaped, mut close) = (false, false, None);
-        for (i, c) in body.char_indices() {
-            match c {
-                _ if escaped => escaped = false,
-                '\\' if in_quotes => escaped = true,
-                '"' => in_quotes = !in_quotes,
-                '}' if !in_quotes => {
-                    close = Some(i);
-                    break;
-                }
-                _ => {}
-            }
-        }
-        let close = close.ok_or_else(|| "unclosed `{`".to_string())?;
+        let close = closing_brace(body).ok_or_else(|| "unclosed `{`".to_string())?;
         (parse_labels(&body[..close])?, &body[close + 1..])
     } else {
         (Vec::new(), &line[name_end..])
