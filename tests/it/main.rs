@@ -39,6 +39,7 @@ mod outage;
 mod postgres;
 mod private_pg;
 mod storage;
+mod subscription_refusals;
 mod subscriptions;
 mod verification;
 
