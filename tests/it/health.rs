@@ -135,8 +135,20 @@ async fn a_paused_endpoint_heals_and_sends_its_held_deliveries_in_order_without_
     );
 }
 
-#[actix_rt::test]
-async fn a_delivery_answered_410_unsubscribes_the_endpoint_at_once() {
+/// A server with alice's `gone` and bob's `control` receivers subscribed to
+/// `qti_export_ready` of tenant 7100, and event 1 pushed to both once `gone`
+/// answers 410; answers once `gone` got it, with alice's token, her
+/// subscription, and `hookrelay_auto_unsubscribed_total` before the push.
+struct AnsweredGone {
+    app: TestApp,
+    gone: Receiver,
+    control: Receiver,
+    alice: String,
+    sub: i64,
+    unsubscribed_before: f64,
+}
+
+async fn a_delivery_answered_410() -> AnsweredGone {
     let app = TestApp::spawn_with(&["--retry-schedule", "200ms,200ms,200ms"]).await;
     let gone = Receiver::start().await;
     let control = Receiver::start().await;
@@ -147,7 +159,7 @@ async fn a_delivery_answered_410_unsubscribes_the_endpoint_at_once() {
         .await;
     app.subscribe_ok(&bob, QTI_EXPORT_READY, &control.url(), SECRET)
         .await;
-    let before = app
+    let unsubscribed_before = app
         .scrape()
         .await
         .sum("hookrelay_auto_unsubscribed_total", &[]);
@@ -156,6 +168,26 @@ async fn a_delivery_answered_410_unsubscribes_the_endpoint_at_once() {
     let pushed = app.push_event_ok(&event(QTI_EXPORT_READY, 7100, 1)).await;
     assert_eq!(pushed["deliveries"], 2, "{pushed}");
     gone.wait_for_context_id(1, SOON).await;
+    AnsweredGone {
+        app,
+        gone,
+        control,
+        alice,
+        sub,
+        unsubscribed_before,
+    }
+}
+
+#[actix_rt::test]
+async fn a_delivery_answered_410_unsubscribes_the_endpoint_at_once() {
+    let AnsweredGone {
+        app,
+        gone,
+        alice,
+        sub,
+        unsubscribed_before: before,
+        ..
+    } = a_delivery_answered_410().await;
     let answered_410 = Instant::now();
 
     wait_until_async(SOON, "the subscription left the list", || async {
@@ -186,7 +218,13 @@ async fn a_delivery_answered_410_unsubscribes_the_endpoint_at_once() {
     if let Some(e) = app.endpoint_with_url(&gone.url()).await {
         assert_eq!(e["state"], "dead", "an endpoint that answered 410: {e}");
     }
+}
 
+#[actix_rt::test]
+async fn after_a_410_events_route_only_elsewhere_and_the_410_is_not_retried() {
+    let AnsweredGone {
+        app, gone, control, ..
+    } = a_delivery_answered_410().await;
     // Routing stops: pushes reach only the control subscription…
     let mut marker = 1000;
     wait_until_async(SOON, "events no longer route to the gone endpoint", || {
