@@ -37,6 +37,43 @@ fn is_subscribed(list: &[Value], id: i64) -> bool {
     list.iter().any(|s| s["subscriptionId"] == id)
 }
 
+/// Pushes events 1..=20 while `receiver` answers 503 to everything, and
+/// waits until its endpoint is paused, in `/internal/v1/endpoints` and in
+/// `/metrics`.
+async fn pause_with_twenty_held(app: &TestApp, receiver: &Receiver, endpoint: &str) {
+    receiver.set_status(503);
+    for i in 1..=20 {
+        let pushed = app
+            .push_event_ok(&event(REVISION_STATUS_UPDATED, 7000, i))
+            .await;
+        assert_eq!(pushed["deliveries"], 1, "event {i}: {pushed}");
+    }
+    let paused = wait_for_endpoint(
+        app,
+        &receiver.url(),
+        "the endpoint is paused after failed attempts and a failed probe",
+        |e| e["state"] == "paused",
+    )
+    .await;
+    eprintln!("paused: {paused}");
+    wait_for(SOON, "hookrelay_endpoint_paused is 1", || async {
+        let m = app.scrape().await;
+        (series(&m, "hookrelay_endpoint_paused", endpoint, None) == 1.0
+            && series(&m, "hookrelay_endpoint_up", endpoint, None) == 0.0)
+            .then_some(())
+    })
+    .await;
+}
+
+/// The contextObjectIds `receiver` got, in arrival order.
+fn arrival_order(receiver: &Receiver) -> Vec<i64> {
+    receiver
+        .deliveries()
+        .iter()
+        .filter_map(Recorded::context_object_id)
+        .collect()
+}
+
 #[actix_rt::test]
 async fn a_paused_endpoint_heals_and_sends_its_held_deliveries_in_order_without_dead_letters() {
     let app = TestApp::spawn_with(&[
@@ -57,28 +94,7 @@ async fn a_paused_endpoint_heals_and_sends_its_held_deliveries_in_order_without_
     let endpoint = app.endpoint_id(&receiver.url()).await;
 
     // Down: 503 to deliveries and verification calls alike.
-    receiver.set_status(503);
-    for i in 1..=20 {
-        let pushed = app
-            .push_event_ok(&event(REVISION_STATUS_UPDATED, 7000, i))
-            .await;
-        assert_eq!(pushed["deliveries"], 1, "event {i}: {pushed}");
-    }
-    let paused = wait_for_endpoint(
-        &app,
-        &receiver.url(),
-        "the endpoint is paused after failed attempts and a failed probe",
-        |e| e["state"] == "paused",
-    )
-    .await;
-    eprintln!("paused: {paused}");
-    wait_for(SOON, "hookrelay_endpoint_paused is 1", || async {
-        let m = app.scrape().await;
-        (series(&m, "hookrelay_endpoint_paused", &endpoint, None) == 1.0
-            && series(&m, "hookrelay_endpoint_up", &endpoint, None) == 0.0)
-            .then_some(())
-    })
-    .await;
+    pause_with_twenty_held(&app, &receiver, &endpoint).await;
     // Strict order: only the oldest delivery was ever tried while down.
     let tried: HashSet<i64> = receiver.delivered_context_ids();
     assert_eq!(
@@ -105,12 +121,7 @@ async fn a_paused_endpoint_heals_and_sends_its_held_deliveries_in_order_without_
         "all 20 held deliveries arrived {:?} after the endpoint came back",
         healed.elapsed()
     );
-
-    let order: Vec<i64> = receiver
-        .deliveries()
-        .iter()
-        .filter_map(Recorded::context_object_id)
-        .collect();
+    let order = arrival_order(&receiver);
     let mut firsts = order.clone();
     firsts.dedup();
     assert_eq!(
