@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use crate::cluster_nodes::{arrivals_by_path, nodes, owners, wait_for_expected};
+use crate::cluster_nodes::{Nodes, arrivals_by_path, nodes, owners, wait_for_expected};
 use crate::helpers::*;
 
 const SECRET: &str = "consistency-secret";
@@ -164,6 +164,62 @@ async fn a_subscription_deleted_on_one_node_is_not_routed_by_another_right_after
     );
 }
 
+/// The index of the node owning the endpoint `url`, once it has one.
+async fn owner_index(c: &Nodes, url: &str) -> usize {
+    let url = url.to_string();
+    let name = wait_for(SOON, "the gone endpoint has an owner", || async {
+        owners(c.node(0), std::slice::from_ref(&url))
+            .await
+            .remove(0)
+            .filter(|o| c.names.contains(o))
+    })
+    .await;
+    c.names
+        .iter()
+        .position(|n| *n == name)
+        .expect("the owner is one of the nodes")
+}
+
+/// Waits until subscription `sub` left the list `token` gets from `app`.
+async fn wait_until_unlisted(app: &TestApp, token: &str, sub: i64) {
+    wait_until_async(
+        SOON,
+        "the gone endpoint's subscription left its owner's list",
+        || async {
+            !app.subscriptions_of(token)
+                .await
+                .iter()
+                .any(|s| s["subscriptionId"] == sub)
+        },
+    )
+    .await;
+}
+
+/// Pushes events `ids` of `marketplace` to node `via`; answers a problem
+/// for each not answered with `deliveries` deliveries.
+async fn push_expecting(
+    c: &Nodes,
+    via: usize,
+    marketplace: i64,
+    ids: std::ops::RangeInclusive<i64>,
+    deliveries: usize,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for id in ids {
+        let pushed = c
+            .node(via)
+            .push_event_ok(&event(REVISION_STATUS_UPDATED, marketplace, id))
+            .await;
+        if pushed["deliveries"] != deliveries as u64 {
+            problems.push(format!(
+                "event {id} via {}: {pushed} (want {deliveries} deliveries)",
+                c.names[via]
+            ));
+        }
+    }
+    problems
+}
+
 #[actix_rt::test]
 async fn an_endpoint_gone_on_its_owner_gets_nothing_pushed_to_another_node_once_its_subscription_left_the_list()
  {
@@ -187,15 +243,8 @@ async fn an_endpoint_gone_on_its_owner_gets_nothing_pushed_to_another_node_once_
     let mut marker = 1_000_000;
     c.wait_until_every_node_routes(marketplace, CONTROLS + 1, &mut marker)
         .await;
-    let owner_name = wait_for(SOON, "the gone endpoint has an owner", || async {
-        owners(c.node(0), std::slice::from_ref(&gone_url))
-            .await
-            .remove(0)
-            .filter(|o| c.names.contains(o))
-    })
-    .await;
-    let owner = c.names.iter().position(|n| *n == owner_name).unwrap();
-    let other = 1 - owner;
+    let owner = owner_index(&c, &gone_url).await;
+    let (owner_name, other) = (&c.names[owner], 1 - owner);
     eprintln!(
         "the endpoint to die is owned by {owner_name}; pushing to {} after",
         c.names[other]
@@ -208,36 +257,13 @@ async fn an_endpoint_gone_on_its_owner_gets_nothing_pushed_to_another_node_once_
         .await;
     assert_eq!(pushed["deliveries"], CONTROLS as u64 + 1, "{pushed}");
     let answered = Instant::now();
-    wait_until_async(
-        SOON,
-        "the gone endpoint's subscription left its owner's list",
-        || async {
-            !c.node(owner)
-                .subscriptions_of(&token)
-                .await
-                .iter()
-                .any(|s| s["subscriptionId"] == gone_sub)
-        },
-    )
-    .await;
+    wait_until_unlisted(c.node(owner), &token, gone_sub).await;
     eprintln!(
         "the subscription left the list {:?} after the 410 was asked for",
         answered.elapsed()
     );
 
-    let mut problems = Vec::new();
-    for id in 2..=11 {
-        let pushed = c
-            .node(other)
-            .push_event_ok(&event(REVISION_STATUS_UPDATED, marketplace, id))
-            .await;
-        if pushed["deliveries"] != CONTROLS as u64 {
-            problems.push(format!(
-                "event {id} via {}: {pushed} (want {CONTROLS} deliveries)",
-                c.names[other]
-            ));
-        }
-    }
+    let mut problems = push_expecting(&c, other, marketplace, 2..=11, CONTROLS).await;
     let expected: HashMap<String, HashSet<i64>> = paths
         .iter()
         .map(|p| (p.clone(), (1..=11).collect()))
