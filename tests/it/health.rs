@@ -385,6 +385,30 @@ async fn every_metrics_series_carries_the_node_label_health_names() {
     }
 }
 
+/// `hookrelay_delivery_attempts_total{endpoint, outcome}`, 0 when absent.
+fn attempts_of(m: &PromText, endpoint: &str, outcome: &str) -> f64 {
+    series(
+        m,
+        "hookrelay_delivery_attempts_total",
+        endpoint,
+        Some(outcome),
+    )
+}
+
+/// `hookrelay_deliveries_total{endpoint, outcome="succeeded"}`, 0 when absent.
+fn succeeded_of(m: &PromText, endpoint: &str) -> f64 {
+    series(m, "hookrelay_deliveries_total", endpoint, Some("succeeded"))
+}
+
+/// Scrapes `/metrics` until `cond` holds for the scrape; answers it.
+async fn scrape_until(app: &TestApp, what: &str, cond: impl Fn(&PromText) -> bool) -> PromText {
+    wait_for(SOON, what, || async {
+        let m = app.scrape().await;
+        cond(&m).then_some(m)
+    })
+    .await
+}
+
 #[actix_rt::test]
 async fn metrics_parse_as_prometheus_text_and_the_endpoint_counters_follow_deliveries() {
     let (app, receiver, endpoint) = one_subscribed_endpoint().await;
@@ -393,22 +417,8 @@ async fn metrics_parse_as_prometheus_text_and_the_endpoint_counters_follow_deliv
         "hookrelay_events_ingested_total",
         &[("event", REVISION_STATUS_UPDATED)],
     );
-    let attempts = |m: &PromText, outcome| {
-        series(
-            m,
-            "hookrelay_delivery_attempts_total",
-            &endpoint,
-            Some(outcome),
-        )
-    };
-    let succeeded = |m: &PromText| {
-        series(
-            m,
-            "hookrelay_deliveries_total",
-            &endpoint,
-            Some("succeeded"),
-        )
-    };
+    let attempts = |m: &PromText, outcome| attempts_of(m, &endpoint, outcome);
+    let succeeded = |m: &PromText| succeeded_of(m, &endpoint);
     assert_eq!(succeeded(&m), 0.0);
     assert_eq!(attempts(&m, "http_error"), 0.0);
 
@@ -416,11 +426,7 @@ async fn metrics_parse_as_prometheus_text_and_the_endpoint_counters_follow_deliv
     app.push_event_ok(&event(REVISION_STATUS_UPDATED, 7500, 1))
         .await;
     receiver.wait_for_context_id(1, SOON).await;
-    let m = wait_for(SOON, "the success in /metrics", || async {
-        let m = app.scrape().await;
-        (succeeded(&m) == 1.0).then_some(m)
-    })
-    .await;
+    let m = scrape_until(&app, "the success in /metrics", |m| succeeded(m) == 1.0).await;
     assert_eq!(attempts(&m, "success"), 1.0);
     assert_eq!(attempts(&m, "http_error"), 0.0);
     assert_eq!(
@@ -437,9 +443,8 @@ async fn metrics_parse_as_prometheus_text_and_the_endpoint_counters_follow_deliv
     );
     app.push_event_ok(&event(REVISION_STATUS_UPDATED, 7500, 2))
         .await;
-    let m = wait_for(SOON, "two http errors in /metrics", || async {
-        let m = app.scrape().await;
-        (attempts(&m, "http_error") >= 2.0).then_some(m)
+    let m = scrape_until(&app, "two http errors in /metrics", |m| {
+        attempts(m, "http_error") >= 2.0
     })
     .await;
     assert_eq!(attempts(&m, "http_error"), 2.0, "exactly the two failures");
@@ -447,9 +452,8 @@ async fn metrics_parse_as_prometheus_text_and_the_endpoint_counters_follow_deliv
         receiver.deliveries_of(2).len() >= 3
     })
     .await;
-    let m = wait_for(SOON, "the retried success in /metrics", || async {
-        let m = app.scrape().await;
-        (succeeded(&m) == 2.0).then_some(m)
+    let m = scrape_until(&app, "the retried success in /metrics", |m| {
+        succeeded(m) == 2.0
     })
     .await;
     assert_eq!(attempts(&m, "success"), 2.0);

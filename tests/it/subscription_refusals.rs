@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::helpers::*;
 
@@ -178,15 +178,9 @@ async fn loopback_addresses_in_disguise_are_refused_too() {
     );
 }
 
-#[actix_rt::test]
-async fn malformed_subscription_requests_get_400_with_a_json_error_and_call_nobody() {
-    let app = TestApp::spawn().await;
-    let receiver = Receiver::start().await;
-    let token = app.token(400, 1).await;
-    let url = receiver.url();
-
-    let mut failures = Vec::new();
-    let raw_cases: Vec<(&str, String)> = vec![
+/// Request bodies that are not a JSON subscription object, for `url`.
+fn malformed_raw_bodies(url: &str) -> Vec<(&'static str, String)> {
+    vec![
         (
             "truncated JSON",
             format!("{{\"event\":\"{REVISION_STATUS_UPDATED}\",\"endpoint\":"),
@@ -203,16 +197,13 @@ async fn malformed_subscription_requests_get_400_with_a_json_error_and_call_nobo
             ),
         ),
         ("JSON null", "null".to_string()),
-    ];
-    for (what, raw) in raw_cases {
-        let resp = app
-            .subscribe_raw(&token, Some("application/json"), raw)
-            .await;
-        if resp.0 != 400 || !resp.1["error"].is_string() || !resp.1["message"].is_string() {
-            failures.push(format!("{what}: {} {}", resp.0, resp.1));
-        }
-    }
-    let json_cases = vec![
+    ]
+}
+
+/// JSON subscription objects with a field of the wrong type, an unknown
+/// field, a bad endpoint, or a required field missing or empty, for `url`.
+fn malformed_json_bodies(url: &str) -> Vec<(&'static str, Value)> {
+    vec![
         (
             "event is a number",
             json!({"event": 5, "endpoint": url, "secret": SECRET}),
@@ -254,7 +245,27 @@ async fn malformed_subscription_requests_get_400_with_a_json_error_and_call_nobo
             json!({"event": REVISION_STATUS_UPDATED, "secret": SECRET}),
         ),
         ("event missing", json!({"endpoint": url, "secret": SECRET})),
-    ];
+    ]
+}
+
+#[actix_rt::test]
+async fn malformed_subscription_requests_get_400_with_a_json_error_and_call_nobody() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let token = app.token(400, 1).await;
+    let url = receiver.url();
+
+    let mut failures = Vec::new();
+    let raw_cases = malformed_raw_bodies(&url);
+    for (what, raw) in raw_cases {
+        let resp = app
+            .subscribe_raw(&token, Some("application/json"), raw)
+            .await;
+        if resp.0 != 400 || !resp.1["error"].is_string() || !resp.1["message"].is_string() {
+            failures.push(format!("{what}: {} {}", resp.0, resp.1));
+        }
+    }
+    let json_cases = malformed_json_bodies(&url);
     for (what, body) in json_cases {
         let resp = app.subscribe_json(&token, body).await;
         if resp.0 != 400 || !resp.1["error"].is_string() || !resp.1["message"].is_string() {
