@@ -36,6 +36,7 @@ mod internal_api;
 mod limits;
 mod mass_failure;
 mod outage;
+mod outage_calls;
 mod postgres;
 mod private_pg;
 mod storage;
