@@ -37,6 +37,7 @@ mod limits;
 mod mass_failure;
 mod outage;
 mod outage_calls;
+mod outage_verdict;
 mod postgres;
 mod private_pg;
 mod storage;

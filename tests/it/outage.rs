@@ -11,7 +11,8 @@
 //! these run whenever the machine has the PostgreSQL binaries, whatever
 //! `HOOKRELAY_TEST_POSTGRES_URL` says; without them they pass as skipped.
 //!
-//! What the requests saw is recorded by `outage_calls`.
+//! What the requests saw is recorded by `outage_calls`; `outage_verdict`
+//! judges it.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
@@ -19,11 +20,10 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 use crate::helpers::*;
-use crate::outage_calls::{
-    Answer, CLIENT_TIMEOUT, Call, MAX_OUTSTANDING, Timeline, poll_health, stream,
+use crate::outage_calls::{CLIENT_TIMEOUT, Call, Observed, Timeline, poll_health, stream};
+use crate::outage_verdict::{
+    Missing, PushAnswers, Recovery, answer_failures, judge_health, node_failures, recovery_failures,
 };
 use crate::private_pg::{PrivatePostgres, private_postgres};
 
@@ -36,9 +36,9 @@ const OUTAGE: Duration = Duration::from_secs(4);
 const BEFORE: Duration = Duration::from_millis(1500);
 const AFTER: Duration = Duration::from_secs(2);
 /// The slowest answer allowed to a push during the outage (want ~2 s).
-const SLOWEST_ANSWER: Duration = Duration::from_secs(3);
+pub(crate) const SLOWEST_ANSWER: Duration = Duration::from_secs(3);
 /// Every accepted event is delivered this long after the database's return.
-const DELIVERED_WITHIN: Duration = Duration::from_secs(LEASE_TTL.as_secs() + 10);
+pub(crate) const DELIVERED_WITHIN: Duration = Duration::from_secs(LEASE_TTL.as_secs() + 10);
 
 /// Runs a blocking `pg_ctl` step off the test's (single) async thread, so
 /// that the stream and the clocks keep running meanwhile.
@@ -101,16 +101,6 @@ async fn subscribe_endpoints(
         .await;
     }
     paths
-}
-
-/// What the test saw while PostgreSQL went away and came back.
-struct Observed {
-    /// Every push, answered.
-    calls: Vec<Call>,
-    health: Vec<Call>,
-    /// Ticks of the stream skipped with [`MAX_OUTSTANDING`] pushes unanswered.
-    skipped: usize,
-    t: Timeline,
 }
 
 /// Streams pushes to every node and polls their `/health` while PostgreSQL
@@ -178,137 +168,6 @@ async fn take_postgres_away(pg: &Arc<Mutex<PrivatePostgres>>, stop: &Cell<bool>)
     }
 }
 
-/// What the pushes' answers showed.
-#[derive(Default)]
-struct PushAnswers {
-    /// `(phase, status or "no answer")` → how many.
-    counts: HashMap<(&'static str, String), usize>,
-    /// Neither 202 (with an eventId) nor 503.
-    wrong: Vec<String>,
-    /// Sent during the outage and answered after more than [`SLOWEST_ANSWER`].
-    slow: Vec<String>,
-    /// 503 without `Retry-After` or a JSON error.
-    bad_503: Vec<String>,
-    slowest_503: Duration,
-    slowest_during: Duration,
-}
-
-impl PushAnswers {
-    fn of(calls: &[Call], t: &Timeline) -> PushAnswers {
-        let mut answers = PushAnswers::default();
-        for c in calls {
-            answers.judge(c, t);
-        }
-        answers
-    }
-
-    fn judge(&mut self, c: &Call, t: &Timeline) {
-        let phase = t.phase(c.sent);
-        let label = c
-            .answer
-            .status()
-            .map_or_else(|| "no answer".to_string(), |s| s.to_string());
-        *self.counts.entry((phase, label)).or_default() += 1;
-        let what = format!(
-            "event {} via node {} sent at {} ({phase}), answered after {:?}",
-            c.id,
-            c.node,
-            t.rel(c.sent),
-            c.took
-        );
-        match &c.answer {
-            Answer::None(e) => self.wrong.push(format!("{what}: {e}")),
-            Answer::Status {
-                status: 202, body, ..
-            } => {
-                if body["eventId"].is_null() {
-                    self.wrong
-                        .push(format!("{what}: 202 without an eventId: {body}"));
-                }
-            }
-            Answer::Status {
-                status: 503,
-                retry_after,
-                body,
-            } => {
-                self.slowest_503 = self.slowest_503.max(c.took);
-                if retry_after.is_none()
-                    || !body["error"].is_string()
-                    || !body["message"].is_string()
-                {
-                    self.bad_503
-                        .push(format!("{what}: Retry-After {retry_after:?}, body {body}"));
-                }
-            }
-            Answer::Status { status, body, .. } => {
-                self.wrong.push(format!("{what}: {status} {body}"))
-            }
-        }
-        if phase == "during" {
-            self.slowest_during = self.slowest_during.max(c.took);
-            if c.took > SLOWEST_ANSWER {
-                self.slow.push(what);
-            }
-        }
-    }
-
-    fn report(&self, nodes: usize, seen: &Observed) {
-        let mut table: Vec<_> = self.counts.iter().collect();
-        table.sort();
-        let t = &seen.t;
-        eprintln!(
-            "{nodes} node(s): {} pushes ({} ticks skipped with {MAX_OUTSTANDING} unanswered); \
-             PostgreSQL down {:?} (stop took {:?}, start took {:?}); answers by phase: {table:?}; \
-             slowest 503 {:?}; slowest answer to a push sent during the outage {:?}",
-            seen.calls.len(),
-            seen.skipped,
-            t.back - t.down,
-            t.stopped - t.down,
-            t.back - t.restarting,
-            self.slowest_503,
-            self.slowest_during,
-        );
-    }
-}
-
-/// The `/health` polls that answered neither 200 nor 503 (with a reason)
-/// within [`SLOWEST_ANSWER`], and per node how long after the stop it first
-/// said `"ready": false` while PostgreSQL was away.
-fn judge_health(
-    health: &[Call],
-    t: &Timeline,
-    nodes: usize,
-) -> (Vec<String>, Vec<Option<Duration>>) {
-    let mut wrong = Vec::new();
-    let mut first_not_ready: Vec<Option<Duration>> = vec![None; nodes];
-    for h in health {
-        let what = format!(
-            "/health of node {} at {} ({})",
-            h.node,
-            t.rel(h.sent),
-            t.phase(h.sent)
-        );
-        if h.took > SLOWEST_ANSWER {
-            wrong.push(format!("{what} took {:?}", h.took));
-        }
-        match h.answer.status() {
-            Some(200) | Some(503) => {}
-            _ => wrong.push(format!("{what}: {:?}", h.answer)),
-        }
-        let body = h.answer.body();
-        let not_ready = h.answer.status() == Some(503) && body["ready"] == Value::Bool(false);
-        if h.answer.status() == Some(503) && !body["reason"].is_string() {
-            wrong.push(format!("{what}: 503 without a \"reason\": {body}"));
-        }
-        if not_ready && h.sent >= t.stopped && h.sent < t.restarting {
-            let since = h.sent - t.stopped;
-            let first = &mut first_not_ready[h.node];
-            *first = Some(first.map_or(since, |f| f.min(since)));
-        }
-    }
-    (wrong, first_not_ready)
-}
-
 /// Per node, how long after PostgreSQL's return it was ready again: the
 /// first poll after the return that found it ready, as the poller saw it;
 /// else asked again now, until [`DELIVERED_WITHIN`] after the return.
@@ -349,9 +208,6 @@ fn accepted_pushes(calls: &[Call]) -> HashMap<i64, Instant> {
         .map(|c| (c.id, c.sent))
         .collect()
 }
-
-/// What some endpoints still miss: `(path and count, a sample of ids)`.
-type Missing = Vec<(String, Vec<String>)>;
 
 /// Waits until every accepted event reached every path: `Ok(time from the
 /// return to the last first arrival)`, or what is missing
@@ -400,101 +256,6 @@ async fn wait_until_delivered(
         }
         sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// The nodes that exited or were restarted (`pids` as they started).
-fn node_failures(apps: &mut [TestApp], pids: &[u32]) -> Vec<String> {
-    let mut failures = Vec::new();
-    for (n, app) in apps.iter_mut().enumerate() {
-        if !app.is_running() {
-            failures.push(format!(
-                "node {n} exited during the outage\n{}",
-                app.log_tail(60)
-            ));
-        } else if app.pid() != pids[n] {
-            failures.push(format!("node {n} was restarted"));
-        }
-    }
-    failures
-}
-
-fn first_20(v: &[String]) -> String {
-    v[..v.len().min(20)].join("\n    ")
-}
-
-/// The wrong, badly formed or slow answers to pushes and to `/health`.
-fn answer_failures(answers: &PushAnswers, health_wrong: &[String]) -> Vec<String> {
-    let mut failures = Vec::new();
-    if !answers.wrong.is_empty() {
-        failures.push(format!(
-            "pushes must answer 202 or 503, nothing else; {} did not (first 20):\n    {}",
-            answers.wrong.len(),
-            first_20(&answers.wrong)
-        ));
-    }
-    if !answers.bad_503.is_empty() {
-        failures.push(format!(
-            "every 503 carries Retry-After and a JSON {{error, message}}; {} did not (first 20):\n    {}",
-            answers.bad_503.len(),
-            first_20(&answers.bad_503)
-        ));
-    }
-    if !answers.slow.is_empty() {
-        failures.push(format!(
-            "pushes during the outage must be answered within {SLOWEST_ANSWER:?}; {} were not \
-             (first 20):\n    {}",
-            answers.slow.len(),
-            first_20(&answers.slow)
-        ));
-    }
-    if !health_wrong.is_empty() {
-        failures.push(format!(
-            "/health must answer 200 or 503 (with a reason) within {SLOWEST_ANSWER:?}:\n    {}",
-            first_20(health_wrong)
-        ));
-    }
-    failures
-}
-
-/// What the nodes said and did about the outage and the return.
-struct Recovery {
-    first_not_ready: Vec<Option<Duration>>,
-    ready_again: Vec<Option<Duration>>,
-    delivered: Result<Duration, Missing>,
-    accepted: usize,
-}
-
-/// Not ready while away, ready again, every accepted event delivered, and a
-/// push after the return accepted.
-fn recovery_failures(r: &Recovery, seen: &Observed) -> Vec<String> {
-    let mut failures = Vec::new();
-    if !r.first_not_ready.iter().all(Option::is_some) {
-        failures.push(format!(
-            "/health must say \"ready\": false while the database is down; per node, first seen \
-             after the stop: {:?}",
-            r.first_not_ready
-        ));
-    }
-    if r.ready_again.iter().any(Option::is_none) {
-        failures.push(format!(
-            "/health was not ready on every node {DELIVERED_WITHIN:?} after the database's return"
-        ));
-    }
-    if let Err(missing) = &r.delivered {
-        failures.push(format!(
-            "{DELIVERED_WITHIN:?} after PostgreSQL's return, of {} events answered 202 some never \
-             arrived: {missing:?}",
-            r.accepted
-        ));
-    }
-    if !seen
-        .calls
-        .iter()
-        .any(|c| seen.t.phase(c.sent) == "after" && c.answer.status() == Some(202))
-    {
-        failures.push("no push after the database's return was accepted".to_string());
-    }
-    failures
 }
 
 /// `nodes` hookrelay nodes on one private PostgreSQL, four endpoints, a

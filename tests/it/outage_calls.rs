@@ -1,6 +1,7 @@
 //! What the outage tests' requests saw: one push or `/health` poll
 //! ([`Call`], [`Answer`]), the steady stream of pushes, the `/health`
-//! poller, and when the outage happened ([`Timeline`]).
+//! poller, when the outage happened ([`Timeline`]), and all of it
+//! ([`Observed`]).
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -192,4 +193,14 @@ pub(crate) async fn poll_health(health_urls: Vec<String>, stop: Rc<Cell<bool>>) 
         sleep(HEALTH_EVERY).await;
     }
     polls
+}
+
+/// What the test saw while PostgreSQL went away and came back.
+pub(crate) struct Observed {
+    /// Every push, answered.
+    pub(crate) calls: Vec<Call>,
+    pub(crate) health: Vec<Call>,
+    /// Ticks of the stream skipped with [`MAX_OUTSTANDING`] pushes unanswered.
+    pub(crate) skipped: usize,
+    pub(crate) t: Timeline,
 }
