@@ -1,6 +1,6 @@
-//! Dead letters: a delivery that fails on every attempt is listed once its
-//! retries are used up, filtered by subscription or endpoint, paged with a
-//! cursor, and replayed once the endpoint is fixed.
+//! Dead letters: a delivery that fails on every attempt (or times out) is
+//! listed once its retries are used up, filtered by subscription or
+//! endpoint, paged with a cursor, and replayed once the endpoint is fixed.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -234,6 +234,33 @@ async fn a_dead_letter_replayed_once_the_endpoint_is_fixed_is_delivered_signed()
     let last = s.failing.deliveries_of(1).pop().unwrap();
     assert_eq!(last.json(), s.ev1);
     assert_signed(&last, SECRET);
+}
+
+#[actix_rt::test]
+async fn a_delivery_slower_than_the_delivery_timeout_fails_as_timed_out() {
+    let app =
+        TestApp::spawn_with(&["--delivery-timeout", "300ms", "--retry-schedule", "100ms"]).await;
+    let slow = Receiver::start().await;
+    slow.set_verification_reply(Reply::status(200));
+    let token = app.token(2650, 1).await;
+    let sub = app
+        .subscribe_ok(&token, CONFIRM_FINAL_GRADES, &slow.url(), SECRET)
+        .await;
+    slow.set_reply(Reply::delayed(Duration::from_secs(2), 200));
+    app.push_event_ok(&event(CONFIRM_FINAL_GRADES, 2650, 1))
+        .await;
+    let letter: Value = wait_for(Duration::from_secs(30), "the dead letter", || async {
+        let (_, body) = app.dead_letters(&[("subscription", sub.to_string())]).await;
+        body["deadLetters"]
+            .as_array()
+            .and_then(|l| l.first().cloned())
+    })
+    .await;
+    assert_eq!(letter["attempts"], 2, "1 attempt + 1 retry: {letter}");
+    assert_eq!(
+        letter["lastError"], "timed out after 300ms",
+        "each attempt was cut off at --delivery-timeout: {letter}"
+    );
 }
 
 #[actix_rt::test]
