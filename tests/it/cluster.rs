@@ -304,104 +304,72 @@ async fn events_pushed_round_robin_to_three_nodes_reach_every_endpoint_exactly_o
     }
 }
 
-#[actix_rt::test]
-async fn a_killed_nodes_endpoints_are_taken_over_and_every_accepted_event_is_delivered() {
-    let mut c = cluster!(
-        8200,
-        Reply::delayed(Duration::from_millis(20), 200),
-        &["--max-in-flight-per-endpoint", "4"]
-    );
-    let owners = c.owners(0).await;
-    // The victim: the node owning the most endpoints.
-    let victim = (0..NODES.len())
-        .max_by_key(|i| {
-            owners
-                .values()
-                .filter(|o| o.as_deref() == Some(NODES[*i]))
-                .count()
-        })
-        .unwrap();
-    let victim_paths: HashSet<String> = owners
-        .iter()
-        .filter(|(_, o)| o.as_deref() == Some(NODES[victim]))
-        .map(|(p, _)| p.clone())
-        .collect();
-    assert!(!victim_paths.is_empty(), "{owners:?}");
-    let survivors: Vec<usize> = (0..NODES.len()).filter(|i| *i != victim).collect();
-    let live: Vec<&str> = survivors.iter().map(|i| NODES[*i]).collect();
-    eprintln!(
-        "killing {} which owns {victim_paths:?}; survivors {live:?}",
-        NODES[victim]
-    );
+/// The node owning the most endpoints, and their paths.
+fn busiest_node(owners: &HashMap<String, Option<String>>) -> (usize, HashSet<String>) {
+    let owned_by = |i: usize| {
+        owners
+            .iter()
+            .filter(|(_, o)| o.as_deref() == Some(NODES[i]))
+            .map(|(p, _)| p.clone())
+            .collect::<HashSet<String>>()
+    };
+    let busiest = (0..NODES.len())
+        .max_by_key(|i| owned_by(*i).len())
+        .expect("the cluster has nodes");
+    (busiest, owned_by(busiest))
+}
 
-    let mut accepted: HashSet<i64> = HashSet::new();
-    for i in 1..=100 {
-        if push_to(&c, &survivors, i).await {
+/// Pushes the events `ids` to `survivors` (round robin); answers those
+/// accepted.
+async fn push_all(
+    c: &Cluster,
+    survivors: &[usize],
+    ids: std::ops::RangeInclusive<i64>,
+) -> HashSet<i64> {
+    let mut accepted = HashSet::new();
+    for i in ids {
+        if push_to(c, survivors, i).await {
             accepted.insert(i);
         }
     }
-    // The victim is delivering when it dies.
-    wait_until(SOON, "the victim delivered some of the stream", || {
-        victim_paths.iter().any(|p| {
-            c.arrivals(p)
-                .keys()
-                .filter(|id| (1..=100).contains(*id))
-                .count()
-                >= 10
-        })
-    })
-    .await;
-    // Taken out of the cluster; kept until the end for its log.
-    let mut dead = c.nodes[victim].take().expect("victim running");
-    dead.kill9();
-    let killed = Instant::now();
+    accepted
+}
 
-    // Keep pushing to the survivors while they take the endpoints over.
-    let pushing = async {
-        let mut more = HashSet::new();
-        for i in 101..=300 {
-            if push_to(&c, &survivors, i).await {
-                more.insert(i);
-            }
-        }
-        more
-    };
+/// Pushes events 101..=300 to `survivors` while they take the killed node's
+/// endpoints over; answers the accepted ids and how long after `killed`
+/// every endpoint had an owner among `live`.
+async fn push_during_takeover(
+    c: &Cluster,
+    survivors: &[usize],
+    live: &[&str],
+    killed: Instant,
+) -> (HashSet<i64>, Duration) {
+    let pushing = push_all(c, survivors, 101..=300);
     let takeover = async {
-        c.wait_for_owners(&live).await;
+        c.wait_for_owners(live).await;
         killed.elapsed()
     };
-    let (more, took) = futures_util::future::join(pushing, takeover).await;
-    accepted.extend(more);
-    eprintln!(
-        "the killed node's endpoints had new owners {took:?} after the kill; {} of 300 pushes accepted",
-        accepted.len()
-    );
-    assert!(
-        took <= LEASE_TTL + Duration::from_secs(8),
-        "the killed node's endpoints got new owners only {took:?} after the kill (lease TTL {LEASE_TTL:?})"
-    );
-    assert!(
-        accepted.len() >= 250,
-        "the survivors refused {} of 300 pushes",
-        300 - accepted.len()
-    );
+    futures_util::future::join(pushing, takeover).await
+}
 
-    c.wait_for_everywhere(&accepted, Duration::from_secs(60))
-        .await;
-    c.wait_until_settled().await;
-    // Duplicates only for what the victim had in flight (or had just had
-    // answered) when it died: their first arrival is before the kill.
-    // Duplicates only for what the victim had in flight when it died, or had
-    // had answered but not yet recorded (outcomes are written in batches
-    // every few tens of milliseconds): their first arrival is just before
-    // the kill.
+/// Duplicates beyond what the victim had in flight when it died, or had had
+/// answered but not yet recorded (outcomes are written in batches every few
+/// tens of milliseconds): on the victim's endpoints, an event repeated
+/// though first sent more than 2 s before or 250 ms after the kill; on a
+/// survivor's, any repeat.
+fn duplicates_beyond_the_kill(
+    c: &Cluster,
+    victim_paths: &HashSet<String>,
+    accepted: &HashSet<i64>,
+    killed: Instant,
+) -> Vec<String> {
     let (before, after) = (Duration::from_secs(2), Duration::from_millis(250));
     let mut problems = Vec::new();
     let mut victim_dups = 0;
     let mut oldest = Duration::ZERO;
     for p in &c.paths {
         let arrivals = c.arrivals(p);
-        let dups = duplicates(&arrivals, &accepted);
+        let dups = duplicates(&arrivals, accepted);
         if victim_paths.contains(p) {
             victim_dups += dups.len();
             let mut outside = Vec::new();
@@ -424,6 +392,63 @@ async fn a_killed_nodes_endpoints_are_taken_over_and_every_accepted_event_is_del
     eprintln!(
         "duplicates on the victim's endpoints: {victim_dups}, first sent at most {oldest:?} before the kill"
     );
+    problems
+}
+
+#[actix_rt::test]
+async fn a_killed_nodes_endpoints_are_taken_over_and_every_accepted_event_is_delivered() {
+    let mut c = cluster!(
+        8200,
+        Reply::delayed(Duration::from_millis(20), 200),
+        &["--max-in-flight-per-endpoint", "4"]
+    );
+    let owners = c.owners(0).await;
+    let (victim, victim_paths) = busiest_node(&owners);
+    assert!(!victim_paths.is_empty(), "{owners:?}");
+    let survivors: Vec<usize> = (0..NODES.len()).filter(|i| *i != victim).collect();
+    let live: Vec<&str> = survivors.iter().map(|i| NODES[*i]).collect();
+    eprintln!(
+        "killing {} which owns {victim_paths:?}; survivors {live:?}",
+        NODES[victim]
+    );
+
+    let mut accepted = push_all(&c, &survivors, 1..=100).await;
+    // The victim is delivering when it dies.
+    wait_until(SOON, "the victim delivered some of the stream", || {
+        victim_paths.iter().any(|p| {
+            c.arrivals(p)
+                .keys()
+                .filter(|id| (1..=100).contains(*id))
+                .count()
+                >= 10
+        })
+    })
+    .await;
+    // Taken out of the cluster; kept until the end for its log.
+    let mut dead = c.nodes[victim].take().expect("victim running");
+    dead.kill9();
+    let killed = Instant::now();
+
+    let (more, took) = push_during_takeover(&c, &survivors, &live, killed).await;
+    accepted.extend(more);
+    eprintln!(
+        "the killed node's endpoints had new owners {took:?} after the kill; {} of 300 pushes accepted",
+        accepted.len()
+    );
+    assert!(
+        took <= LEASE_TTL + Duration::from_secs(8),
+        "the killed node's endpoints got new owners only {took:?} after the kill (lease TTL {LEASE_TTL:?})"
+    );
+    assert!(
+        accepted.len() >= 250,
+        "the survivors refused {} of 300 pushes",
+        300 - accepted.len()
+    );
+
+    c.wait_for_everywhere(&accepted, Duration::from_secs(60))
+        .await;
+    c.wait_until_settled().await;
+    let problems = duplicates_beyond_the_kill(&c, &victim_paths, &accepted, killed);
     assert!(!dead.is_running());
     assert!(
         problems.is_empty(),

@@ -1,6 +1,6 @@
 //! Delivery to subscribers: body and signatures, routing (event type, tenant,
-//! triggering user), fan-out of a large batch, retries, dead letters and
-//! replay, isolation of a slow endpoint.
+//! triggering user), fan-out of a large batch, retries, isolation of a slow
+//! endpoint. Dead letters are in `dead_letters`.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -10,12 +10,6 @@ use serde_json::{Value, json};
 use crate::helpers::*;
 
 const SECRET: &str = "delivery-secret-0123";
-
-fn id_string(v: &Value) -> String {
-    v.as_str()
-        .map(str::to_string)
-        .unwrap_or_else(|| v.to_string())
-}
 
 #[actix_rt::test]
 async fn a_pushed_event_reaches_a_matching_endpoint_with_an_equal_body_and_valid_signatures() {
@@ -449,186 +443,6 @@ async fn a_delivery_that_fails_twice_is_retried_with_the_same_webhook_id_until_i
         Some(0),
         "a delivered event is no dead letter: {body}"
     );
-}
-
-#[actix_rt::test]
-async fn a_delivery_slower_than_the_delivery_timeout_fails_as_timed_out() {
-    let app =
-        TestApp::spawn_with(&["--delivery-timeout", "300ms", "--retry-schedule", "100ms"]).await;
-    let slow = Receiver::start().await;
-    slow.set_verification_reply(Reply::status(200));
-    let token = app.token(2650, 1).await;
-    let sub = app
-        .subscribe_ok(&token, CONFIRM_FINAL_GRADES, &slow.url(), SECRET)
-        .await;
-    slow.set_reply(Reply::delayed(Duration::from_secs(2), 200));
-    app.push_event_ok(&event(CONFIRM_FINAL_GRADES, 2650, 1))
-        .await;
-    let letter: Value = wait_for(Duration::from_secs(30), "the dead letter", || async {
-        let (_, body) = app.dead_letters(&[("subscription", sub.to_string())]).await;
-        body["deadLetters"]
-            .as_array()
-            .and_then(|l| l.first().cloned())
-    })
-    .await;
-    assert_eq!(letter["attempts"], 2, "1 attempt + 1 retry: {letter}");
-    assert_eq!(
-        letter["lastError"], "timed out after 300ms",
-        "each attempt was cut off at --delivery-timeout: {letter}"
-    );
-}
-
-#[actix_rt::test]
-async fn a_delivery_that_always_fails_is_dead_lettered_after_four_attempts_and_can_be_replayed() {
-    // Both endpoints answer their verification probes: they are up but
-    // refuse these deliveries, so the deliveries use up their retries
-    // (an endpoint that answers nothing is paused instead; see health.rs).
-    let app = TestApp::spawn_with(&[
-        "--retry-schedule",
-        "200ms,200ms,200ms",
-        "--probe-interval",
-        "100ms",
-    ])
-    .await;
-    let failing = Receiver::start().await;
-    let other = Receiver::start().await;
-    failing.set_verification_reply(Reply::status(200));
-    other.set_verification_reply(Reply::status(200));
-    let token = app.token(2600, 1).await;
-    let sub = app
-        .subscribe_ok(&token, CONFIRM_FINAL_GRADES, &failing.url(), SECRET)
-        .await;
-    let other_sub = app
-        .subscribe_ok(&token, CONFIRM_FINAL_GRADES, &other.url(), "other-secret")
-        .await;
-    failing.set_status(500);
-    other.set_status(503);
-
-    let ev1 = event(CONFIRM_FINAL_GRADES, 2600, 1);
-    let ev2 = event(CONFIRM_FINAL_GRADES, 2600, 2);
-    let id1 = app.push_event_ok(&ev1).await["eventId"].clone();
-    let id2 = app.push_event_ok(&ev2).await["eventId"].clone();
-
-    let by_sub = |s: i64| vec![("subscription", s.to_string())];
-    let letters: Vec<Value> = wait_for(
-        Duration::from_secs(60),
-        "two dead letters for the failing subscription",
-        || async {
-            let (status, body) = app.dead_letters(&by_sub(sub)).await;
-            assert_eq!(status, 200, "dead-letters answered {status}: {body}");
-            let list = body["deadLetters"].as_array().cloned().unwrap_or_default();
-            (list.len() >= 2).then_some(list)
-        },
-    )
-    .await;
-    assert_eq!(letters.len(), 2, "{letters:?}");
-    for dl in &letters {
-        assert_eq!(dl["subscriptionId"], sub, "filter by subscription: {dl}");
-        assert_eq!(dl["endpoint"], failing.url(), "{dl}");
-        assert_eq!(dl["attempts"], 4, "1 attempt + 3 retries: {dl}");
-        assert!(
-            dl["lastError"].as_str().is_some_and(|e| e.contains("500")),
-            "lastError should say 500: {dl}"
-        );
-        assert!(!dl["id"].is_null() && !dl["endpointId"].is_null(), "{dl}");
-        assert!(dl["eventId"] == id1 || dl["eventId"] == id2, "{dl}");
-        let expected = if dl["eventId"] == id1 { &ev1 } else { &ev2 };
-        assert_eq!(
-            dl["event"], *expected,
-            "the dead letter carries the event: {dl}"
-        );
-    }
-    for c in [1, 2] {
-        let attempts = failing.deliveries_of(c);
-        assert_eq!(
-            attempts.len(),
-            4,
-            "event {c}: expected 4 attempts before dead-lettering"
-        );
-        let ids: HashSet<String> = attempts.iter().map(|a| a.webhook_id()).collect();
-        assert_eq!(
-            ids.len(),
-            1,
-            "event {c}: webhook-id changed across retries: {ids:?}"
-        );
-    }
-
-    // Filtering by endpoint and by the other subscription.
-    let endpoint_id = id_string(&letters[0]["endpointId"]);
-    let (status, body) = app.dead_letters(&[("endpoint", endpoint_id.clone())]).await;
-    assert_eq!(status, 200, "{body}");
-    let by_endpoint = body["deadLetters"].as_array().cloned().unwrap_or_default();
-    assert_eq!(
-        by_endpoint.len(),
-        2,
-        "filter by endpoint {endpoint_id}: {body}"
-    );
-    assert!(
-        by_endpoint.iter().all(|d| d["endpoint"] == failing.url()),
-        "{body}"
-    );
-    let others: Vec<Value> = wait_for(
-        Duration::from_secs(60),
-        "two dead letters for the other subscription",
-        || async {
-            let (_, body) = app.dead_letters(&by_sub(other_sub)).await;
-            let list = body["deadLetters"].as_array().cloned().unwrap_or_default();
-            (list.len() >= 2).then_some(list)
-        },
-    )
-    .await;
-    assert!(
-        others.iter().all(|d| d["subscriptionId"] == other_sub),
-        "{others:?}"
-    );
-    assert!(
-        others
-            .iter()
-            .all(|d| d["lastError"].as_str().unwrap_or_default().contains("503")),
-        "{others:?}"
-    );
-
-    // Paging.
-    let mut query = by_sub(sub);
-    query.push(("limit", "1".into()));
-    let (status, page1) = app.dead_letters(&query).await;
-    assert_eq!(status, 200, "{page1}");
-    assert_eq!(
-        page1["deadLetters"].as_array().map(Vec::len),
-        Some(1),
-        "limit=1: {page1}"
-    );
-    let cursor = page1["nextCursor"]
-        .as_str()
-        .unwrap_or_else(|| panic!("a first page of 1 of 2 needs a nextCursor: {page1}"));
-    query.push(("cursor", cursor.to_string()));
-    let (status, page2) = app.dead_letters(&query).await;
-    assert_eq!(status, 200, "{page2}");
-    assert_eq!(
-        page2["deadLetters"].as_array().map(Vec::len),
-        Some(1),
-        "second page: {page2}"
-    );
-    assert_ne!(
-        page1["deadLetters"][0]["id"], page2["deadLetters"][0]["id"],
-        "pages repeat an entry"
-    );
-
-    // Replay once the endpoint is fixed.
-    failing.set_status(200);
-    let replayed = letters.iter().find(|d| d["eventId"] == id1).unwrap();
-    let (status, body) = app.replay_dead_letter(id_string(&replayed["id"])).await;
-    assert_eq!(status, 202, "replay answered {status}: {body}");
-    wait_until(SOON, "the replayed delivery arrived", || {
-        failing.deliveries_of(1).len() >= 5
-    })
-    .await;
-    let last = failing.deliveries_of(1).pop().unwrap();
-    assert_eq!(last.json(), ev1);
-    assert_signed(&last, SECRET);
-
-    let resp = app.replay_dead_letter("999999999").await;
-    assert_json_error(&resp, 404, "replay of an unknown dead letter");
 }
 
 #[actix_rt::test]

@@ -13,6 +13,34 @@ use crate::helpers::*;
 
 const SECRET: &str = "endpoint-safety-secret";
 
+/// Waits until `url`'s endpoint had two scheduled verification calls, a
+/// delivery and the probe after it refused (paused, with the counts),
+/// asserting on every poll that `called` (some receiver was called) is
+/// false; answers the endpoint.
+async fn wait_until_refused(app: &TestApp, url: &str, called: impl Fn() -> bool) -> Value {
+    wait_for(
+        SOON,
+        "two verification calls, a delivery and a probe refused",
+        || {
+            let called = called();
+            async move {
+                assert!(!called, "a refused endpoint was called after the restart");
+                let e = app.endpoint_with_url(url).await?;
+                let refused = e["failedVerifications"].as_u64() >= Some(2)
+                    && e["consecutiveFailures"].as_u64() >= Some(1)
+                    && e["state"] == "paused";
+                refused.then_some(e)
+            }
+        },
+    )
+    .await
+}
+
+/// The bodies of every request `receiver` got.
+fn bodies(receiver: &Receiver) -> Vec<String> {
+    receiver.requests().iter().map(|r| r.body_text()).collect()
+}
+
 #[actix_rt::test]
 async fn ip_literal_endpoints_stored_with_private_endpoints_allowed_get_no_verification_call_probe_or_delivery_after_a_restart_without_the_option()
  {
@@ -57,23 +85,7 @@ async fn ip_literal_endpoints_stored_with_private_endpoints_allowed_get_no_verif
     // the counts and resumed the endpoint.)
     for receiver in [&v4, &v6] {
         let url = receiver.url();
-        let endpoint = wait_for(
-            SOON,
-            "two verification calls, a delivery and a probe refused",
-            || {
-                let (app, url) = (&app, &url);
-                let called = (v4.count(), v6.count()) != seen;
-                async move {
-                    assert!(!called, "a refused endpoint was called after the restart");
-                    let e = app.endpoint_with_url(url).await?;
-                    let refused = e["failedVerifications"].as_u64() >= Some(2)
-                        && e["consecutiveFailures"].as_u64() >= Some(1)
-                        && e["state"] == "paused";
-                    refused.then_some(e)
-                }
-            },
-        )
-        .await;
+        let endpoint = wait_until_refused(&app, &url, || (v4.count(), v6.count()) != seen).await;
         let reason = endpoint["lastFailureReason"].as_str().unwrap_or_default();
         assert!(
             reason.contains("refused before connecting")
@@ -85,14 +97,8 @@ async fn ip_literal_endpoints_stored_with_private_endpoints_allowed_get_no_verif
         (v4.count(), v6.count()),
         seen,
         "a refused endpoint was called after the restart: {:?} {:?}",
-        v4.requests()
-            .iter()
-            .map(|r| r.body_text())
-            .collect::<Vec<_>>(),
-        v6.requests()
-            .iter()
-            .map(|r| r.body_text())
-            .collect::<Vec<_>>()
+        bodies(&v4),
+        bodies(&v6)
     );
     let log = std::fs::read_to_string(&app.log_path).unwrap_or_default();
     assert!(

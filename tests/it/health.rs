@@ -1,6 +1,7 @@
-//! Endpoint health: pause and self-healing, 410 Gone, `Retry-After`, and the
-//! per-endpoint series of `/metrics` following deliveries. Short intervals;
-//! every wait is a condition with a deadline.
+//! Endpoint health: pause and self-healing, 410 Gone, `Retry-After`. The
+//! per-endpoint series of `/metrics` following deliveries are in
+//! `endpoint_metrics`. Short intervals; every wait is a condition with a
+//! deadline.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -25,7 +26,7 @@ async fn wait_for_endpoint(
 }
 
 /// The value of a per-endpoint series, 0 when the series is absent.
-fn series(m: &PromText, name: &str, endpoint: &str, outcome: Option<&str>) -> f64 {
+pub(crate) fn series(m: &PromText, name: &str, endpoint: &str, outcome: Option<&str>) -> f64 {
     let mut labels = vec![("endpoint", endpoint)];
     if let Some(o) = outcome {
         labels.push(("outcome", o));
@@ -35,6 +36,43 @@ fn series(m: &PromText, name: &str, endpoint: &str, outcome: Option<&str>) -> f6
 
 fn is_subscribed(list: &[Value], id: i64) -> bool {
     list.iter().any(|s| s["subscriptionId"] == id)
+}
+
+/// Pushes events 1..=20 while `receiver` answers 503 to everything, and
+/// waits until its endpoint is paused, in `/internal/v1/endpoints` and in
+/// `/metrics`.
+async fn pause_with_twenty_held(app: &TestApp, receiver: &Receiver, endpoint: &str) {
+    receiver.set_status(503);
+    for i in 1..=20 {
+        let pushed = app
+            .push_event_ok(&event(REVISION_STATUS_UPDATED, 7000, i))
+            .await;
+        assert_eq!(pushed["deliveries"], 1, "event {i}: {pushed}");
+    }
+    let paused = wait_for_endpoint(
+        app,
+        &receiver.url(),
+        "the endpoint is paused after failed attempts and a failed probe",
+        |e| e["state"] == "paused",
+    )
+    .await;
+    eprintln!("paused: {paused}");
+    wait_for(SOON, "hookrelay_endpoint_paused is 1", || async {
+        let m = app.scrape().await;
+        (series(&m, "hookrelay_endpoint_paused", endpoint, None) == 1.0
+            && series(&m, "hookrelay_endpoint_up", endpoint, None) == 0.0)
+            .then_some(())
+    })
+    .await;
+}
+
+/// The contextObjectIds `receiver` got, in arrival order.
+fn arrival_order(receiver: &Receiver) -> Vec<i64> {
+    receiver
+        .deliveries()
+        .iter()
+        .filter_map(Recorded::context_object_id)
+        .collect()
 }
 
 #[actix_rt::test]
@@ -57,28 +95,7 @@ async fn a_paused_endpoint_heals_and_sends_its_held_deliveries_in_order_without_
     let endpoint = app.endpoint_id(&receiver.url()).await;
 
     // Down: 503 to deliveries and verification calls alike.
-    receiver.set_status(503);
-    for i in 1..=20 {
-        let pushed = app
-            .push_event_ok(&event(REVISION_STATUS_UPDATED, 7000, i))
-            .await;
-        assert_eq!(pushed["deliveries"], 1, "event {i}: {pushed}");
-    }
-    let paused = wait_for_endpoint(
-        &app,
-        &receiver.url(),
-        "the endpoint is paused after failed attempts and a failed probe",
-        |e| e["state"] == "paused",
-    )
-    .await;
-    eprintln!("paused: {paused}");
-    wait_for(SOON, "hookrelay_endpoint_paused is 1", || async {
-        let m = app.scrape().await;
-        (series(&m, "hookrelay_endpoint_paused", &endpoint, None) == 1.0
-            && series(&m, "hookrelay_endpoint_up", &endpoint, None) == 0.0)
-            .then_some(())
-    })
-    .await;
+    pause_with_twenty_held(&app, &receiver, &endpoint).await;
     // Strict order: only the oldest delivery was ever tried while down.
     let tried: HashSet<i64> = receiver.delivered_context_ids();
     assert_eq!(
@@ -105,12 +122,7 @@ async fn a_paused_endpoint_heals_and_sends_its_held_deliveries_in_order_without_
         "all 20 held deliveries arrived {:?} after the endpoint came back",
         healed.elapsed()
     );
-
-    let order: Vec<i64> = receiver
-        .deliveries()
-        .iter()
-        .filter_map(Recorded::context_object_id)
-        .collect();
+    let order = arrival_order(&receiver);
     let mut firsts = order.clone();
     firsts.dedup();
     assert_eq!(
@@ -135,8 +147,20 @@ async fn a_paused_endpoint_heals_and_sends_its_held_deliveries_in_order_without_
     );
 }
 
-#[actix_rt::test]
-async fn a_delivery_answered_410_unsubscribes_the_endpoint_at_once() {
+/// A server with alice's `gone` and bob's `control` receivers subscribed to
+/// `qti_export_ready` of tenant 7100, and event 1 pushed to both once `gone`
+/// answers 410; answers once `gone` got it, with alice's token, her
+/// subscription, and `hookrelay_auto_unsubscribed_total` before the push.
+struct AnsweredGone {
+    app: TestApp,
+    gone: Receiver,
+    control: Receiver,
+    alice: String,
+    sub: i64,
+    unsubscribed_before: f64,
+}
+
+async fn a_delivery_answered_410() -> AnsweredGone {
     let app = TestApp::spawn_with(&["--retry-schedule", "200ms,200ms,200ms"]).await;
     let gone = Receiver::start().await;
     let control = Receiver::start().await;
@@ -147,7 +171,7 @@ async fn a_delivery_answered_410_unsubscribes_the_endpoint_at_once() {
         .await;
     app.subscribe_ok(&bob, QTI_EXPORT_READY, &control.url(), SECRET)
         .await;
-    let before = app
+    let unsubscribed_before = app
         .scrape()
         .await
         .sum("hookrelay_auto_unsubscribed_total", &[]);
@@ -156,6 +180,26 @@ async fn a_delivery_answered_410_unsubscribes_the_endpoint_at_once() {
     let pushed = app.push_event_ok(&event(QTI_EXPORT_READY, 7100, 1)).await;
     assert_eq!(pushed["deliveries"], 2, "{pushed}");
     gone.wait_for_context_id(1, SOON).await;
+    AnsweredGone {
+        app,
+        gone,
+        control,
+        alice,
+        sub,
+        unsubscribed_before,
+    }
+}
+
+#[actix_rt::test]
+async fn a_delivery_answered_410_unsubscribes_the_endpoint_at_once() {
+    let AnsweredGone {
+        app,
+        gone,
+        alice,
+        sub,
+        unsubscribed_before: before,
+        ..
+    } = a_delivery_answered_410().await;
     let answered_410 = Instant::now();
 
     wait_until_async(SOON, "the subscription left the list", || async {
@@ -186,7 +230,13 @@ async fn a_delivery_answered_410_unsubscribes_the_endpoint_at_once() {
     if let Some(e) = app.endpoint_with_url(&gone.url()).await {
         assert_eq!(e["state"], "dead", "an endpoint that answered 410: {e}");
     }
+}
 
+#[actix_rt::test]
+async fn after_a_410_events_route_only_elsewhere_and_the_410_is_not_retried() {
+    let AnsweredGone {
+        app, gone, control, ..
+    } = a_delivery_answered_410().await;
     // Routing stops: pushes reach only the control subscription…
     let mut marker = 1000;
     wait_until_async(SOON, "events no longer route to the gone endpoint", || {
@@ -300,160 +350,4 @@ async fn a_429_without_retry_after_waits_twice_the_first_retry_step() {
         gap >= Duration::from_millis(1500) && gap <= Duration::from_secs(5),
         "a 429 without Retry-After must wait twice the first step (2 s): it waited {gap:?}"
     );
-}
-
-#[actix_rt::test]
-async fn metrics_parse_as_prometheus_text_and_the_endpoint_counters_follow_deliveries() {
-    let app = TestApp::spawn_with(&["--retry-schedule", "200ms,200ms,200ms"]).await;
-    let receiver = Receiver::start().await;
-    receiver.set_verification_reply(Reply::status(200));
-    let token = app.token(7500, 1).await;
-    app.subscribe_ok(&token, REVISION_STATUS_UPDATED, &receiver.url(), SECRET)
-        .await;
-    let endpoint = app.endpoint_id(&receiver.url()).await;
-    let (_, health) = app.health().await;
-    let node = health["node"].as_str().unwrap_or_default().to_string();
-
-    let m = app.scrape().await;
-    assert!(
-        m.samples.iter().all(|s| s.label("node").is_some()),
-        "every series carries a node label: {:?}",
-        m.samples.iter().find(|s| s.label("node").is_none())
-    );
-    if !node.is_empty() {
-        assert!(
-            m.samples.iter().all(|s| s.label("node") == Some(&node)),
-            "the node label is /health's node {node:?}"
-        );
-    }
-    let ingested_before = m.sum(
-        "hookrelay_events_ingested_total",
-        &[("event", REVISION_STATUS_UPDATED)],
-    );
-    let attempts = |m: &PromText, outcome| {
-        series(
-            m,
-            "hookrelay_delivery_attempts_total",
-            &endpoint,
-            Some(outcome),
-        )
-    };
-    let succeeded = |m: &PromText| {
-        series(
-            m,
-            "hookrelay_deliveries_total",
-            &endpoint,
-            Some("succeeded"),
-        )
-    };
-    assert_eq!(succeeded(&m), 0.0);
-    assert_eq!(attempts(&m, "http_error"), 0.0);
-
-    // A success moves deliveries{succeeded} and attempts{success}.
-    app.push_event_ok(&event(REVISION_STATUS_UPDATED, 7500, 1))
-        .await;
-    receiver.wait_for_context_id(1, SOON).await;
-    let m = wait_for(SOON, "the success in /metrics", || async {
-        let m = app.scrape().await;
-        (succeeded(&m) == 1.0).then_some(m)
-    })
-    .await;
-    assert_eq!(attempts(&m, "success"), 1.0);
-    assert_eq!(attempts(&m, "http_error"), 0.0);
-    assert_eq!(
-        series(&m, "hookrelay_endpoint_up", &endpoint, None),
-        1.0,
-        "a healthy endpoint is up"
-    );
-
-    // Two failed attempts move attempts{http_error}; the retry that
-    // succeeds moves deliveries{succeeded}.
-    receiver.set_script(
-        vec![Reply::status(500), Reply::status(500)],
-        Reply::status(200),
-    );
-    app.push_event_ok(&event(REVISION_STATUS_UPDATED, 7500, 2))
-        .await;
-    let m = wait_for(SOON, "two http errors in /metrics", || async {
-        let m = app.scrape().await;
-        (attempts(&m, "http_error") >= 2.0).then_some(m)
-    })
-    .await;
-    assert_eq!(attempts(&m, "http_error"), 2.0, "exactly the two failures");
-    wait_until(SOON, "the third attempt arrived", || {
-        receiver.deliveries_of(2).len() >= 3
-    })
-    .await;
-    let m = wait_for(SOON, "the retried success in /metrics", || async {
-        let m = app.scrape().await;
-        (succeeded(&m) == 2.0).then_some(m)
-    })
-    .await;
-    assert_eq!(attempts(&m, "success"), 2.0);
-    assert_eq!(attempts(&m, "http_error"), 2.0);
-    assert_eq!(
-        series(&m, "hookrelay_deliveries_total", &endpoint, Some("dead")),
-        0.0
-    );
-    assert_eq!(
-        m.value(
-            "hookrelay_delivery_duration_seconds_count",
-            &[("endpoint", endpoint.as_str())]
-        ),
-        Some(4.0),
-        "one duration observation per attempt"
-    );
-    assert_eq!(
-        series(
-            &m,
-            "hookrelay_endpoint_consecutive_failures",
-            &endpoint,
-            None
-        ),
-        0.0,
-        "a success ends the run of failures"
-    );
-    assert_eq!(
-        m.sum(
-            "hookrelay_events_ingested_total",
-            &[("event", REVISION_STATUS_UPDATED)]
-        ),
-        ingested_before + 2.0
-    );
-    assert_declared_types(&m);
-}
-
-/// Every family the contract names is declared with its type (vectors show
-/// only once they have a series, so call this after some traffic).
-fn assert_declared_types(m: &PromText) {
-    for family in [
-        "hookrelay_deliveries_total",
-        "hookrelay_delivery_attempts_total",
-        "hookrelay_verifications_total",
-        "hookrelay_auto_unsubscribed_total",
-        "hookrelay_events_ingested_total",
-    ] {
-        assert_eq!(
-            m.types.get(family).map(String::as_str),
-            Some("counter"),
-            "{family} is declared a counter"
-        );
-    }
-    assert_eq!(
-        m.types
-            .get("hookrelay_delivery_duration_seconds")
-            .map(String::as_str),
-        Some("histogram")
-    );
-    for gauge in [
-        "hookrelay_endpoint_queue_depth",
-        "hookrelay_endpoint_consecutive_failures",
-        "hookrelay_endpoint_up",
-    ] {
-        assert_eq!(
-            m.types.get(gauge).map(String::as_str),
-            Some("gauge"),
-            "{gauge} is declared a gauge"
-        );
-    }
 }

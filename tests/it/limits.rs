@@ -305,8 +305,7 @@ async fn creating_and_deleting_500_endpoints_leaves_metrics_as_large_as_before()
 }
 
 #[actix_rt::test]
-async fn every_error_is_json_a_wrong_method_gets_405_with_allow_and_bad_values_are_quoted_briefly()
-{
+async fn a_wrong_method_gets_a_json_405_naming_the_allowed_methods() {
     let app = TestApp::spawn().await;
     let token = app.token(9405, 1).await;
 
@@ -335,24 +334,40 @@ async fn every_error_is_json_a_wrong_method_gets_405_with_allow_and_bad_values_a
         "405 names the allowed methods: {raw}"
     );
     assert!(raw.contains("\"error\":\"method_not_allowed\""), "{raw}");
+}
 
+#[actix_rt::test]
+async fn an_empty_batch_gets_a_json_400_empty_batch() {
+    let app = TestApp::spawn().await;
     let (status, body) = app.push_batch(&[]).await;
     assert_eq!(status, 400, "an empty batch: {body}");
     assert_eq!(body["error"], "empty_batch", "{body}");
+}
 
+#[actix_rt::test]
+async fn an_event_naming_a_key_twice_gets_a_json_400_saying_so() {
+    let app = TestApp::spawn().await;
     let duplicate_keys = br#"{"event":"qti_export_ready","event":"revision_status_updated","marketplaceId":1,"contextObjectId":1,"contextObjectType":"QUESTION_SET","timestamp":"2021-06-29T18:16:06Z"}"#;
     let answer = app
         .push_event_raw(Some("application/json"), duplicate_keys.to_vec())
         .await;
     let message = assert_json_error(&answer, 400, "a key twice");
     assert!(message.contains("twice"), "{message}");
+}
 
+#[actix_rt::test]
+async fn a_number_beyond_64_bits_gets_a_json_400_saying_out_of_range() {
+    let app = TestApp::spawn().await;
     let mut huge = event(REVISION_STATUS_UPDATED, 9405, 1);
     huge["marketplaceId"] = json!(9_223_372_036_854_775_808u64);
     let answer = app.push_event(&huge).await;
     let message = assert_json_error(&answer, 400, "marketplaceId 2^63");
     assert!(message.contains("out of range"), "{message}");
+}
 
+#[actix_rt::test]
+async fn a_900_kb_bad_value_is_quoted_briefly_in_its_json_400() {
+    let app = TestApp::spawn().await;
     let mut long = event(REVISION_STATUS_UPDATED, 9405, 1);
     long["contextObjectType"] = json!("X".repeat(900_000));
     let answer = app.push_event(&long).await;
@@ -365,7 +380,7 @@ async fn every_error_is_json_a_wrong_method_gets_405_with_allow_and_bad_values_a
 }
 
 #[actix_rt::test]
-async fn a_trickled_body_is_cut_off_at_the_request_timeout_and_slow_clients_do_not_slow_others() {
+async fn a_push_next_to_500_stalled_connections_is_accepted() {
     let app = TestApp::spawn_with(&["--request-timeout", "2s"]).await;
     let url = app.internal_url.clone();
 
@@ -386,9 +401,13 @@ async fn a_trickled_body_is_cut_off_at_the_request_timeout_and_slow_clients_do_n
         started.elapsed()
     );
     drop(stalled);
+}
 
-    // Headers, then one byte of the body every 500 ms.
-    let mut stream = TcpStream::connect(host_port(&url)).expect("connect");
+/// Sends a push's headers to `url`, then one byte of its body every 500 ms
+/// until the server answers or closes; answers the answer and how long it
+/// took. Fails after 10 s.
+fn trickle_a_body(url: &str) -> (String, Duration) {
+    let mut stream = TcpStream::connect(host_port(url)).expect("connect");
     stream
         .write_all(
             b"POST /internal/v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n",
@@ -420,8 +439,16 @@ async fn a_trickled_body_is_cut_off_at_the_request_timeout_and_slow_clients_do_n
             break;
         }
     }
-    let answer = String::from_utf8_lossy(&answer).into_owned();
-    let took = started.elapsed();
+    (
+        String::from_utf8_lossy(&answer).into_owned(),
+        started.elapsed(),
+    )
+}
+
+#[actix_rt::test]
+async fn a_trickled_body_is_cut_off_at_the_request_timeout_with_a_json_408() {
+    let app = TestApp::spawn_with(&["--request-timeout", "2s"]).await;
+    let (answer, took) = trickle_a_body(&app.internal_url);
     eprintln!("a trickled body was answered after {took:?}: {answer}");
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("\"error\":\"request_timeout\""), "{answer}");

@@ -12,9 +12,10 @@
 //! PostgreSQL. `HOOKRELAY_TEST_BACKEND=postgres` without the URL fails.
 //! The `postgres` and `cluster` modules run on PostgreSQL whenever
 //! `HOOKRELAY_TEST_POSTGRES_URL` is set, whatever the backend, and pass as
-//! skipped when it is not; so does `cluster_consistency`. The `outage` tests
-//! start a private PostgreSQL server of their own (`private_pg`) from the
-//! machine's packages and pass as skipped when there are none.
+//! skipped when it is not; so do `cluster_consistency` and
+//! `cluster_handover`. The `outage` tests start a private PostgreSQL server
+//! of their own (`private_pg`) from the machine's packages and pass as
+//! skipped when there are none.
 //! A failing test prints the tail of the server log and keeps its temp dir
 //! (and its PostgreSQL database).
 
@@ -22,19 +23,27 @@ mod helpers;
 
 mod cluster;
 mod cluster_consistency;
+mod cluster_handover;
+mod cluster_nodes;
 mod crash;
+mod dead_letters;
 mod delivery;
+mod endpoint_metrics;
 mod endpoint_safety;
 mod harness;
 mod health;
 mod ingest;
+mod ingest_batches;
 mod internal_api;
 mod limits;
 mod mass_failure;
 mod outage;
+mod outage_calls;
+mod outage_verdict;
 mod postgres;
 mod private_pg;
 mod storage;
+mod subscription_refusals;
 mod subscriptions;
 mod verification;
 

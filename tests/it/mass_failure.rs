@@ -31,9 +31,9 @@ fn rss_and_threads(pid: u32) -> Option<(u64, u64)> {
     Some((field("VmRSS:")?, field("Threads:")?))
 }
 
-#[actix_rt::test]
-async fn two_thousand_endpoints_failing_at_once_keep_threads_and_memory_within_budget() {
-    let receiver = Receiver::start().await;
+/// A server that pauses an endpoint after one failure, with [`ENDPOINTS`]
+/// subscriptions of one token (paths `/m0`, `/m1`, … of `receiver`).
+async fn subscribe_every_endpoint(receiver: &Receiver) -> TestApp {
     let app = TestApp::spawn_with(&[
         "--max-subscriptions-per-token",
         "5000",
@@ -48,7 +48,6 @@ async fn two_thousand_endpoints_failing_at_once_keep_threads_and_memory_within_b
     ])
     .await;
     let token = app.token(MARKETPLACE, 1).await;
-    let bystander = app.token(MARKETPLACE + 1, 1).await;
     let started = Instant::now();
     futures_util::stream::iter(0..ENDPOINTS)
         .for_each_concurrent(16, |i| {
@@ -60,26 +59,31 @@ async fn two_thousand_endpoints_failing_at_once_keep_threads_and_memory_within_b
         })
         .await;
     eprintln!("{ENDPOINTS} subscriptions made in {:?}", started.elapsed());
+    app
+}
+
+/// What the node used, and another tenant's latency, while it paused every
+/// endpoint.
+struct Sampled {
+    /// Peak `(VmRSS kB, threads)`, starting from the level before.
+    peak: (u64, u64),
+    /// `bystander`'s GET /v1/subscription, one per sample, sorted.
+    bystander_ms: Vec<f64>,
+}
+
+/// Samples every 100 ms (the node's VmRSS and threads, and a list call by
+/// `bystander`, asserted 200) until every endpoint is paused and 3 s more.
+async fn sample_until_all_paused(app: &TestApp, bystander: &str, before: (u64, u64)) -> Sampled {
     let pid = app.pid();
-    let (rss_before, threads_before) = rss_and_threads(pid).expect("read /proc");
-
-    // Every endpoint goes down at once, with one event pending for each.
-    receiver.set_status(503);
-    let pushed = app
-        .push_event_ok(&event(REVISION_STATUS_UPDATED, MARKETPLACE, 1))
-        .await;
-    assert_eq!(pushed["deliveries"], ENDPOINTS as u64, "{pushed}");
-
-    // Sample every 100 ms until every endpoint is paused, and a while on.
-    let mut peak = (rss_before, threads_before);
+    let mut peak = before;
     let mut bystander_ms: Vec<f64> = Vec::new();
-    let mut paused_at = None;
+    let mut paused_at: Option<Instant> = None;
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let (rss, threads) = rss_and_threads(pid).expect("read /proc");
         peak = (peak.0.max(rss), peak.1.max(threads));
         let asked = Instant::now();
-        let (status, _) = app.list_subscriptions(&bystander).await;
+        let (status, _) = app.list_subscriptions(bystander).await;
         bystander_ms.push(asked.elapsed().as_secs_f64() * 1000.0);
         assert_eq!(status, 200, "another tenant's list");
         if paused_at.is_none() {
@@ -99,6 +103,12 @@ async fn two_thousand_endpoints_failing_at_once_keep_threads_and_memory_within_b
         sleep(Duration::from_millis(100)).await;
     }
     bystander_ms.sort_by(f64::total_cmp);
+    Sampled { peak, bystander_ms }
+}
+
+fn report(before: (u64, u64), sampled: &Sampled) {
+    let (rss_before, threads_before) = before;
+    let Sampled { peak, bystander_ms } = sampled;
     let at = |q: f64| bystander_ms[((bystander_ms.len() - 1) as f64 * q).round() as usize];
     eprintln!(
         "mass failure of {ENDPOINTS} endpoints: threads {threads_before} -> peak {}, VmRSS {} MiB -> peak {} MiB; another tenant's GET /v1/subscription meanwhile ({} calls): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
@@ -110,6 +120,26 @@ async fn two_thousand_endpoints_failing_at_once_keep_threads_and_memory_within_b
         at(0.99),
         at(1.0)
     );
+}
+
+#[actix_rt::test]
+async fn two_thousand_endpoints_failing_at_once_keep_threads_and_memory_within_budget() {
+    let receiver = Receiver::start().await;
+    let app = subscribe_every_endpoint(&receiver).await;
+    let bystander = app.token(MARKETPLACE + 1, 1).await;
+    let before = rss_and_threads(app.pid()).expect("read /proc");
+    let rss_before = before.0;
+
+    // Every endpoint goes down at once, with one event pending for each.
+    receiver.set_status(503);
+    let pushed = app
+        .push_event_ok(&event(REVISION_STATUS_UPDATED, MARKETPLACE, 1))
+        .await;
+    assert_eq!(pushed["deliveries"], ENDPOINTS as u64, "{pushed}");
+
+    let sampled = sample_until_all_paused(&app, &bystander, before).await;
+    report(before, &sampled);
+    let peak = sampled.peak;
     assert!(
         peak.1 <= THREAD_BUDGET,
         "threads peaked at {} (budget {THREAD_BUDGET})",

@@ -69,6 +69,51 @@ fn big_event(context_object_id: i64) -> Value {
     ev
 }
 
+/// Pushes 40 KB events until one is refused with 503; answers the ids
+/// accepted before and the refusal's body. Any other answer fails.
+async fn push_until_refused(app: &TestApp) -> (HashSet<i64>, Value) {
+    let mut accepted: HashSet<i64> = HashSet::new();
+    for i in 1..=400 {
+        let (status, body) = app.push_event(&big_event(i)).await;
+        match status {
+            202 => {
+                accepted.insert(i);
+            }
+            503 => return (accepted, body),
+            other => panic!(
+                "push {i} onto a filling disk answered {other} (want 202 or 503): {body}\n{}",
+                app.log_tail(30)
+            ),
+        }
+    }
+    panic!(
+        "400 pushes of 40 KB fit on a 4 MiB disk?\n{}",
+        app.log_tail(30)
+    )
+}
+
+/// `/health` says not ready, and why; a metric counts it.
+async fn assert_reported_not_ready(app: &TestApp) {
+    wait_until_async(
+        SOON,
+        "/health is not ready while the disk is full",
+        || async {
+            let (status, body) = app.health().await;
+            status == 503
+                && body["ready"] == false
+                && body["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("cannot store"))
+        },
+    )
+    .await;
+    let trouble = app.scrape().await.sum(
+        "hookrelay_storage_trouble_total",
+        &[("kind", "writes_failing")],
+    );
+    assert!(trouble >= 1.0, "hookrelay_storage_trouble_total: {trouble}");
+}
+
 #[actix_rt::test]
 async fn when_the_sqlite_disk_is_full_pushes_get_503_and_the_node_recovers_by_itself_once_space_is_freed()
  {
@@ -103,30 +148,7 @@ async fn when_the_sqlite_disk_is_full_pushes_get_503_and_the_node_recovers_by_it
     // The endpoint goes down: its deliveries are held (paused), pending.
     receiver.set_status(503);
 
-    let mut accepted: HashSet<i64> = HashSet::new();
-    let mut refusal = None;
-    for i in 1..=400 {
-        let (status, body) = app.push_event(&big_event(i)).await;
-        match status {
-            202 => {
-                accepted.insert(i);
-            }
-            503 => {
-                refusal = Some(body);
-                break;
-            }
-            other => panic!(
-                "push {i} onto a filling disk answered {other} (want 202 or 503): {body}\n{}",
-                app.log_tail(30)
-            ),
-        }
-    }
-    let refusal = refusal.unwrap_or_else(|| {
-        panic!(
-            "400 pushes of 40 KB fit on a 4 MiB disk?\n{}",
-            app.log_tail(30)
-        )
-    });
+    let (mut accepted, refusal) = push_until_refused(&app).await;
     eprintln!(
         "disk full after {} accepted events; the refusal: {refusal}",
         accepted.len()
@@ -141,26 +163,7 @@ async fn when_the_sqlite_disk_is_full_pushes_get_503_and_the_node_recovers_by_it
         message.contains("disk") && message.contains("--history-retention"),
         "the 503 must name the cause and the remedy: {message}"
     );
-
-    // /health says not ready, and why; a metric counts it.
-    wait_until_async(
-        SOON,
-        "/health is not ready while the disk is full",
-        || async {
-            let (status, body) = app.health().await;
-            status == 503
-                && body["ready"] == false
-                && body["reason"]
-                    .as_str()
-                    .is_some_and(|r| r.contains("cannot store"))
-        },
-    )
-    .await;
-    let trouble = app.scrape().await.sum(
-        "hookrelay_storage_trouble_total",
-        &[("kind", "writes_failing")],
-    );
-    assert!(trouble >= 1.0, "hookrelay_storage_trouble_total: {trouble}");
+    assert_reported_not_ready(&app).await;
 
     // Space comes back: the node says ready and accepts again, unrestarted.
     std::fs::remove_file(&filler).expect("remove the filler");

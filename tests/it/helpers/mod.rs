@@ -1,0 +1,41 @@
+//! Test harness for the hookrelay integration tests.
+//!
+//! * [`TestApp`] runs the real `hookrelay` binary as a child process, on a
+//!   SQLite file in its own temporary directory or, with
+//!   `HOOKRELAY_TEST_BACKEND=postgres`, on a fresh PostgreSQL database (see
+//!   [`test_backend`]); several may share one PostgreSQL database as cluster
+//!   nodes ([`TestApp::spawn_node`]). It offers one async method per API
+//!   call, each answering `(status, json body)`.
+//! * [`Receiver`] is an actix-web server inside the test process that plays a
+//!   subscriber endpoint: it records every request (headers, body, arrival
+//!   time) and answers whatever the test tells it to, switchable at runtime.
+//! * Signature helpers compute both signatures independently of the server;
+//!   [`PromText`] parses `/metrics` strictly as Prometheus text.
+//! * [`wait_until`] and friends poll for an outcome with a deadline; tests
+//!   never sleep a fixed time to wait for something to happen.
+//!
+//! One file per concern: `poll` (deadlines), `builders` (events, ids,
+//! error-shape assertions), `signatures`, `app` (the server's lifecycle),
+//! `http` (generic calls), `api` (one method per API call), `backends`
+//! (SQLite or PostgreSQL), `receiver` and `prometheus`. Everything is
+//! re-exported here, so a test module needs only `use crate::helpers::*;`.
+#![allow(dead_code)]
+
+mod api;
+mod app;
+mod backends;
+mod builders;
+mod http;
+mod poll;
+mod prometheus;
+mod receiver;
+mod signatures;
+
+pub use app::*;
+pub use backends::*;
+pub use builders::*;
+pub use http::*;
+pub use poll::*;
+pub use prometheus::*;
+pub use receiver::*;
+pub use signatures::*;
