@@ -22,7 +22,7 @@ use crate::metrics::{self, ErrorSite};
 use crate::signing::Secret;
 use crate::store::db_time::DbTime;
 use crate::store::events::PreparedEvent;
-use crate::store::models::{NewDelivery, PENDING};
+use crate::store::models::NewDelivery;
 use crate::store::subscriptions::RouteRow;
 use crate::store::{self, Store, StoreError};
 
@@ -78,18 +78,13 @@ impl Table {
             &event.event,
             prepared.triggering_user_id,
         ) {
-            prepared.deliveries.push(NewDelivery {
-                id: uuid::Uuid::now_v7().to_string(),
-                event_id: event.id.clone(),
-                subscription_id: route.subscription_id,
-                endpoint_id: route.endpoint_id,
-                status: PENDING,
-                attempts: 0,
-                next_attempt_at: now.clone(),
-                last_error: None,
-                created_at: now.clone(),
-                updated_at: now.clone(),
-            });
+            prepared.deliveries.push(NewDelivery::pending(
+                uuid::Uuid::now_v7().to_string(),
+                event.id.clone(),
+                route.subscription_id,
+                route.endpoint_id,
+                now,
+            ));
             prepared.secrets.push(route.secret.clone());
         }
         prepared.event.delivery_count = prepared.deliveries.len() as i32;
@@ -362,15 +357,7 @@ mod tests {
         let t = table(2, &[row(1, 7, 1, "a", true)]);
         let now = DbTime::new(crate::store::now());
         let mut prepared = PreparedEvent {
-            event: NewEvent {
-                id: "e".into(),
-                marketplace_id: 7,
-                event: "a".into(),
-                body: "{}".into(),
-                idempotency_key: None,
-                delivery_count: 0,
-                created_at: now.clone(),
-            },
+            event: NewEvent::example("e", now.clone()),
             deliveries: Vec::new(),
             secrets: Vec::new(),
             triggering_user_id: None,

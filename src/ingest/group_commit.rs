@@ -266,15 +266,7 @@ mod tests {
 
     fn event(id: &str) -> PreparedEvent {
         PreparedEvent::fixed(
-            NewEvent {
-                id: id.into(),
-                marketplace_id: 7,
-                event: "a".into(),
-                body: "{}".into(),
-                idempotency_key: None,
-                delivery_count: 0,
-                created_at: DbTime::new(crate::store::now()),
-            },
+            NewEvent::example(id, DbTime::new(crate::store::now())),
             Vec::new(),
         )
     }

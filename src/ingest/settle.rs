@@ -112,7 +112,7 @@ mod tests {
     use crate::ingest::Outcome;
     use crate::signing::Secret;
     use crate::store::db_time::DbTime;
-    use crate::store::models::{NewDelivery, NewEvent, PENDING};
+    use crate::store::models::{NewDelivery, NewEvent};
 
     /// An event with one delivery per endpoint in `endpoints`.
     fn event(id: &str, endpoints: &[i64]) -> PreparedEvent {
@@ -120,29 +120,21 @@ mod tests {
         let deliveries: Vec<NewDelivery> = endpoints
             .iter()
             .enumerate()
-            .map(|(n, endpoint)| NewDelivery {
-                id: format!("{id}-d{n}"),
-                event_id: id.into(),
-                subscription_id: 100 + *endpoint,
-                endpoint_id: *endpoint,
-                status: PENDING,
-                attempts: 0,
-                next_attempt_at: now.clone(),
-                last_error: None,
-                created_at: now.clone(),
-                updated_at: now.clone(),
+            .map(|(n, endpoint)| {
+                NewDelivery::pending(
+                    format!("{id}-d{n}"),
+                    id.into(),
+                    100 + *endpoint,
+                    *endpoint,
+                    &now,
+                )
             })
             .collect();
         let secret = Arc::new(Secret::parse("a-long-enough-secret").expect("a valid secret"));
         let mut prepared = PreparedEvent::fixed(
             NewEvent {
-                id: id.into(),
-                marketplace_id: 7,
-                event: "a".into(),
-                body: "{}".into(),
-                idempotency_key: None,
                 delivery_count: deliveries.len() as i32,
-                created_at: now,
+                ..NewEvent::example(id, now)
             },
             deliveries,
         );
@@ -173,6 +165,15 @@ mod tests {
         }
     }
 
+    /// Settles a group whose sync succeeded.
+    fn settle_synced(
+        parts: Vec<(usize, PublishReply)>,
+        rows: Vec<PreparedEvent>,
+        stored: Vec<Stored>,
+    ) -> Vec<(i64, Vec<Job>)> {
+        settle(parts, rows, stored, false, &mut IngestCounters::default())
+    }
+
     fn job_ids(deliveries: &[(i64, Vec<Job>)], endpoint: i64) -> Vec<String> {
         deliveries
             .iter()
@@ -187,13 +188,7 @@ mod tests {
         let (second, second_answer) = part(1);
         let rows = vec![event("e1", &[1]), event("e2", &[]), event("e3", &[1, 2])];
         let stored = vec![Stored::New, Stored::New, Stored::New];
-        settle(
-            vec![first, second],
-            rows,
-            stored,
-            false,
-            &mut IngestCounters::default(),
-        );
+        settle_synced(vec![first, second], rows, stored);
         assert_eq!(
             answer(first_answer).expect("stored"),
             vec![
@@ -212,13 +207,7 @@ mod tests {
         let (whole, _answer) = part(2);
         let rows = vec![event("e1", &[1, 2]), event("e2", &[1])];
         let stored = vec![Stored::New, Stored::New];
-        let deliveries = settle(
-            vec![whole],
-            rows,
-            stored,
-            false,
-            &mut IngestCounters::default(),
-        );
+        let deliveries = settle_synced(vec![whole], rows, stored);
         assert_eq!(job_ids(&deliveries, 1), vec!["e1-d0", "e2-d0"]);
         assert_eq!(job_ids(&deliveries, 2), vec!["e1-d1"]);
     }
@@ -236,13 +225,7 @@ mod tests {
                 event_id: "other".into(),
             },
         ];
-        let deliveries = settle(
-            vec![whole],
-            rows,
-            stored,
-            false,
-            &mut IngestCounters::default(),
-        );
+        let deliveries = settle_synced(vec![whole], rows, stored);
         assert_eq!(
             answer(whole_answer).expect("answered"),
             vec![

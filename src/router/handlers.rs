@@ -203,35 +203,23 @@ impl Handler<WorkArrived> for Router {
 mod tests {
     use super::*;
     use crate::store::db_time::DbTime;
-    use crate::store::models::{NewDelivery, NewEvent, PENDING};
+    use crate::store::models::{NewDelivery, NewEvent};
 
     fn event(endpoints: &[i64]) -> PreparedEvent {
         let now = DbTime::new(crate::store::now());
         let deliveries = endpoints
             .iter()
-            .map(|endpoint| NewDelivery {
-                id: format!("d{endpoint}"),
-                event_id: "e".into(),
-                subscription_id: *endpoint,
-                endpoint_id: *endpoint,
-                status: PENDING,
-                attempts: 0,
-                next_attempt_at: now.clone(),
-                last_error: None,
-                created_at: now.clone(),
-                updated_at: now.clone(),
+            .map(|endpoint| {
+                NewDelivery::pending(
+                    format!("d{endpoint}"),
+                    "e".into(),
+                    *endpoint,
+                    *endpoint,
+                    &now,
+                )
             })
             .collect();
-        let event = NewEvent {
-            id: "e".into(),
-            marketplace_id: 7,
-            event: "a".into(),
-            body: "{}".into(),
-            idempotency_key: None,
-            delivery_count: 0,
-            created_at: now,
-        };
-        PreparedEvent::fixed(event, deliveries)
+        PreparedEvent::fixed(NewEvent::example("e", now), deliveries)
     }
 
     #[test]

@@ -350,18 +350,7 @@ mod tests {
     }
 
     fn delivery(id: &str, event_id: &str, endpoint_id: i64, at: NaiveDateTime) -> NewDelivery {
-        NewDelivery {
-            id: id.into(),
-            event_id: event_id.into(),
-            subscription_id: 1,
-            endpoint_id,
-            status: PENDING,
-            attempts: 0,
-            next_attempt_at: DbTime::new(at),
-            last_error: None,
-            created_at: DbTime::new(at),
-            updated_at: DbTime::new(at),
-        }
+        NewDelivery::pending(id.into(), event_id.into(), 1, endpoint_id, &DbTime::new(at))
     }
 
     #[test]

@@ -84,6 +84,47 @@ pub struct NewDelivery {
     pub updated_at: DbTime,
 }
 
+#[cfg(test)]
+impl NewEvent {
+    /// An event of type `a` in marketplace 7 with an empty body, for unit
+    /// tests of the ingest path.
+    pub fn example(id: &str, at: DbTime) -> NewEvent {
+        NewEvent {
+            id: id.into(),
+            marketplace_id: 7,
+            event: "a".into(),
+            body: "{}".into(),
+            idempotency_key: None,
+            delivery_count: 0,
+            created_at: at,
+        }
+    }
+}
+
+impl NewDelivery {
+    /// A delivery not yet attempted, due at once (`at`).
+    pub fn pending(
+        id: String,
+        event_id: String,
+        subscription_id: i64,
+        endpoint_id: i64,
+        at: &DbTime,
+    ) -> NewDelivery {
+        NewDelivery {
+            id,
+            event_id,
+            subscription_id,
+            endpoint_id,
+            status: PENDING,
+            attempts: 0,
+            next_attempt_at: at.clone(),
+            last_error: None,
+            created_at: at.clone(),
+            updated_at: at.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = attempts, treat_none_as_null = true)]
 pub struct NewAttempt {

@@ -51,18 +51,7 @@ impl Cluster {
         let mut nodes = Vec::new();
         // One after the other: the first runs the migrations.
         for name in NODES {
-            let mut args = vec![
-                "--node-id",
-                name,
-                "--lease-ttl",
-                "3s",
-                // Three nodes per test, several tests at once: stay well
-                // under the server's connection limit.
-                "--db-pool-size",
-                "4",
-            ];
-            args.extend_from_slice(extra);
-            let node = TestApp::spawn_node(&db, &args).await;
+            let node = TestApp::spawn_cluster_node(&db, name, extra).await;
             let (status, health) = node.health().await;
             assert_eq!(status, 200, "{name}: /health {health}");
             assert_eq!(health["node"], name, "{name}: /health {health}");

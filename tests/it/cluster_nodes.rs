@@ -54,20 +54,7 @@ impl Nodes {
 
     /// Starts one more node on the database.
     pub(crate) async fn join(&mut self, name: &str) {
-        let app = TestApp::spawn_node(
-            &self.db,
-            &[
-                "--node-id",
-                name,
-                "--lease-ttl",
-                "3s",
-                // Several nodes per test, several tests at once: stay well
-                // under the server's connection limit.
-                "--db-pool-size",
-                "4",
-            ],
-        )
-        .await;
+        let app = TestApp::spawn_cluster_node(&self.db, name, &[]).await;
         let (status, health) = app.health().await;
         assert_eq!(status, 200, "{name}: /health {health}");
         assert_eq!(health["node"], name, "{name}: /health {health}");

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use hookrelay::store::events::{FixedRoutes, PreparedEvent, store_batch};
-use hookrelay::store::models::{NewDelivery, NewEvent, NewSubscription, PENDING};
+use hookrelay::store::models::{NewDelivery, NewEvent, NewSubscription};
 use hookrelay::store::schema::{endpoints, subscriptions};
 use hookrelay::store::{self, Conn, Store};
 
@@ -193,18 +193,13 @@ fn seed_backlog(
                     delivery_count: 1,
                     created_at: at.clone(),
                 },
-                vec![NewDelivery {
-                    id: uuid::Uuid::now_v7().to_string(),
+                vec![NewDelivery::pending(
+                    uuid::Uuid::now_v7().to_string(),
                     event_id,
                     subscription_id,
                     endpoint_id,
-                    status: PENDING,
-                    attempts: 0,
-                    next_attempt_at: at.clone(),
-                    last_error: None,
-                    created_at: at.clone(),
-                    updated_at: at.clone(),
-                }],
+                    &at,
+                )],
             ));
             if batch.len() == EVENTS_PER_COMMIT {
                 store_batch(&mut conn, &mut batch, &[], &mut FixedRoutes)

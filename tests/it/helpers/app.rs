@@ -67,6 +67,22 @@ impl TestApp {
     /// A server (with `--allow-private-endpoints` plus `args`) on the given
     /// PostgreSQL database, which other servers may share (a cluster node:
     /// give each one its own `--node-id`).
+    /// A cluster node named `name` on `db` (`--lease-ttl 3s`, a small
+    /// pool: several nodes per test and several tests at once stay well
+    /// under the server's connection limit), plus `extra` arguments.
+    pub async fn spawn_cluster_node(db: &Arc<PostgresDb>, name: &str, extra: &[&str]) -> TestApp {
+        let mut args = vec![
+            "--node-id",
+            name,
+            "--lease-ttl",
+            "3s",
+            "--db-pool-size",
+            "4",
+        ];
+        args.extend_from_slice(extra);
+        Self::spawn_node(db, &args).await
+    }
+
     pub async fn spawn_node(db: &Arc<PostgresDb>, args: &[&str]) -> TestApp {
         announce_backend();
         let mut app = Self::unstarted(
