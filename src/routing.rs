@@ -19,7 +19,7 @@ use actix::prelude::*;
 use foldhash::HashMap;
 
 use crate::metrics::{self, ErrorSite};
-use crate::signing::Secret;
+use crate::signing::Secrets;
 use crate::store::db_time::DbTime;
 use crate::store::events::PreparedEvent;
 use crate::store::models::{NewDelivery, PENDING};
@@ -38,7 +38,7 @@ pub struct Route {
     pub subscription_id: i64,
     pub user_id: i64,
     pub endpoint_id: i64,
-    pub secret: Arc<Secret>,
+    pub secret: Arc<Secrets>,
 }
 
 /// The routes of a node at one routing version.
@@ -109,7 +109,7 @@ impl Table {
         key_routes.retain(|r| r.subscription_id != sub.id);
         let mut routed = true;
         if sub.active {
-            match Secret::parse(&sub.secret) {
+            match sub.secrets() {
                 Ok(secret) => key_routes.push(Route {
                     subscription_id: sub.id,
                     user_id: sub.user_id,
@@ -228,6 +228,9 @@ mod tests {
                 deactivated_at: None,
                 deactivation_reason: None,
                 route_version: id,
+                previous_secret: None,
+                previous_secret_until: None,
+                secret_rotated_at: None,
             },
             endpoint_url: format!("https://example.com/{id}"),
         }

@@ -133,7 +133,11 @@ mod tests {
                 updated_at: now.clone(),
             })
             .collect();
-        let secret = Arc::new(Secret::parse("a-long-enough-secret").expect("a valid secret"));
+        let secret = Arc::new(
+            Secret::parse("a-long-enough-secret")
+                .expect("a valid secret")
+                .into(),
+        );
         let mut prepared = PreparedEvent::fixed(
             NewEvent {
                 id: id.into(),
