@@ -309,7 +309,7 @@ async fn a_batch_of_1000_events_reaches_each_of_three_endpoints() {
             &token,
             REVISION_STATUS_UPDATED,
             &r.url(),
-            &format!("secret-{i}"),
+            &format!("secret-0123456789-{i}"),
         )
         .await;
     }
@@ -355,7 +355,7 @@ async fn a_batch_of_1000_events_reaches_each_of_three_endpoints() {
             "receiver {i}: one webhook-id per event"
         );
         for d in deliveries.iter().step_by(97) {
-            assert_signed(d, &format!("secret-{i}"));
+            assert_signed(d, &format!("secret-0123456789-{i}"));
         }
     }
     eprintln!("3 x 1000 deliveries took {took:?}");
