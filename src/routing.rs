@@ -210,6 +210,7 @@ impl RouteTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::signing::Secret;
     use crate::store::models::{NewEvent, Subscription};
 
     fn row(id: i64, marketplace: i64, user: i64, event: &str, active: bool) -> RouteRow {
@@ -297,6 +298,35 @@ mod tests {
         assert!(!t.apply(5, vec![row(1, 7, 1, "a", true)]));
         assert_eq!(subscription_ids(&t, 7, "a", None), Vec::<i64>::new());
         assert_eq!(t.version(), 6);
+    }
+
+    #[actix_rt::test]
+    async fn a_subscription_moved_to_another_endpoint_routes_there_only() {
+        let t = table(1, &[row(1, 7, 1, "a", true)]);
+        let mut moved = row(1, 7, 1, "a", true);
+        moved.subscription.endpoint_id = 999;
+        t.apply(2, vec![moved]);
+        let endpoints: Vec<i64> = t
+            .read()
+            .routes(7, "a", None)
+            .map(|r| r.endpoint_id)
+            .collect();
+        assert_eq!(endpoints, vec![999]);
+    }
+
+    #[actix_rt::test]
+    async fn a_rotated_subscription_routes_with_its_new_and_previous_secret() {
+        let t = table(1, &[row(1, 7, 1, "a", true)]);
+        let mut rotated = row(1, 7, 1, "a", true);
+        let now = crate::store::now();
+        rotated.subscription.secret = "the-new-long-secret".into();
+        rotated.subscription.previous_secret = Some("a-long-enough-secret".into());
+        rotated.subscription.previous_secret_until = Some(now + chrono::Duration::hours(1));
+        t.apply(2, vec![rotated]);
+        let table = t.read();
+        let route = table.routes(7, "a", None).next().expect("still routed");
+        let valid: Vec<&str> = route.secret.valid_at(now).map(Secret::as_str).collect();
+        assert_eq!(valid, ["the-new-long-secret", "a-long-enough-secret"]);
     }
 
     fn prepared(marketplace: i64, event: &str, triggering_user: Option<i64>) -> PreparedEvent {
