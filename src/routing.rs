@@ -19,7 +19,7 @@ use actix::prelude::*;
 use foldhash::HashMap;
 
 use crate::metrics::{self, ErrorSite};
-use crate::signing::Secret;
+use crate::signing::Secrets;
 use crate::store::db_time::DbTime;
 use crate::store::events::PreparedEvent;
 use crate::store::models::NewDelivery;
@@ -38,7 +38,7 @@ pub struct Route {
     pub subscription_id: i64,
     pub user_id: i64,
     pub endpoint_id: i64,
-    pub secret: Arc<Secret>,
+    pub secret: Arc<Secrets>,
 }
 
 /// The routes of a node at one routing version.
@@ -104,7 +104,7 @@ impl Table {
         key_routes.retain(|r| r.subscription_id != sub.id);
         let mut routed = true;
         if sub.active {
-            match Secret::parse(&sub.secret) {
+            match sub.secrets() {
                 Ok(secret) => key_routes.push(Route {
                     subscription_id: sub.id,
                     user_id: sub.user_id,
@@ -205,6 +205,7 @@ impl RouteTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::signing::Secret;
     use crate::store::models::{NewEvent, Subscription};
 
     fn row(id: i64, marketplace: i64, user: i64, event: &str, active: bool) -> RouteRow {
@@ -223,6 +224,9 @@ mod tests {
                 deactivated_at: None,
                 deactivation_reason: None,
                 route_version: id,
+                previous_secret: None,
+                previous_secret_until: None,
+                secret_rotated_at: None,
             },
             endpoint_url: format!("https://example.com/{id}"),
         }
@@ -289,6 +293,35 @@ mod tests {
         assert!(!t.apply(5, vec![row(1, 7, 1, "a", true)]));
         assert_eq!(subscription_ids(&t, 7, "a", None), Vec::<i64>::new());
         assert_eq!(t.version(), 6);
+    }
+
+    #[actix_rt::test]
+    async fn a_subscription_moved_to_another_endpoint_routes_there_only() {
+        let t = table(1, &[row(1, 7, 1, "a", true)]);
+        let mut moved = row(1, 7, 1, "a", true);
+        moved.subscription.endpoint_id = 999;
+        t.apply(2, vec![moved]);
+        let endpoints: Vec<i64> = t
+            .read()
+            .routes(7, "a", None)
+            .map(|r| r.endpoint_id)
+            .collect();
+        assert_eq!(endpoints, vec![999]);
+    }
+
+    #[actix_rt::test]
+    async fn a_rotated_subscription_routes_with_its_new_and_previous_secret() {
+        let t = table(1, &[row(1, 7, 1, "a", true)]);
+        let mut rotated = row(1, 7, 1, "a", true);
+        let now = crate::store::now();
+        rotated.subscription.secret = "the-new-long-secret".into();
+        rotated.subscription.previous_secret = Some("a-long-enough-secret".into());
+        rotated.subscription.previous_secret_until = Some(now + chrono::Duration::hours(1));
+        t.apply(2, vec![rotated]);
+        let table = t.read();
+        let route = table.routes(7, "a", None).next().expect("still routed");
+        let valid: Vec<&str> = route.secret.valid_at(now).map(Secret::as_str).collect();
+        assert_eq!(valid, ["the-new-long-secret", "a-long-enough-secret"]);
     }
 
     fn prepared(marketplace: i64, event: &str, triggering_user: Option<i64>) -> PreparedEvent {

@@ -2,14 +2,21 @@
 //! body) and the Standard Webhooks headers (`webhook-id`, `webhook-timestamp`,
 //! `webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">`).
 //! A `Secret` decodes its Standard Webhooks key once, so signing a delivery
-//! costs two HMACs and nothing else.
+//! costs two HMACs and nothing else. `Secrets` is a subscription's signing
+//! key set: its current secret and, for a while after a rotation, the
+//! previous one, which also signs until its window ends (decided per request
+//! from the clock, so no timer has to drop it).
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use chrono::NaiveDateTime;
 use hmac::{Hmac, KeyInit, Mac};
 
 /// Longest secret accepted, in characters.
 pub const MAX_SECRET_LEN: usize = 1024;
+
+/// Shortest new secret accepted: characters, or bytes of a `whsec_` key.
+pub const MIN_SECRET_LEN: usize = 16;
 
 /// A subscription's signing secret, validated, with its HMAC-SHA256 key.
 #[derive(Clone)]
@@ -51,6 +58,27 @@ impl Secret {
         })
     }
 
+    /// Validates a secret a subscriber chooses now (create, rotation): as
+    /// `parse`, and at least `MIN_SECRET_LEN` characters, or a `whsec_` key
+    /// of at least `MIN_SECRET_LEN` bytes. Stored secrets are read with
+    /// `parse`, so older short ones keep working.
+    pub fn parse_new(raw: &str) -> Result<Secret, String> {
+        let secret = Secret::parse(raw)?;
+        if raw.starts_with("whsec_") && secret.standard_key.len() < MIN_SECRET_LEN {
+            return Err(format!(
+                "`secret` is a `whsec_` key of {} bytes; use a key of at least {MIN_SECRET_LEN} random bytes",
+                secret.standard_key.len()
+            ));
+        }
+        if raw.chars().count() < MIN_SECRET_LEN {
+            return Err(format!(
+                "`secret` is {} characters long; choose a random string of at least {MIN_SECRET_LEN} characters",
+                raw.chars().count()
+            ));
+        }
+        Ok(secret)
+    }
+
     /// The secret as the subscriber gave it (what is stored).
     pub fn as_str(&self) -> &str {
         &self.raw
@@ -85,6 +113,71 @@ impl Secret {
             id: id.to_string(),
             timestamp: timestamp.to_string(),
             signature: self.standard_signature(id, timestamp, body),
+        }
+    }
+}
+
+/// A subscription's signing keys: the current secret and, after a
+/// rotation, the previous one with the end of its window.
+#[derive(Debug, Clone)]
+pub struct Secrets {
+    pub current: Secret,
+    pub previous: Option<(Secret, NaiveDateTime)>,
+}
+
+impl From<Secret> for Secrets {
+    fn from(current: Secret) -> Secrets {
+        Secrets {
+            current,
+            previous: None,
+        }
+    }
+}
+
+impl Secrets {
+    /// The key set as stored: the current secret, and the previous one
+    /// when both it and the end of its window are there. A previous
+    /// secret that no longer parses is left out (only the current signs).
+    pub fn from_stored(
+        current: &str,
+        previous: Option<&str>,
+        previous_until: Option<NaiveDateTime>,
+    ) -> Result<Secrets, String> {
+        let current = Secret::parse(current)?;
+        let previous = previous
+            .zip(previous_until)
+            .and_then(|(raw, until)| Secret::parse(raw).ok().map(|s| (s, until)));
+        Ok(Secrets { current, previous })
+    }
+
+    /// The secrets that sign at `now` (UTC), newest first.
+    pub fn valid_at(&self, now: NaiveDateTime) -> impl Iterator<Item = &Secret> {
+        let previous = self
+            .previous
+            .as_ref()
+            .filter(|(_, until)| now < *until)
+            .map(|(secret, _)| secret);
+        std::iter::once(&self.current).chain(previous)
+    }
+
+    /// All signature headers of one request at `now`: `webhook-signature`
+    /// with one signature per valid secret, separated by a space, newest
+    /// first; `X-Inspera-Signature` with the current secret.
+    pub fn sign(
+        &self,
+        id: &str,
+        timestamp: i64,
+        body: &[u8],
+        now: NaiveDateTime,
+    ) -> SignatureHeaders {
+        let signature = self
+            .valid_at(now)
+            .map(|s| s.standard_signature(id, timestamp, body))
+            .collect::<Vec<_>>()
+            .join(" ");
+        SignatureHeaders {
+            signature,
+            ..self.current.sign(id, timestamp, body)
         }
     }
 }
@@ -141,6 +234,74 @@ mod tests {
         assert!(Secret::parse("   ").is_err());
         assert!(Secret::parse("whsec_!!!").unwrap_err().contains("base64"));
         assert!(Secret::parse(&"x".repeat(MAX_SECRET_LEN + 1)).is_err());
+    }
+
+    #[test]
+    fn new_secrets_shorter_than_sixteen_characters_or_key_bytes_are_refused() {
+        assert!(
+            Secret::parse_new("fifteen-chars-x")
+                .unwrap_err()
+                .contains("16")
+        );
+        assert!(Secret::parse_new("sixteen-chars-xx").is_ok());
+        // 12 bytes of key, though the text is longer than 16 characters.
+        let short_key = format!("whsec_{}", STANDARD.encode([7u8; 12]));
+        assert!(Secret::parse_new(&short_key).unwrap_err().contains("bytes"));
+        assert!(Secret::parse_new(&format!("whsec_{}", STANDARD.encode([7u8; 16]))).is_ok());
+        // Stored short secrets are still read.
+        assert!(Secret::parse("short").is_ok());
+    }
+
+    fn at(seconds: i64) -> NaiveDateTime {
+        chrono::DateTime::from_timestamp(seconds, 0)
+            .unwrap()
+            .naive_utc()
+    }
+
+    fn rotated() -> Secrets {
+        Secrets {
+            current: Secret::parse("new-secret-0123456789").unwrap(),
+            previous: Some((Secret::parse("old-secret-0123456789").unwrap(), at(100))),
+        }
+    }
+
+    #[test]
+    fn during_the_window_both_secrets_sign_newest_first() {
+        let secrets = rotated();
+        let valid: Vec<&str> = secrets.valid_at(at(99)).map(Secret::as_str).collect();
+        assert_eq!(valid, ["new-secret-0123456789", "old-secret-0123456789"]);
+        let headers = secrets.sign("id1", 5, b"{}", at(99));
+        let new = secrets.current.standard_signature("id1", 5, b"{}");
+        let old = secrets
+            .previous
+            .as_ref()
+            .unwrap()
+            .0
+            .standard_signature("id1", 5, b"{}");
+        assert_eq!(headers.signature, format!("{new} {old}"));
+        assert_eq!(headers.inspera, secrets.current.inspera_signature(b"{}"));
+    }
+
+    #[test]
+    fn after_the_window_only_the_current_secret_signs() {
+        let secrets = rotated();
+        let valid: Vec<&str> = secrets.valid_at(at(100)).map(Secret::as_str).collect();
+        assert_eq!(valid, ["new-secret-0123456789"]);
+        let headers = secrets.sign("id1", 5, b"{}", at(100));
+        assert_eq!(
+            headers.signature,
+            secrets.current.standard_signature("id1", 5, b"{}")
+        );
+    }
+
+    #[test]
+    fn a_stored_key_set_without_a_window_end_has_only_the_current_secret() {
+        let secrets =
+            Secrets::from_stored("new-secret-0123456789", Some("old-secret-0123456789"), None)
+                .unwrap();
+        assert!(secrets.previous.is_none());
+        let secrets = Secrets::from_stored("new", Some("old"), Some(at(100))).unwrap();
+        assert_eq!(secrets.valid_at(at(1)).count(), 2);
     }
 
     #[test]

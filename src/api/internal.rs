@@ -471,7 +471,7 @@ async fn replay_dead_letter(
     let job = Job::new(
         row.id.clone().into(),
         row.subscription_id,
-        secret.into(),
+        std::sync::Arc::new(secret.into()),
         row.body.clone().into(),
     );
     state.router.do_send(Replay {

@@ -11,6 +11,7 @@ pub mod internal;
 pub mod page;
 pub mod public;
 pub mod resource;
+pub mod subscription_changes;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -27,7 +27,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         Resource::at("/v1/subscription").get(list).post(create),
         Resource::at("/v1/subscription/{id}")
             .get(get)
+            .patch(super::subscription_changes::patch)
             .delete(delete),
+        Resource::at("/v1/subscription/{id}/secret")
+            .put(super::subscription_changes::rotate_secret),
+        Resource::at("/v1/subscription/{id}/test").post(super::subscription_changes::send_test),
     ] {
         cfg.service(resource.done());
     }
@@ -41,12 +45,13 @@ struct CreateSubscription {
     secret: String,
 }
 
-fn subscription_json(row: &RouteRow) -> serde_json::Value {
+pub(super) fn subscription_json(row: &RouteRow) -> serde_json::Value {
     json!({
         "subscriptionId": row.subscription.id,
         "event": row.subscription.event,
         "endpoint": row.endpoint_url,
         "lastModified": format_time(row.subscription.last_modified),
+        "secretRotatedAt": row.subscription.secret_rotated_at.map(format_time),
     })
 }
 
@@ -92,7 +97,7 @@ async fn list(caller: Caller, state: State, req: HttpRequest) -> Result<HttpResp
 }
 
 /// The 409 for a subscription the caller has already.
-fn duplicate(id: i64) -> ApiError {
+pub(super) fn duplicate(id: i64) -> ApiError {
     ApiError::Conflict {
         code: ErrorCode::DuplicateSubscription,
         message: format!(
@@ -147,13 +152,23 @@ async fn create(
 
 /// The secret and the endpoint URL of a create, each parsed.
 fn parse_create(body: &CreateSubscription) -> Result<(Secret, EndpointUrl), ApiError> {
-    let secret = Secret::parse(&body.secret)
-        .map_err(|m| ApiError::bad_request(ErrorCode::InvalidField, m))?;
-    let endpoint = EndpointUrl::parse(&body.endpoint).map_err(|e| match e {
+    let secret = parse_new_secret(&body.secret)?;
+    Ok((secret, parse_endpoint(&body.endpoint)?))
+}
+
+/// A secret the caller chose (create, rotation): 400 when it is unusable
+/// or too short.
+pub(super) fn parse_new_secret(raw: &str) -> Result<Secret, ApiError> {
+    Secret::parse_new(raw).map_err(|m| ApiError::bad_request(ErrorCode::InvalidField, m))
+}
+
+/// An endpoint URL the caller gave (create, move): 400 when malformed,
+/// 422 when well-formed but refused.
+pub(super) fn parse_endpoint(raw: &str) -> Result<EndpointUrl, ApiError> {
+    EndpointUrl::parse(raw).map_err(|e| match e {
         EndpointError::Invalid(m) => ApiError::bad_request(ErrorCode::InvalidField, m),
         other => ApiError::unprocessable(ErrorCode::EndpointRefused, other.to_string()),
-    })?;
-    Ok((secret, endpoint))
+    })
 }
 
 /// Refuses an event type nobody may subscribe to: `verification`, or one
@@ -208,7 +223,7 @@ async fn check_room(
 }
 
 /// Checks the endpoint is public and answers a signed verification call.
-async fn verify_endpoint(
+pub(super) async fn verify_endpoint(
     state: &State,
     endpoint: &EndpointUrl,
     secret: &Secret,
@@ -345,7 +360,7 @@ async fn delete(
 /// change it made. Not needed for correctness (a group of events stored
 /// later routes itself again when the table is stale), so a failure is
 /// only logged.
-async fn catch_up(state: &State) {
+pub(super) async fn catch_up(state: &State) {
     if let Err(e) = state.publisher.routes().catch_up(&state.store).await {
         log::warn!("could not read the routing change back: {e}");
     }

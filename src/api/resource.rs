@@ -50,6 +50,15 @@ impl Resource {
         self.on(Method::PUT, handler)
     }
 
+    pub fn patch<F, Args>(self, handler: F) -> Resource
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.on(Method::PATCH, handler)
+    }
+
     pub fn delete<F, Args>(self, handler: F) -> Resource
     where
         F: Handler<Args>,

@@ -26,7 +26,7 @@ use bytes::Bytes;
 
 use crate::endpoint_url::{EndpointError, EndpointUrl, check_address};
 use crate::metrics::AttemptOutcome;
-use crate::signing::{Secret, SignatureHeaders};
+use crate::signing::{Secret, Secrets, SignatureHeaders};
 
 /// The `User-Agent` of every request hookrelay sends.
 pub const USER_AGENT: &str = concat!("hookrelay/", env!("CARGO_PKG_VERSION"));
@@ -35,6 +35,7 @@ const X_INSPERA_SIGNATURE: HeaderName = HeaderName::from_static("x-inspera-signa
 const WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
 const WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
 const WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature");
+const WEBHOOK_TEST: HeaderName = HeaderName::from_static("webhook-test");
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 /// How much of a failing answer's body is kept for the operator.
@@ -207,17 +208,42 @@ impl Attempt {
     }
 }
 
-/// POSTs `body`, signed with `secret` under `message_id`, to `url`, and waits
-/// at most `timeout` for the whole answer.
+/// POSTs `body`, signed with the `secrets` valid now under `message_id`, to
+/// `url`, and waits at most `timeout` for the whole answer.
 pub async fn post(
     url: &EndpointUrl,
     body: Bytes,
-    secret: &Secret,
+    secret: &Secrets,
     message_id: &str,
     timeout: Duration,
 ) -> Attempt {
+    send(
+        signed_request(url, &body, secret, message_id),
+        body,
+        timeout,
+    )
+    .await
+}
+
+/// POSTs a test event (`POST /v1/subscription/{id}/test`): signed and sent
+/// like a delivery, marked with `webhook-test: true`.
+pub async fn post_test(
+    url: &EndpointUrl,
+    body: Bytes,
+    secret: &Secrets,
+    message_id: &str,
+    timeout: Duration,
+) -> Attempt {
+    let request = signed_request(url, &body, secret, message_id)
+        .map(|r| r.insert_header((WEBHOOK_TEST, HeaderValue::from_static("true"))));
+    send(request, body, timeout).await
+}
+
+/// Sends a built request (or reports why it could not be built), waiting
+/// at most `timeout` for the whole answer.
+async fn send(request: Result<ClientRequest, String>, body: Bytes, timeout: Duration) -> Attempt {
     let started = Instant::now();
-    let request = match signed_request(url, &body, secret, message_id) {
+    let request = match request {
         Ok(request) => request,
         Err(error) => {
             return Attempt::failed(error, AttemptOutcome::ConnectError, started.elapsed());
@@ -238,16 +264,16 @@ pub async fn post(
 fn signed_request(
     url: &EndpointUrl,
     body: &Bytes,
-    secret: &Secret,
+    secret: &Secrets,
     message_id: &str,
 ) -> Result<ClientRequest, String> {
-    let timestamp = chrono::Utc::now().timestamp();
+    let now = chrono::Utc::now();
     let SignatureHeaders {
         inspera,
         id,
         timestamp,
         signature,
-    } = secret.sign(message_id, timestamp, body);
+    } = secret.sign(message_id, now.timestamp(), body, now.naive_utc());
     let mut request = client()
         .post(url.as_str())
         .insert_header((header::CONTENT_TYPE, JSON));
@@ -400,7 +426,14 @@ pub fn verification_body() -> Bytes {
 /// Sends a verification call signed with `secret`.
 pub async fn verify(url: &EndpointUrl, secret: &Secret, timeout: Duration) -> Attempt {
     let id = format!("verify_{}", uuid::Uuid::now_v7().simple());
-    post(url, verification_body(), secret, &id, timeout).await
+    post(
+        url,
+        verification_body(),
+        &secret.clone().into(),
+        &id,
+        timeout,
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -130,7 +130,11 @@ mod tests {
                 )
             })
             .collect();
-        let secret = Arc::new(Secret::parse("a-long-enough-secret").expect("a valid secret"));
+        let secret = Arc::new(
+            Secret::parse("a-long-enough-secret")
+                .expect("a valid secret")
+                .into(),
+        );
         let mut prepared = PreparedEvent::fixed(
             NewEvent {
                 delivery_count: deliveries.len() as i32,

@@ -27,7 +27,7 @@ use crate::delivery::recorder::Recorder;
 use crate::endpoint_url::EndpointUrl;
 use crate::ingest::publisher::Ingest;
 use crate::metrics::{self, ErrorSite};
-use crate::signing::Secret;
+use crate::signing::Secrets;
 use crate::store::Store;
 use crate::store::endpoints::HealthRow;
 use crate::store::subscriptions::RouteRow;
@@ -87,14 +87,14 @@ pub struct Initial {
 
 struct EndpointInfo {
     url: Arc<EndpointUrl>,
-    subscriptions: HashMap<i64, Arc<Secret>>,
+    subscriptions: HashMap<i64, Arc<Secrets>>,
 }
 
 /// A subscription just put in the registry.
 struct Recorded {
     endpoint_id: i64,
     subscription_id: i64,
-    secret: Arc<Secret>,
+    secret: Arc<Secrets>,
     /// Not routed here before.
     new_here: bool,
 }
@@ -258,6 +258,7 @@ impl Router {
     /// known, its actor told of it (started, or its lease claimed). The
     /// routing table itself is `RouteTable`'s.
     fn add_route(&mut self, row: RouteRow) {
+        self.forget_old_endpoint(&row.subscription);
         let Some(added) = self.record_route(row) else {
             return;
         };
@@ -278,7 +279,7 @@ impl Router {
     /// is unusable (logged; the table does not route it either).
     fn record_route(&mut self, row: RouteRow) -> Option<Recorded> {
         let sub = row.subscription;
-        let secret = Arc::new(Secret::parse(&sub.secret).ok()?);
+        let secret = Arc::new(sub.secrets().ok()?);
         if !self.learn_endpoint(sub.endpoint_id, &row.endpoint_url) {
             return None;
         }
@@ -331,6 +332,22 @@ impl Router {
                 self.start_actor(endpoint_id, true, None);
             }
             Ownership::All => {}
+        }
+    }
+
+    /// A subscription moved to another endpoint: from now on it is the new
+    /// endpoint's. The old endpoint's actor is not told, so it still signs
+    /// and sends the deliveries routed to it before the move.
+    fn forget_old_endpoint(&mut self, sub: &crate::store::models::Subscription) {
+        let Some(old) = self.keys.get(&sub.id).copied() else {
+            return;
+        };
+        if old == sub.endpoint_id {
+            return;
+        }
+        self.keys.remove(&sub.id);
+        if let Some(info) = self.known_endpoints.get_mut(&old) {
+            info.subscriptions.remove(&sub.id);
         }
     }
 

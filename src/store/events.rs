@@ -13,7 +13,7 @@ use super::routing::RoutingVersion;
 use super::schema::{deliveries, events};
 use super::subscriptions::RouteRow;
 use super::{Conn, StoreError};
-use crate::signing::Secret;
+use crate::signing::Secrets;
 
 /// Rows per INSERT statement; keeps every statement under the bind-parameter
 /// limits of both backends.
@@ -83,7 +83,7 @@ pub struct PreparedEvent {
     pub event: NewEvent,
     pub deliveries: Vec<NewDelivery>,
     /// The secret of each delivery's subscription, in the same order.
-    pub secrets: Vec<Arc<Secret>>,
+    pub secrets: Vec<Arc<Secrets>>,
     /// Its `triggeringUserId`, whose own subscriptions are skipped.
     pub triggering_user_id: Option<i64>,
     pub routed_at: i64,

@@ -689,11 +689,26 @@ mod tests {
         let pending = deliveries::pending_page(conn, 1, None, 10).unwrap();
         assert_eq!(pending.len(), 1, "the pending delivery survived");
         assert_eq!(pending[0].secret, "a-long-enough-secret");
+        // Its secret-rotation columns are empty: only its secret signs.
+        let old = &routes[0].subscription;
+        assert!(old.previous_secret.is_none() && old.secret_rotated_at.is_none());
+        assert_eq!(old.secrets().unwrap().valid_at(now()).count(), 1);
+        // A rotation after the upgrade keeps the old secret signing too.
+        let until = now() + chrono::Duration::hours(1);
+        let rotated = subscriptions::rotate_secret(conn, 1, (7, 1), "a-newer-long-secret", until)
+            .unwrap()
+            .unwrap();
+        let rotated = rotated.subscription;
+        assert_eq!(
+            rotated.previous_secret.as_deref(),
+            Some("a-long-enough-secret")
+        );
+        assert_eq!(rotated.secrets().unwrap().valid_at(now()).count(), 2);
         // A change after the upgrade moves the version and stamps its row.
         let removed = subscriptions::deactivate(conn, &[1], "test").unwrap();
         assert_eq!(removed, 1);
         let (as_of, changes) = routing::catch_up(conn, 0).unwrap().unwrap();
-        assert_eq!((as_of, changes.len()), (1, 1));
+        assert_eq!((as_of, changes.len()), (2, 1));
         assert!(!changes[0].subscription.active);
     }
 

@@ -41,6 +41,22 @@ pub struct Subscription {
     pub deactivation_reason: Option<String>,
     /// The routing version of its last change (`store::routing`).
     pub route_version: i64,
+    /// The secret the last rotation replaced, signing too until
+    /// `previous_secret_until`.
+    pub previous_secret: Option<String>,
+    pub previous_secret_until: Option<NaiveDateTime>,
+    pub secret_rotated_at: Option<NaiveDateTime>,
+}
+
+impl Subscription {
+    /// Its signing key set (`Secrets::from_stored`).
+    pub fn secrets(&self) -> Result<crate::signing::Secrets, String> {
+        crate::signing::Secrets::from_stored(
+            &self.secret,
+            self.previous_secret.as_deref(),
+            self.previous_secret_until,
+        )
+    }
 }
 
 #[derive(Insertable)]

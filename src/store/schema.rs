@@ -91,6 +91,9 @@ diesel::table! {
         deactivated_at -> Nullable<Timestamp>,
         deactivation_reason -> Nullable<Text>,
         route_version -> BigInt,
+        previous_secret -> Nullable<Text>,
+        previous_secret_until -> Nullable<Timestamp>,
+        secret_rotated_at -> Nullable<Timestamp>,
     }
 }
 

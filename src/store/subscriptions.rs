@@ -1,7 +1,8 @@
 //! Queries on `subscriptions` and `endpoints`: creating a subscription (and
 //! its endpoint row, one per distinct URL), reading a caller's own ones,
-//! deactivating (kept with a reason, its pending deliveries cancelled), and
-//! loading every active route at start.
+//! deactivating (kept with a reason, its pending deliveries cancelled),
+//! the owner's changes (a secret rotated, an endpoint moved; each a routing
+//! change), and loading every active route at start.
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -261,4 +262,101 @@ pub fn deactivate(conn: &mut Conn, ids: &[i64], reason: &str) -> Result<usize, S
         Ok::<_, diesel::result::Error>(changed)
     })?;
     Ok(changed)
+}
+
+/// Rotates an owned active subscription's secret to `secret` (a routing
+/// change): the secret it replaces keeps signing until `previous_until`.
+/// `None` when it is not the caller's active subscription.
+pub fn rotate_secret(
+    conn: &mut Conn,
+    id: i64,
+    (marketplace_id, user_id): (i64, i64),
+    secret: &str,
+    previous_until: NaiveDateTime,
+) -> Result<Option<RouteRow>, StoreError> {
+    let at = now();
+    let rotated = crate::db_transaction!(conn, c => {
+        let version = c.bump_routing_version()?;
+        let mine = subscriptions::table
+            .filter(subscriptions::id.eq(id))
+            .filter(owned_active(marketplace_id, user_id));
+        let Some(old) = mine.select(subscriptions::secret).first::<String>(c).optional()? else {
+            return Ok(false);
+        };
+        diesel::update(mine)
+            .set((
+                subscriptions::secret.eq(secret),
+                subscriptions::previous_secret.eq(Some(old)),
+                subscriptions::previous_secret_until.eq(Some(previous_until)),
+                subscriptions::secret_rotated_at.eq(Some(at)),
+                subscriptions::last_modified.eq(at),
+                subscriptions::route_version.eq(version),
+            ))
+            .execute(c)?;
+        Ok::<_, diesel::result::Error>(true)
+    })?;
+    if !rotated {
+        return Ok(None);
+    }
+    get_for_owner(conn, id, marketplace_id, user_id)
+}
+
+/// What moving a subscription to another endpoint did.
+#[derive(Debug)]
+pub enum Moved {
+    Done(Box<RouteRow>),
+    /// Not the caller's active subscription.
+    NotFound,
+    /// The caller has another active subscription to this event at that
+    /// endpoint: its id. Nothing was changed.
+    Duplicate(i64),
+}
+
+/// Moves an owned active subscription to `endpoint_id` (a routing change):
+/// deliveries routed from now on go there.
+pub fn move_endpoint(
+    conn: &mut Conn,
+    id: i64,
+    (marketplace_id, user_id): (i64, i64),
+    endpoint_id: i64,
+) -> Result<Moved, StoreError> {
+    let at = now();
+    // `Some` when refused, `None` once moved.
+    let refused = crate::db_transaction!(conn, c => {
+        let version = c.bump_routing_version()?;
+        let mine = subscriptions::table.filter(owned_active(marketplace_id, user_id));
+        let Some(event) = mine
+            .filter(subscriptions::id.eq(id))
+            .select(subscriptions::event)
+            .first::<String>(c)
+            .optional()?
+        else {
+            return Ok(Some(Moved::NotFound));
+        };
+        let same: Option<i64> = mine
+            .filter(subscriptions::id.ne(id))
+            .filter(subscriptions::event.eq(event))
+            .filter(subscriptions::endpoint_id.eq(endpoint_id))
+            .select(subscriptions::id)
+            .first(c)
+            .optional()?;
+        if let Some(other) = same {
+            return Ok(Some(Moved::Duplicate(other)));
+        }
+        diesel::update(subscriptions::table.filter(subscriptions::id.eq(id)))
+            .set((
+                subscriptions::endpoint_id.eq(endpoint_id),
+                subscriptions::last_modified.eq(at),
+                subscriptions::route_version.eq(version),
+            ))
+            .execute(c)?;
+        Ok::<_, diesel::result::Error>(None)
+    })?;
+    if let Some(refused) = refused {
+        return Ok(refused);
+    }
+    Ok(match get_for_owner(conn, id, marketplace_id, user_id)? {
+        Some(row) if row.subscription.endpoint_id == endpoint_id => Moved::Done(Box::new(row)),
+        _ => Moved::NotFound,
+    })
 }

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::helpers::*;
 
-const SECRET: &str = "cluster-secret";
+const SECRET: &str = "cluster-secret-0123456789";
 const NODES: [&str; 3] = ["node-a", "node-b", "node-c"];
 const ENDPOINTS: usize = 8;
 const LEASE_TTL: Duration = Duration::from_secs(3);

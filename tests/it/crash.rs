@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::helpers::*;
 
-const SECRET: &str = "crash-secret";
+const SECRET: &str = "crash-secret-0123456789";
 
 #[actix_rt::test]
 async fn every_accepted_event_is_delivered_after_a_kill_9_and_a_restart() {

@@ -59,7 +59,12 @@ impl TwoFailingEndpoints {
             .subscribe_ok(&token, CONFIRM_FINAL_GRADES, &failing.url(), SECRET)
             .await;
         let other_sub = app
-            .subscribe_ok(&token, CONFIRM_FINAL_GRADES, &other.url(), "other-secret")
+            .subscribe_ok(
+                &token,
+                CONFIRM_FINAL_GRADES,
+                &other.url(),
+                "other-secret-0123456789",
+            )
             .await;
         failing.set_status(500);
         other.set_status(503);

@@ -108,20 +108,30 @@ async fn events_reach_only_matching_subscriptions_and_never_the_triggering_user(
         &t_user10,
         REVISION_STATUS_UPDATED,
         &triggering_user.url(),
-        "s10",
+        "s10-secret-0123456789",
     )
     .await;
-    app.subscribe_ok(&t_user11, REVISION_STATUS_UPDATED, &colleague.url(), "s11")
-        .await;
+    app.subscribe_ok(
+        &t_user11,
+        REVISION_STATUS_UPDATED,
+        &colleague.url(),
+        "s11-secret-0123456789",
+    )
+    .await;
     app.subscribe_ok(
         &t_other_tenant,
         REVISION_STATUS_UPDATED,
         &other_tenant.url(),
-        "s2",
+        "s2-secret-0123456789",
     )
     .await;
-    app.subscribe_ok(&t_user12, QTI_EXPORT_READY, &other_type.url(), "s12")
-        .await;
+    app.subscribe_ok(
+        &t_user12,
+        QTI_EXPORT_READY,
+        &other_type.url(),
+        "s12-secret-0123456789",
+    )
+    .await;
 
     let mut ev = event(REVISION_STATUS_UPDATED, m1, 1001);
     ev["triggeringUserId"] = json!(10);
@@ -134,7 +144,7 @@ async fn events_reach_only_matching_subscriptions_and_never_the_triggering_user(
 
     let got = colleague.wait_for_context_id(1001, SOON).await;
     assert_eq!(got.json(), ev);
-    assert_signed(&got, "s11");
+    assert_signed(&got, "s11-secret-0123456789");
 
     // Later events that do match each of the others; once they arrived the
     // first event had its chance to arrive too.
@@ -230,10 +240,20 @@ async fn one_endpoint_shared_by_two_subscriptions_gets_one_delivery_each_signed_
     let receiver = Receiver::start().await;
     let alice = app.token(2300, 1).await;
     let bob = app.token(2300, 2).await;
-    app.subscribe_ok(&alice, QTI_EXPORT_READY, &receiver.url(), "alice-secret")
-        .await;
-    app.subscribe_ok(&bob, QTI_EXPORT_READY, &receiver.url(), "bob-secret")
-        .await;
+    app.subscribe_ok(
+        &alice,
+        QTI_EXPORT_READY,
+        &receiver.url(),
+        "alice-secret-0123456789",
+    )
+    .await;
+    app.subscribe_ok(
+        &bob,
+        QTI_EXPORT_READY,
+        &receiver.url(),
+        "bob-secret-0123456789",
+    )
+    .await;
 
     let pushed = app.push_event_ok(&event(QTI_EXPORT_READY, 2300, 7)).await;
     assert_eq!(pushed["deliveries"], 2, "{pushed}");
@@ -245,13 +265,15 @@ async fn one_endpoint_shared_by_two_subscriptions_gets_one_delivery_each_signed_
     let alice_ok = got
         .iter()
         .filter(|r| {
-            r.header("x-inspera-signature") == Some(&inspera_signature("alice-secret", &r.body))
+            r.header("x-inspera-signature")
+                == Some(&inspera_signature("alice-secret-0123456789", &r.body))
         })
         .count();
     let bob_ok = got
         .iter()
         .filter(|r| {
-            r.header("x-inspera-signature") == Some(&inspera_signature("bob-secret", &r.body))
+            r.header("x-inspera-signature")
+                == Some(&inspera_signature("bob-secret-0123456789", &r.body))
         })
         .count();
     assert_eq!(
@@ -260,9 +282,16 @@ async fn one_endpoint_shared_by_two_subscriptions_gets_one_delivery_each_signed_
         "one delivery per subscription, each signed with its own secret"
     );
     for r in &got {
-        let alice =
-            r.header("x-inspera-signature") == Some(&inspera_signature("alice-secret", &r.body));
-        assert_signed(r, if alice { "alice-secret" } else { "bob-secret" });
+        let alice = r.header("x-inspera-signature")
+            == Some(&inspera_signature("alice-secret-0123456789", &r.body));
+        assert_signed(
+            r,
+            if alice {
+                "alice-secret-0123456789"
+            } else {
+                "bob-secret-0123456789"
+            },
+        );
     }
 }
 
@@ -280,7 +309,7 @@ async fn a_batch_of_1000_events_reaches_each_of_three_endpoints() {
             &token,
             REVISION_STATUS_UPDATED,
             &r.url(),
-            &format!("secret-{i}"),
+            &format!("secret-0123456789-{i}"),
         )
         .await;
     }
@@ -326,7 +355,7 @@ async fn a_batch_of_1000_events_reaches_each_of_three_endpoints() {
             "receiver {i}: one webhook-id per event"
         );
         for d in deliveries.iter().step_by(97) {
-            assert_signed(d, &format!("secret-{i}"));
+            assert_signed(d, &format!("secret-0123456789-{i}"));
         }
     }
     eprintln!("3 x 1000 deliveries took {took:?}");

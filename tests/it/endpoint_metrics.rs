@@ -5,7 +5,7 @@
 use crate::health::series;
 use crate::helpers::*;
 
-const SECRET: &str = "health-secret";
+const SECRET: &str = "health-secret-0123456789";
 
 /// A server (retries every 200 ms) with one receiver of tenant 7500
 /// subscribed to `revision_status_updated`; answers the receiver and its

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::helpers::*;
 
-const SECRET: &str = "health-secret";
+const SECRET: &str = "health-secret-0123456789";
 
 /// The endpoint listed with this URL, once `cond` holds for it.
 async fn wait_for_endpoint(

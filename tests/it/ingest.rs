@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use crate::helpers::*;
 
-const SECRET: &str = "ingest-secret";
+const SECRET: &str = "ingest-secret-0123456789";
 
 #[actix_rt::test]
 async fn pushing_an_event_answers_202_with_an_event_id_and_the_number_of_deliveries() {

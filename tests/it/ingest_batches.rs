@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-const SECRET: &str = "ingest-secret";
+const SECRET: &str = "ingest-secret-0123456789";
 
 /// A server and a subscribed receiver of tenant 1100, sent a batch of three
 /// valid events (contextObjectIds 1, 2, 3 at indexes 0, 2, 5) and three

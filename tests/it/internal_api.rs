@@ -68,8 +68,13 @@ async fn with_an_internal_token_internal_routes_without_it_get_401_but_health_an
     }
     // The rejected pushes stored nothing: only the authorised event exists.
     let receiver = Receiver::start().await;
-    app.subscribe_ok(&public_token, QTI_EXPORT_READY, &receiver.url(), "x")
-        .await;
+    app.subscribe_ok(
+        &public_token,
+        QTI_EXPORT_READY,
+        &receiver.url(),
+        "x-secret-0123456789",
+    )
+    .await;
     app.push_event_ok(&event(QTI_EXPORT_READY, 4000, 3)).await;
     receiver.wait_for_context_id(3, SOON).await;
     assert!(
@@ -130,8 +135,13 @@ async fn metrics_are_served_in_prometheus_text_with_per_endpoint_series() {
     let app = TestApp::spawn_with(&["--internal-token", "m3trics"]).await;
     let receiver = Receiver::start().await;
     let token = app.token(4100, 1).await;
-    app.subscribe_ok(&token, QTI_EXPORT_READY, &receiver.url(), "x")
-        .await;
+    app.subscribe_ok(
+        &token,
+        QTI_EXPORT_READY,
+        &receiver.url(),
+        "x-secret-0123456789",
+    )
+    .await;
     app.push_event_ok(&event(QTI_EXPORT_READY, 4100, 1)).await;
     receiver.wait_for_context_id(1, SOON).await;
 
@@ -197,8 +207,13 @@ async fn the_endpoints_list_shows_each_endpoint_with_its_health() {
     let app = TestApp::spawn().await;
     let receiver = Receiver::start().await;
     let token = app.token(4200, 1).await;
-    app.subscribe_ok(&token, QTI_EXPORT_READY, &receiver.url(), "x")
-        .await;
+    app.subscribe_ok(
+        &token,
+        QTI_EXPORT_READY,
+        &receiver.url(),
+        "x-secret-0123456789",
+    )
+    .await;
     let (status, body) = app.endpoints().await;
     assert_eq!(status, 200, "{body}");
     let list = body["endpoints"]
@@ -220,7 +235,9 @@ async fn an_event_type_registered_on_the_internal_api_can_be_subscribed_to_and_p
     let receiver = Receiver::start().await;
     let token = app.token(4300, 1).await;
     let name = "grading_committee_changed";
-    let resp = app.subscribe(&token, name, &receiver.url(), "x").await;
+    let resp = app
+        .subscribe(&token, name, &receiver.url(), "x-secret-0123456789")
+        .await;
     assert_json_error(&resp, 422, "subscribe before registration");
 
     let (status, body) = app
@@ -242,7 +259,8 @@ async fn an_event_type_registered_on_the_internal_api_can_be_subscribed_to_and_p
         "the public catalog lists the new type: {catalog}"
     );
 
-    app.subscribe_ok(&token, name, &receiver.url(), "x").await;
+    app.subscribe_ok(&token, name, &receiver.url(), "x-secret-0123456789")
+        .await;
     let pushed = app.push_event_ok(&event(name, 4300, 1)).await;
     assert_eq!(pushed["deliveries"], 1, "{pushed}");
     receiver.wait_for_context_id(1, SOON).await;

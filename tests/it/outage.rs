@@ -27,7 +27,7 @@ use crate::outage_verdict::{
 };
 use crate::private_pg::{PrivatePostgres, private_postgres};
 
-const SECRET: &str = "outage-secret";
+const SECRET: &str = "outage-secret-0123456789";
 const LEASE_TTL: Duration = Duration::from_secs(3);
 const ENDPOINTS: usize = 4;
 /// How long PostgreSQL stays down.

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::helpers::*;
 
-const SECRET: &str = "pg-secret";
+const SECRET: &str = "pg-secret-0123456789";
 
 macro_rules! postgres_app {
     ($args:expr) => {

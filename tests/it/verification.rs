@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::helpers::*;
 
-const SECRET: &str = "verify-secret";
+const SECRET: &str = "verify-secret-0123456789";
 
 /// Pushes a fresh probe event until one answers `deliveries: 0`.
 async fn wait_until_nothing_routes_to(
@@ -84,10 +84,20 @@ async fn periodic_verification_calls_go_once_per_endpoint_however_many_subscript
     let receiver = Receiver::start().await;
     let alice = app.token(5100, 1).await;
     let bob = app.token(5200, 2).await;
-    app.subscribe_ok(&alice, QTI_EXPORT_READY, &receiver.url(), "alice-secret")
-        .await;
-    app.subscribe_ok(&bob, CONFIRM_FINAL_GRADES, &receiver.url(), "bob-secret")
-        .await;
+    app.subscribe_ok(
+        &alice,
+        QTI_EXPORT_READY,
+        &receiver.url(),
+        "alice-secret-0123456789",
+    )
+    .await;
+    app.subscribe_ok(
+        &bob,
+        CONFIRM_FINAL_GRADES,
+        &receiver.url(),
+        "bob-secret-0123456789",
+    )
+    .await;
     let initial = receiver.verifications().len();
     assert_eq!(
         initial, 2,
@@ -134,8 +144,8 @@ async fn periodic_verification_calls_go_once_per_endpoint_however_many_subscript
     for v in &periodic {
         let sig = v.header("x-inspera-signature").unwrap_or_default();
         assert!(
-            sig == inspera_signature("alice-secret", &v.body)
-                || sig == inspera_signature("bob-secret", &v.body),
+            sig == inspera_signature("alice-secret-0123456789", &v.body)
+                || sig == inspera_signature("bob-secret-0123456789", &v.body),
             "a periodic verification call is signed with a subscription's secret"
         );
     }

@@ -208,7 +208,7 @@ pub fn subscribe(instance: &Instance, receiver_port: u16, fanout: usize) -> Resu
             let body = json!({
                 "event": "qti_export_ready",
                 "endpoint": format!("http://127.0.0.1:{receiver_port}/r/{n}"),
-                "secret": "bench-secret",
+                "secret": "bench-secret-0123456789",
             })
             .to_string();
             let (status, answer) =

@@ -13,7 +13,7 @@ use crate::delivery::health::{Effect, State};
 use crate::delivery::retry;
 use crate::delivery::sender::{self, Attempt};
 use crate::metrics::METRICS;
-use crate::signing::Secret;
+use crate::signing::Secrets;
 use crate::store::endpoints as endpoint_store;
 
 /// Fraction of the verification interval used to spread first checks.
@@ -47,7 +47,7 @@ impl Check {
 
 impl EndpointActor {
     /// A secret to sign verification calls with.
-    fn any_secret(&self) -> Option<Arc<Secret>> {
+    fn any_secret(&self) -> Option<Arc<Secrets>> {
         self.subscriptions
             .values()
             .next()
@@ -134,7 +134,7 @@ impl EndpointActor {
         let timeout = self.settings.timeout;
         let call = async move {
             let _turn = CHECKS_IN_FLIGHT.acquire().await;
-            sender::verify(&url, &secret, timeout).await
+            sender::verify(&url, &secret.current, timeout).await
         };
         ctx.spawn(
             call.into_actor(self)

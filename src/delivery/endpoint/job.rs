@@ -7,7 +7,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use crate::delivery::budget::{Charge, QUEUED};
-use crate::signing::Secret;
+use crate::signing::Secrets;
 use crate::store::deliveries::JobRow;
 
 /// One delivery of one event to one subscription.
@@ -16,7 +16,7 @@ pub struct Job {
     /// The delivery id; also the `webhook-id`, the same on every retry.
     pub id: Arc<str>,
     pub subscription_id: i64,
-    pub secret: Arc<Secret>,
+    pub secret: Arc<Secrets>,
     pub body: Bytes,
     /// Attempts made so far.
     pub attempts: u32,
@@ -28,7 +28,7 @@ pub struct Job {
 
 impl Job {
     /// A delivery to send from its first attempt on.
-    pub fn new(id: Arc<str>, subscription_id: i64, secret: Arc<Secret>, body: Bytes) -> Job {
+    pub fn new(id: Arc<str>, subscription_id: i64, secret: Arc<Secrets>, body: Bytes) -> Job {
         Job {
             _charge: QUEUED.charge(&id, &body),
             id,
@@ -41,7 +41,7 @@ impl Job {
     }
 
     /// A pending delivery read from the database, signed with `secret`.
-    pub(super) fn from_row(row: JobRow, secret: Arc<Secret>) -> Job {
+    pub(super) fn from_row(row: JobRow, secret: Arc<Secrets>) -> Job {
         let wait = (row.next_attempt_at - crate::store::now())
             .to_std()
             .ok()

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use super::{EndpointActor, Job};
-use crate::signing::Secret;
+use crate::signing::Secrets;
 
 /// New durable deliveries for this endpoint, in order.
 #[derive(Message)]
@@ -25,7 +25,7 @@ pub struct Replayed(pub Job);
 #[rtype(result = "()")]
 pub struct AddSubscription {
     pub id: i64,
-    pub secret: Arc<Secret>,
+    pub secret: Arc<Secrets>,
 }
 
 /// A subscription was removed: drop its queued deliveries.

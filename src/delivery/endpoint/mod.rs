@@ -55,7 +55,7 @@ use super::health::{Health, State};
 use super::recorder::{Record, Recorder};
 use crate::endpoint_url::EndpointUrl;
 use crate::metrics::EndpointMetrics;
-use crate::signing::Secret;
+use crate::signing::Secrets;
 use crate::store::Store;
 use crate::store::endpoints::HealthRow;
 
@@ -100,7 +100,7 @@ pub struct EndpointActor {
     in_flight: u32,
     backlog: Backlog,
     draining: bool,
-    subscriptions: HashMap<i64, Arc<Secret>>,
+    subscriptions: HashMap<i64, Arc<Secrets>>,
     /// Subscriptions removed while this actor held deliveries for them.
     removed_subscriptions: HashSet<i64>,
     health: Health,

@@ -127,7 +127,13 @@ impl EndpointActor {
         let url = self.url.clone();
         let timeout = self.settings.timeout;
         let body = job.body.clone();
-        let secret = job.secret.clone();
+        // Its subscription's latest keys: a rotation since it was queued
+        // signs it too.
+        let secret = self
+            .subscriptions
+            .get(&job.subscription_id)
+            .unwrap_or(&job.secret)
+            .clone();
         let id = job.id.clone();
         // The address check is the client's (`sender`), as for every request.
         let request = async move { sender::post(&url, body, &secret, &id, timeout).await };

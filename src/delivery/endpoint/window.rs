@@ -11,7 +11,7 @@ use actix::prelude::*;
 use super::{AFTER_DB_ERROR, EndpointActor, Job};
 use crate::delivery::budget::QUEUED;
 use crate::metrics::{ErrorSite, internal_error};
-use crate::signing::Secret;
+use crate::signing::Secrets;
 use crate::store::StoreError;
 use crate::store::deliveries::{self, JobRow};
 
@@ -182,12 +182,12 @@ impl EndpointActor {
     }
 
     /// The secret that signs a delivery read from the database.
-    fn secret_of(&self, row: &JobRow) -> Option<Arc<Secret>> {
+    fn secret_of(&self, row: &JobRow) -> Option<Arc<Secrets>> {
         if let Some(secret) = self.subscriptions.get(&row.subscription_id) {
             return Some(secret.clone());
         }
-        match Secret::parse(&row.secret) {
-            Ok(secret) => Some(Arc::new(secret)),
+        match crate::signing::Secret::parse(&row.secret) {
+            Ok(secret) => Some(Arc::new(secret.into())),
             Err(e) => {
                 log::error!(
                     "delivery {}: its subscription's secret is unusable ({e}); skipped",

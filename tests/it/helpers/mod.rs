@@ -17,7 +17,8 @@
 //! One file per concern: `poll` (deadlines), `builders` (events, ids,
 //! error-shape assertions), `signatures`, `app` (the server's lifecycle),
 //! `http` (generic calls), `api` (one method per API call), `backends`
-//! (SQLite or PostgreSQL), `receiver` and `prometheus`. Everything is
+//! (SQLite or PostgreSQL), `receiver`, `prometheus` and `self_service`
+//! (changing a subscription; the Standard Webhooks reference verifier). Everything is
 //! re-exported here, so a test module needs only `use crate::helpers::*;`.
 #![allow(dead_code)]
 
@@ -29,6 +30,7 @@ mod http;
 mod poll;
 mod prometheus;
 mod receiver;
+mod self_service;
 mod signatures;
 
 pub use app::*;
@@ -38,4 +40,5 @@ pub use http::*;
 pub use poll::*;
 pub use prometheus::*;
 pub use receiver::*;
+pub use self_service::*;
 pub use signatures::*;
