@@ -31,6 +31,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     ] {
         cfg.service(resource.done());
     }
+    super::deliveries::routes(cfg);
 }
 
 #[derive(Deserialize)]

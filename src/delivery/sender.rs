@@ -39,8 +39,11 @@ const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 /// How much of a failing answer's body is kept for the operator.
 const ERROR_SNIPPET: usize = 200;
-/// Most bytes read of an endpoint's answer.
+/// Most bytes read of an endpoint's answer (read to the end, up to this, so
+/// the connection can be reused; only `EXCERPT` of it is kept).
 const MAX_RESPONSE_BODY: usize = 64 * 1024;
+/// How much of an answer's body is kept in the attempt log (1 KiB).
+pub const EXCERPT: usize = 1024;
 
 thread_local! {
     static CLIENT: RefCell<Option<awc::Client>> = const { RefCell::new(None) };
@@ -183,6 +186,9 @@ pub struct Attempt {
     pub duration: Duration,
     /// The kind of outcome, for metrics.
     pub outcome: AttemptOutcome,
+    /// At most the first `EXCERPT` bytes of the answer's body, as text;
+    /// `None` when there was no answer or its body was empty.
+    pub excerpt: Option<String>,
 }
 
 impl Attempt {
@@ -203,6 +209,7 @@ impl Attempt {
             retry_after: None,
             duration,
             outcome,
+            excerpt: None,
         }
     }
 }
@@ -287,12 +294,41 @@ async fn exchange(
         .get("Retry-After")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let answer = response
-        .body()
-        .limit(MAX_RESPONSE_BODY)
-        .await
-        .unwrap_or_default();
-    answered(response.status(), &answer, retry_after, started)
+    let head = read_head(&mut response).await;
+    answered(response.status(), &head, retry_after, started)
+}
+
+/// Reads the answer's body to its end (at most `MAX_RESPONSE_BODY` bytes,
+/// so the connection can be reused) and keeps only its first `EXCERPT`
+/// bytes; a body cut off or broken keeps what arrived.
+async fn read_head<S>(response: &mut awc::ClientResponse<S>) -> Vec<u8>
+where
+    S: futures_util::Stream<Item = Result<Bytes, awc::error::PayloadError>> + Unpin,
+{
+    use futures_util::StreamExt as _;
+    let mut head = Vec::new();
+    let mut read = 0;
+    while let Some(Ok(chunk)) = response.next().await {
+        read += chunk.len();
+        let room = EXCERPT.saturating_sub(head.len());
+        head.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if read > MAX_RESPONSE_BODY {
+            break;
+        }
+    }
+    head
+}
+
+/// The text kept of an answer's first bytes: at most `EXCERPT` bytes, lossy
+/// UTF-8 (a character cut at the end is dropped, not replaced); `None` for
+/// an empty body.
+pub fn excerpt(head: &[u8]) -> Option<String> {
+    let head = &head[..head.len().min(EXCERPT)];
+    let whole = match std::str::from_utf8(head) {
+        Err(e) if e.error_len().is_none() => &head[..e.valid_up_to()],
+        _ => head,
+    };
+    (!whole.is_empty()).then(|| String::from_utf8_lossy(whole).into_owned())
 }
 
 /// The kind of a request that got no answer, for metrics.
@@ -327,6 +363,7 @@ fn answered(
         retry_after,
         duration: started.elapsed(),
         outcome,
+        excerpt: excerpt(answer),
     }
 }
 
@@ -515,5 +552,24 @@ mod tests {
         );
         assert_eq!(busy.retry_after.as_deref(), Some("5"));
         assert!(matches!(busy.outcome, AttemptOutcome::HttpError));
+        assert_eq!(busy.excerpt.as_deref(), Some("slow down\n"));
+        assert_eq!(ok.excerpt, None);
+    }
+
+    #[test]
+    fn an_excerpt_keeps_the_first_kibibyte_as_text() {
+        let long = "a".repeat(EXCERPT + 10);
+        assert_eq!(excerpt(long.as_bytes()).unwrap().len(), EXCERPT);
+        assert_eq!(excerpt(b"").as_deref(), None);
+        assert_eq!(excerpt(b"ok \xff").as_deref(), Some("ok \u{fffd}"));
+    }
+
+    #[test]
+    fn an_excerpt_drops_a_character_cut_at_its_end() {
+        let mut body = "b".repeat(EXCERPT - 1).into_bytes();
+        body.extend_from_slice("é".as_bytes());
+        let text = excerpt(&body).unwrap();
+        assert_eq!(text.len(), EXCERPT - 1);
+        assert!(text.chars().all(|c| c == 'b'));
     }
 }

@@ -232,11 +232,13 @@ pub fn dead_letters(
     })?)
 }
 
-/// Why a dead letter could not be replayed.
+/// Why a delivery could not be sent again.
 #[derive(Debug)]
 pub enum ReplayRefused {
     NotFound,
     SubscriptionInactive,
+    /// It is not in a state it may be sent again from (its stored status).
+    NotFinished(String),
 }
 
 /// Puts a dead letter back in its endpoint's queue with a fresh retry
@@ -245,19 +247,52 @@ pub fn replay(
     conn: &mut Conn,
     id: &str,
 ) -> Result<Result<(JobRow, i64, String), ReplayRefused>, StoreError> {
+    requeue(conn, id, None, &[DEAD])
+}
+
+/// A subscriber's resend: puts a finished delivery of `subscription_id`
+/// (delivered, dead or cancelled) back in its endpoint's queue with a fresh
+/// retry schedule, as `replay` does. A pending one is refused
+/// (`NotFinished`): it is still being sent on its own schedule.
+pub fn resend(
+    conn: &mut Conn,
+    subscription_id: i64,
+    id: &str,
+) -> Result<Result<(JobRow, i64, String), ReplayRefused>, StoreError> {
+    requeue(
+        conn,
+        id,
+        Some(subscription_id),
+        &[SUCCEEDED, DEAD, CANCELLED],
+    )
+}
+
+/// Makes delivery `id` (of `subscription_id`, when given) pending again,
+/// its attempts counted from 0, when its status is one of `from`.
+fn requeue(
+    conn: &mut Conn,
+    id: &str,
+    subscription_id: Option<i64>,
+    from: &'static [&'static str],
+) -> Result<Result<(JobRow, i64, String), ReplayRefused>, StoreError> {
     let at = now();
     Ok(crate::db_transaction!(conn, c => {
-        let found: Option<(i64, bool, String)> = deliveries::table
+        let found: Option<(i64, i64, bool, String, String)> = deliveries::table
             .inner_join(subscriptions::table)
             .inner_join(endpoints::table.on(endpoints::id.eq(deliveries::endpoint_id)))
             .filter(deliveries::id.eq(id))
-            .filter(deliveries::status.eq(DEAD))
-            .select((deliveries::endpoint_id, subscriptions::active, endpoints::url))
+            .select((deliveries::subscription_id, deliveries::endpoint_id, subscriptions::active, endpoints::url, deliveries::status))
             .first(c)
             .optional()?;
-        let Some((endpoint_id, active, url)) = found else {
+        let Some((owner, endpoint_id, active, url, status)) = found else {
             return Ok(Err(ReplayRefused::NotFound));
         };
+        if subscription_id.is_some_and(|s| s != owner) {
+            return Ok(Err(ReplayRefused::NotFound));
+        }
+        if !from.contains(&status.as_str()) {
+            return Ok(Err(ReplayRefused::NotFinished(status)));
+        }
         if !active {
             return Ok(Err(ReplayRefused::SubscriptionInactive));
         }
