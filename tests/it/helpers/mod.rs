@@ -29,6 +29,7 @@ mod http;
 mod poll;
 mod prometheus;
 mod receiver;
+mod self_service;
 mod signatures;
 
 pub use app::*;
