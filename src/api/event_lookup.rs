@@ -10,7 +10,7 @@ use super::auth::Operator;
 use super::deliveries::{Delivery, payload};
 use super::{State, format_time};
 use crate::error::ApiError;
-use crate::store::history::{self, DeliveryRow};
+use crate::store::history::{self, DeliveryRow, LastAttempt};
 
 /// One delivery of the event, with the subscription it is for.
 #[derive(Debug, Serialize)]
@@ -21,11 +21,11 @@ pub struct EventDelivery {
     pub delivery: Delivery,
 }
 
-impl From<DeliveryRow> for EventDelivery {
-    fn from(row: DeliveryRow) -> EventDelivery {
+impl EventDelivery {
+    fn of(row: DeliveryRow, last: Option<&LastAttempt>) -> EventDelivery {
         EventDelivery {
             subscription_id: row.subscription_id,
-            delivery: Delivery::of(row, None),
+            delivery: Delivery::of(row, last),
         }
     }
 }
@@ -51,9 +51,16 @@ pub(super) async fn event(
     let lookup = id.clone();
     let found = state
         .store
-        .run(move |conn| history::event_with_deliveries(conn, &lookup))
+        .run(move |conn| {
+            let Some((event, deliveries)) = history::event_with_deliveries(conn, &lookup)? else {
+                return Ok(None);
+            };
+            let ids: Vec<String> = deliveries.iter().map(|d| d.id.clone()).collect();
+            let last = history::last_attempts(conn, &ids)?;
+            Ok(Some((event, deliveries, last)))
+        })
         .await?;
-    let Some((event, deliveries)) = found else {
+    let Some((event, deliveries, last)) = found else {
         return Err(ApiError::NotFound(format!(
             "there is no event `{id}` (events are kept for --history-retention)"
         )));
@@ -64,6 +71,12 @@ pub(super) async fn event(
         marketplace_id: event.marketplace_id,
         accepted_at: format_time(event.accepted_at),
         payload: payload(event.body),
-        deliveries: deliveries.into_iter().map(EventDelivery::from).collect(),
+        deliveries: deliveries
+            .into_iter()
+            .map(|d| {
+                let l = last.get(&d.id);
+                EventDelivery::of(d, l)
+            })
+            .collect(),
     }))
 }

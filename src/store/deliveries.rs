@@ -400,6 +400,44 @@ mod tests {
     }
 
     #[test]
+    fn a_resend_requeues_a_finished_delivery_of_its_own_subscription_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("r.db").to_str().unwrap(), 2).unwrap();
+        let conn = &mut store.conn().unwrap();
+        let endpoint = subscriptions::endpoint_id_for(conn, "http://example.com/").unwrap();
+        subscriptions::insert(conn, 1, 1, "qti_export_ready", endpoint, "secret").unwrap();
+        let at = chrono::Utc::now().naive_utc();
+        let mut batch = vec![PreparedEvent::fixed(
+            event("e1", at, None),
+            vec![delivery("d1", "e1", endpoint, at)],
+        )];
+        store_batch(conn, &mut batch, &[], &mut FixedRoutes).unwrap();
+        assert!(matches!(
+            resend(conn, 1, "d1").unwrap(),
+            Err(ReplayRefused::NotFinished(s)) if s == PENDING
+        ));
+        record(
+            conn,
+            &[Completion::Succeeded {
+                id: "d1".into(),
+                attempts: 2,
+            }],
+            &[],
+        )
+        .unwrap();
+        assert!(matches!(
+            resend(conn, 2, "d1").unwrap(),
+            Err(ReplayRefused::NotFound)
+        ));
+        let (job, endpoint_id, _) = resend(conn, 1, "d1").unwrap().unwrap();
+        assert_eq!(
+            (job.id.as_str(), job.attempts, endpoint_id),
+            ("d1", 0, endpoint)
+        );
+        assert_eq!(pending_page(conn, endpoint, None, 10).unwrap().len(), 1);
+    }
+
+    #[test]
     fn cleanup_removes_old_finished_history_and_keeps_what_is_pending() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path().join("c.db").to_str().unwrap(), 2).unwrap();
