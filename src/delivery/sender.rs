@@ -24,6 +24,7 @@ use awc::http::header::{self, HeaderName, HeaderValue};
 use awc::http::{StatusCode, Uri};
 use bytes::Bytes;
 
+use super::excerpt::{EXCERPT, excerpt};
 use crate::endpoint_url::{EndpointError, EndpointUrl, check_address};
 use crate::metrics::AttemptOutcome;
 use crate::signing::{Secret, SignatureHeaders};
@@ -42,8 +43,6 @@ const ERROR_SNIPPET: usize = 200;
 /// Most bytes read of an endpoint's answer (read to the end, up to this, so
 /// the connection can be reused; only `EXCERPT` of it is kept).
 const MAX_RESPONSE_BODY: usize = 64 * 1024;
-/// How much of an answer's body is kept in the attempt log (1 KiB).
-pub const EXCERPT: usize = 1024;
 
 thread_local! {
     static CLIENT: RefCell<Option<awc::Client>> = const { RefCell::new(None) };
@@ -319,18 +318,6 @@ where
     head
 }
 
-/// The text kept of an answer's first bytes: at most `EXCERPT` bytes, lossy
-/// UTF-8 (a character cut at the end is dropped, not replaced); `None` for
-/// an empty body.
-pub fn excerpt(head: &[u8]) -> Option<String> {
-    let head = &head[..head.len().min(EXCERPT)];
-    let whole = match std::str::from_utf8(head) {
-        Err(e) if e.error_len().is_none() => &head[..e.valid_up_to()],
-        _ => head,
-    };
-    (!whole.is_empty()).then(|| String::from_utf8_lossy(whole).into_owned())
-}
-
 /// The kind of a request that got no answer, for metrics.
 fn send_outcome(e: &SendRequestError) -> AttemptOutcome {
     match e {
@@ -554,22 +541,5 @@ mod tests {
         assert!(matches!(busy.outcome, AttemptOutcome::HttpError));
         assert_eq!(busy.excerpt.as_deref(), Some("slow down\n"));
         assert_eq!(ok.excerpt, None);
-    }
-
-    #[test]
-    fn an_excerpt_keeps_the_first_kibibyte_as_text() {
-        let long = "a".repeat(EXCERPT + 10);
-        assert_eq!(excerpt(long.as_bytes()).unwrap().len(), EXCERPT);
-        assert_eq!(excerpt(b"").as_deref(), None);
-        assert_eq!(excerpt(b"ok \xff").as_deref(), Some("ok \u{fffd}"));
-    }
-
-    #[test]
-    fn an_excerpt_drops_a_character_cut_at_its_end() {
-        let mut body = "b".repeat(EXCERPT - 1).into_bytes();
-        body.extend_from_slice("é".as_bytes());
-        let text = excerpt(&body).unwrap();
-        assert_eq!(text.len(), EXCERPT - 1);
-        assert!(text.chars().all(|c| c == 'b'));
     }
 }
