@@ -35,6 +35,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         Resource::at("/metrics").get(metrics),
         Resource::at("/internal/v1/events").post(push_one),
         Resource::at("/internal/v1/events/batch").post(batch::push_batch),
+        Resource::at("/internal/v1/events/{eventId}").get(super::event_lookup::event),
         Resource::at("/internal/v1/tokens").post(create_token),
         Resource::at("/internal/v1/event-types").get(list_event_types),
         Resource::at("/internal/v1/event-types/{name}").put(put_event_type),
@@ -452,7 +453,7 @@ async fn replay_dead_letter(
         .await?;
     let (row, endpoint_id, endpoint_url) = match outcome {
         Ok(found) => found,
-        Err(ReplayRefused::NotFound) => {
+        Err(ReplayRefused::NotFound | ReplayRefused::NotFinished(_)) => {
             return Err(ApiError::NotFound(format!(
                 "there is no dead letter `{id}`"
             )));
@@ -466,6 +467,18 @@ async fn replay_dead_letter(
             ));
         }
     };
+    send_again(&state, &row, endpoint_id, endpoint_url)?;
+    Ok(HttpResponse::Accepted().json(json!({ "id": row.id, "status": "pending" })))
+}
+
+/// Hands a delivery put back in its queue (`deliveries::replay`, `resend`)
+/// to its endpoint's actor, wherever it runs.
+pub(super) fn send_again(
+    state: &State,
+    row: &deliveries::JobRow,
+    endpoint_id: i64,
+    endpoint_url: String,
+) -> Result<(), ApiError> {
     let secret = Secret::parse(&row.secret)
         .map_err(|e| ApiError::internal("replay", format!("stored secret unusable: {e}")))?;
     let job = Job::new(
@@ -479,5 +492,5 @@ async fn replay_dead_letter(
         endpoint_url,
         job,
     });
-    Ok(HttpResponse::Accepted().json(json!({ "id": row.id, "status": "pending" })))
+    Ok(())
 }

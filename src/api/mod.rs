@@ -6,6 +6,9 @@
 pub mod auth;
 pub mod batch;
 pub mod body;
+pub mod deliveries;
+pub mod event_lookup;
+pub mod feed;
 pub mod framing;
 pub mod internal;
 pub mod page;

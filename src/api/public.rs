@@ -35,6 +35,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     ] {
         cfg.service(resource.done());
     }
+    super::deliveries::routes(cfg);
 }
 
 #[derive(Deserialize)]

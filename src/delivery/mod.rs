@@ -8,6 +8,7 @@
 
 pub mod budget;
 pub mod endpoint;
+pub mod excerpt;
 pub mod health;
 pub mod recorder;
 pub mod retry;

@@ -24,6 +24,7 @@ use awc::http::header::{self, HeaderName, HeaderValue};
 use awc::http::{StatusCode, Uri};
 use bytes::Bytes;
 
+use super::excerpt::{EXCERPT, excerpt};
 use crate::endpoint_url::{EndpointError, EndpointUrl, check_address};
 use crate::metrics::AttemptOutcome;
 use crate::signing::{Secret, Secrets, SignatureHeaders};
@@ -40,7 +41,8 @@ const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 /// How much of a failing answer's body is kept for the operator.
 const ERROR_SNIPPET: usize = 200;
-/// Most bytes read of an endpoint's answer.
+/// Most bytes read of an endpoint's answer (read to the end, up to this, so
+/// the connection can be reused; only `EXCERPT` of it is kept).
 const MAX_RESPONSE_BODY: usize = 64 * 1024;
 
 thread_local! {
@@ -184,6 +186,9 @@ pub struct Attempt {
     pub duration: Duration,
     /// The kind of outcome, for metrics.
     pub outcome: AttemptOutcome,
+    /// At most the first `EXCERPT` bytes of the answer's body, as text;
+    /// `None` when there was no answer or its body was empty.
+    pub excerpt: Option<String>,
 }
 
 impl Attempt {
@@ -204,6 +209,7 @@ impl Attempt {
             retry_after: None,
             duration,
             outcome,
+            excerpt: None,
         }
     }
 }
@@ -313,12 +319,29 @@ async fn exchange(
         .get("Retry-After")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let answer = response
-        .body()
-        .limit(MAX_RESPONSE_BODY)
-        .await
-        .unwrap_or_default();
-    answered(response.status(), &answer, retry_after, started)
+    let head = read_head(&mut response).await;
+    answered(response.status(), &head, retry_after, started)
+}
+
+/// Reads the answer's body to its end (at most `MAX_RESPONSE_BODY` bytes,
+/// so the connection can be reused) and keeps only its first `EXCERPT`
+/// bytes; a body cut off or broken keeps what arrived.
+async fn read_head<S>(response: &mut awc::ClientResponse<S>) -> Vec<u8>
+where
+    S: futures_util::Stream<Item = Result<Bytes, awc::error::PayloadError>> + Unpin,
+{
+    use futures_util::StreamExt as _;
+    let mut head = Vec::new();
+    let mut read = 0;
+    while let Some(Ok(chunk)) = response.next().await {
+        read += chunk.len();
+        let room = EXCERPT.saturating_sub(head.len());
+        head.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if read > MAX_RESPONSE_BODY {
+            break;
+        }
+    }
+    head
 }
 
 /// The kind of a request that got no answer, for metrics.
@@ -353,6 +376,7 @@ fn answered(
         retry_after,
         duration: started.elapsed(),
         outcome,
+        excerpt: excerpt(answer),
     }
 }
 
@@ -548,5 +572,7 @@ mod tests {
         );
         assert_eq!(busy.retry_after.as_deref(), Some("5"));
         assert!(matches!(busy.outcome, AttemptOutcome::HttpError));
+        assert_eq!(busy.excerpt.as_deref(), Some("slow down\n"));
+        assert_eq!(ok.excerpt, None);
     }
 }

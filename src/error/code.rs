@@ -37,6 +37,8 @@ pub enum ErrorCode {
     /// A dead letter's subscription was removed.
     SubscriptionInactive,
     DuplicateSubscription,
+    /// A resend of a delivery that is still being sent.
+    DeliveryPending,
     /// An idempotency key was used for another event.
     IdempotencyConflict,
     Unauthorized,
@@ -76,6 +78,7 @@ impl ErrorCode {
             ErrorCode::TooManySubscriptions => "too_many_subscriptions",
             ErrorCode::SubscriptionInactive => "subscription_inactive",
             ErrorCode::DuplicateSubscription => "duplicate_subscription",
+            ErrorCode::DeliveryPending => "delivery_pending",
             ErrorCode::IdempotencyConflict => "idempotency_conflict",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::NotFound => "not_found",

@@ -232,11 +232,13 @@ pub fn dead_letters(
     })?)
 }
 
-/// Why a dead letter could not be replayed.
+/// Why a delivery could not be sent again.
 #[derive(Debug)]
 pub enum ReplayRefused {
     NotFound,
     SubscriptionInactive,
+    /// It is not in a state it may be sent again from (its stored status).
+    NotFinished(String),
 }
 
 /// Puts a dead letter back in its endpoint's queue with a fresh retry
@@ -245,19 +247,52 @@ pub fn replay(
     conn: &mut Conn,
     id: &str,
 ) -> Result<Result<(JobRow, i64, String), ReplayRefused>, StoreError> {
+    requeue(conn, id, None, &[DEAD])
+}
+
+/// A subscriber's resend: puts a finished delivery of `subscription_id`
+/// (delivered, dead or cancelled) back in its endpoint's queue with a fresh
+/// retry schedule, as `replay` does. A pending one is refused
+/// (`NotFinished`): it is still being sent on its own schedule.
+pub fn resend(
+    conn: &mut Conn,
+    subscription_id: i64,
+    id: &str,
+) -> Result<Result<(JobRow, i64, String), ReplayRefused>, StoreError> {
+    requeue(
+        conn,
+        id,
+        Some(subscription_id),
+        &[SUCCEEDED, DEAD, CANCELLED],
+    )
+}
+
+/// Makes delivery `id` (of `subscription_id`, when given) pending again,
+/// its attempts counted from 0, when its status is one of `from`.
+fn requeue(
+    conn: &mut Conn,
+    id: &str,
+    subscription_id: Option<i64>,
+    from: &'static [&'static str],
+) -> Result<Result<(JobRow, i64, String), ReplayRefused>, StoreError> {
     let at = now();
     Ok(crate::db_transaction!(conn, c => {
-        let found: Option<(i64, bool, String)> = deliveries::table
+        let found: Option<(i64, i64, bool, String, String)> = deliveries::table
             .inner_join(subscriptions::table)
             .inner_join(endpoints::table.on(endpoints::id.eq(deliveries::endpoint_id)))
             .filter(deliveries::id.eq(id))
-            .filter(deliveries::status.eq(DEAD))
-            .select((deliveries::endpoint_id, subscriptions::active, endpoints::url))
+            .select((deliveries::subscription_id, deliveries::endpoint_id, subscriptions::active, endpoints::url, deliveries::status))
             .first(c)
             .optional()?;
-        let Some((endpoint_id, active, url)) = found else {
+        let Some((owner, endpoint_id, active, url, status)) = found else {
             return Ok(Err(ReplayRefused::NotFound));
         };
+        if subscription_id.is_some_and(|s| s != owner) {
+            return Ok(Err(ReplayRefused::NotFound));
+        }
+        if !from.contains(&status.as_str()) {
+            return Ok(Err(ReplayRefused::NotFinished(status)));
+        }
         if !active {
             return Ok(Err(ReplayRefused::SubscriptionInactive));
         }
@@ -351,6 +386,44 @@ mod tests {
 
     fn delivery(id: &str, event_id: &str, endpoint_id: i64, at: NaiveDateTime) -> NewDelivery {
         NewDelivery::pending(id.into(), event_id.into(), 1, endpoint_id, &DbTime::new(at))
+    }
+
+    #[test]
+    fn a_resend_requeues_a_finished_delivery_of_its_own_subscription_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("r.db").to_str().unwrap(), 2).unwrap();
+        let conn = &mut store.conn().unwrap();
+        let endpoint = subscriptions::endpoint_id_for(conn, "http://example.com/").unwrap();
+        subscriptions::insert(conn, 1, 1, "qti_export_ready", endpoint, "secret").unwrap();
+        let at = chrono::Utc::now().naive_utc();
+        let mut batch = vec![PreparedEvent::fixed(
+            event("e1", at, None),
+            vec![delivery("d1", "e1", endpoint, at)],
+        )];
+        store_batch(conn, &mut batch, &[], &mut FixedRoutes).unwrap();
+        assert!(matches!(
+            resend(conn, 1, "d1").unwrap(),
+            Err(ReplayRefused::NotFinished(s)) if s == PENDING
+        ));
+        record(
+            conn,
+            &[Completion::Succeeded {
+                id: "d1".into(),
+                attempts: 2,
+            }],
+            &[],
+        )
+        .unwrap();
+        assert!(matches!(
+            resend(conn, 2, "d1").unwrap(),
+            Err(ReplayRefused::NotFound)
+        ));
+        let (job, endpoint_id, _) = resend(conn, 1, "d1").unwrap().unwrap();
+        assert_eq!(
+            (job.id.as_str(), job.attempts, endpoint_id),
+            ("d1", 0, endpoint)
+        );
+        assert_eq!(pending_page(conn, endpoint, None, 10).unwrap().len(), 1);
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod db_time;
 pub mod deliveries;
 pub mod endpoints;
 pub mod events;
+pub mod history;
 pub mod leases;
 pub mod models;
 pub mod prepared;
@@ -663,7 +664,9 @@ mod tests {
             VALUES ('019ad000-0000-7000-8000-000000000001', 7, 'qti_export_ready', '{}', NULL, 1, '2026-11-30 10:00:00');
         INSERT INTO deliveries (id, event_id, subscription_id, endpoint_id, status, attempts, next_attempt_at, last_error, created_at, updated_at)
             VALUES ('019ad000-0000-7000-8000-000000000002', '019ad000-0000-7000-8000-000000000001', 1, 1, 'pending', 0,
-                    '2026-11-30 10:00:00', NULL, '2026-11-30 10:00:00', '2026-11-30 10:00:00');";
+                    '2026-11-30 10:00:00', NULL, '2026-11-30 10:00:00', '2026-11-30 10:00:00');
+        INSERT INTO attempts (delivery_id, endpoint_id, attempted_at, status_code, error, duration_ms)
+            VALUES ('019ad000-0000-7000-8000-000000000002', 1, '2026-11-30 10:00:01', 500, 'endpoint answered 500', 12);";
 
     /// How many migrations the previous release had (every one before
     /// this release's).
@@ -704,6 +707,14 @@ mod tests {
             Some("a-long-enough-secret")
         );
         assert_eq!(rotated.secrets().unwrap().valid_at(now()).count(), 2);
+        // Its logged attempt is kept, with no answer excerpt.
+        let logged = history::attempts_of(conn, &pending[0].id).unwrap();
+        assert_eq!(logged.len(), 1, "the logged attempt survived");
+        assert_eq!(
+            (logged[0].status_code, logged[0].duration_ms),
+            (Some(500), 12)
+        );
+        assert_eq!(logged[0].response_excerpt, None);
         // A change after the upgrade moves the version and stamps its row.
         let removed = subscriptions::deactivate(conn, &[1], "test").unwrap();
         assert_eq!(removed, 1);

@@ -150,6 +150,8 @@ pub struct NewAttempt {
     pub status_code: Option<i32>,
     pub error: Option<String>,
     pub duration_ms: i64,
+    /// At most the first 1 KiB of the endpoint's answer (`sender::excerpt`).
+    pub response_excerpt: Option<String>,
 }
 
 /// An active subscription with its endpoint URL: what the router needs.

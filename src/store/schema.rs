@@ -12,6 +12,7 @@ diesel::table! {
         status_code -> Nullable<Integer>,
         error -> Nullable<Text>,
         duration_ms -> BigInt,
+        response_excerpt -> Nullable<Text>,
     }
 }
 

@@ -42,6 +42,7 @@ mod outage_calls;
 mod outage_verdict;
 mod postgres;
 mod private_pg;
+mod self_service_deliveries;
 mod self_service_secrets;
 mod storage;
 mod subscription_refusals;

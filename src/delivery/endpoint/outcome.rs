@@ -74,6 +74,7 @@ impl EndpointActor {
             status_code: attempt.status.map(i32::from),
             error: attempt.error.clone(),
             duration_ms: attempt.duration.as_millis() as i64,
+            response_excerpt: attempt.excerpt.clone(),
         })
     }
 

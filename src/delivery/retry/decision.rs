@@ -170,6 +170,7 @@ mod tests {
             retry_after: retry_after.map(str::to_string),
             duration: Duration::from_millis(5),
             outcome: AttemptOutcome::HttpError,
+            excerpt: None,
         }
     }
 

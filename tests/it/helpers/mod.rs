@@ -17,8 +17,11 @@
 //! One file per concern: `poll` (deadlines), `builders` (events, ids,
 //! error-shape assertions), `signatures`, `app` (the server's lifecycle),
 //! `http` (generic calls), `api` (one method per API call), `backends`
-//! (SQLite or PostgreSQL), `receiver`, `prometheus` and `self_service`
-//! (changing a subscription; the Standard Webhooks reference verifier). Everything is
+//! (SQLite or PostgreSQL), `receiver`, `prometheus`, `subscription_changes`
+//! (moving a subscription, rotating its secret, the test event; the
+//! Standard Webhooks reference verifier) and `deliveries` (a
+//! subscription's deliveries, resend, the catch-up feed, event lookup).
+//! Everything is
 //! re-exported here, so a test module needs only `use crate::helpers::*;`.
 #![allow(dead_code)]
 
@@ -26,12 +29,13 @@ mod api;
 mod app;
 mod backends;
 mod builders;
+mod deliveries;
 mod http;
 mod poll;
 mod prometheus;
 mod receiver;
-mod self_service;
 mod signatures;
+mod subscription_changes;
 
 pub use app::*;
 pub use backends::*;
@@ -40,5 +44,5 @@ pub use http::*;
 pub use poll::*;
 pub use prometheus::*;
 pub use receiver::*;
-pub use self_service::*;
 pub use signatures::*;
+pub use subscription_changes::*;

@@ -59,6 +59,8 @@ pub struct Reply {
     pub delay: Duration,
     /// Sent as `Retry-After: <seconds>` when set.
     pub retry_after: Option<u32>,
+    /// The answer's body; `{"status":<status>}` when not set.
+    pub body: Option<&'static str>,
 }
 
 impl Reply {
@@ -67,6 +69,14 @@ impl Reply {
             status,
             delay: Duration::ZERO,
             retry_after: None,
+            body: None,
+        }
+    }
+    /// `status` at once with this body.
+    pub fn with_body(status: u16, body: &'static str) -> Reply {
+        Reply {
+            body: Some(body),
+            ..Reply::status(status)
         }
     }
     pub fn delayed(delay: Duration, status: u16) -> Reply {
@@ -74,6 +84,7 @@ impl Reply {
             status,
             delay,
             retry_after: None,
+            body: None,
         }
     }
     /// `status` at once with `Retry-After: <seconds>`.
@@ -339,9 +350,12 @@ async fn record(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -
     if let Some(seconds) = reply.retry_after {
         response.insert_header(("Retry-After", seconds.to_string()));
     }
-    response
-        .content_type("application/json")
-        .body(format!("{{\"status\":{}}}", reply.status))
+    match reply.body {
+        Some(body) => response.content_type("text/plain").body(body),
+        None => response
+            .content_type("application/json")
+            .body(format!("{{\"status\":{}}}", reply.status)),
+    }
 }
 
 /// A URL on 127.0.0.1 where nothing listens (connection refused).

@@ -1,0 +1,3 @@
+DROP INDEX deliveries_event;
+DROP INDEX deliveries_subscription;
+ALTER TABLE attempts DROP COLUMN response_excerpt;
