@@ -58,7 +58,7 @@ pub const MAX_EVENT_ID_LEN: usize = 200;
 
 /// A validated event, in the platform's field order. Optional fields that were
 /// not given are absent from the serialized form.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Event {
     pub event: String,
@@ -75,6 +75,7 @@ pub struct Event {
     pub triggering_user_name: Option<String>,
     pub timestamp: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub extra_info: Option<Value>,
     /// The publisher's own id for the event; doubles as an idempotency key.
     #[serde(skip_serializing_if = "Option::is_none")]
