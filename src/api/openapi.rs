@@ -103,7 +103,7 @@ impl Modify for BearerScheme {
 /// The public listener's document.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "hookrelay public API", description = "Subscriptions of one subscriber (DESIGN.md section 3 and 6)."),
+    info(title = "hookrelay public API", license(name = "see the repository"), description = "Subscriptions of one subscriber (DESIGN.md section 3 and 6)."),
     paths(
         public::list_event_types,
         public::list,
@@ -122,7 +122,7 @@ pub struct PublicApi;
 /// The internal listener's document.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "hookrelay internal API", description = "Ingest and operations (DESIGN.md sections 3 and 7)."),
+    info(title = "hookrelay internal API", license(name = "see the repository"), description = "Ingest and operations (DESIGN.md sections 3 and 7)."),
     paths(
         internal::health,
         internal::metrics,
@@ -245,6 +245,7 @@ fn local_page(name: &str, bytes: Vec<u8>) -> Vec<u8> {
     }
     String::from_utf8_lossy(&bytes)
         .replace("\"./", "\"/docs/")
+        .replace("href=\"index.css\"", "href=\"/docs/index.css\"")
         .into_bytes()
 }
 

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Checks both listeners against their own OpenAPI documents with
+# schemathesis: no answer may be a 5xx and every answer must conform to the
+# document. The server runs in a network namespace of its own with only
+# loopback, so the endpoint URLs schemathesis makes up (public addresses
+# among them) cannot reach anything off this machine. Fails on a finding.
+#
+# Usage: .ci/schemathesis.sh   (needs root for `ip netns`; builds the binary)
+# ST_MAX_EXAMPLES sets the examples per operation (default 25).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MAX_EXAMPLES="${ST_MAX_EXAMPLES:-25}"
+NS="hr-st-$$"
+WORK="$(mktemp -d)"
+DB="$WORK/hookrelay.db"
+PUBLIC="127.0.0.1:8080"
+INTERNAL="127.0.0.1:8081"
+SERVER_PID=""
+
+echo "== schemathesis: installing it"
+python3 -m pip install --quiet --disable-pip-version-check schemathesis standardwebhooks
+
+echo "== schemathesis: building hookrelay"
+cargo build --quiet --bin hookrelay
+BIN="${CARGO_TARGET_DIR:-target}/debug/hookrelay"
+
+stop() {
+  if [ -n "$SERVER_PID" ]; then
+    kill "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+  fi
+  ip netns delete "$NS" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap stop EXIT
+
+in_ns() { ip netns exec "$NS" "$@"; }
+
+ip netns add "$NS"
+in_ns ip link set lo up
+
+INTERNAL_TOKEN="it_$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+SUBSCRIBER_TOKEN="$("$BIN" token create --database-url "$DB" --marketplace 1 --user 1)"
+
+in_ns "$BIN" serve --database-url "$DB" --public-addr "$PUBLIC" --internal-addr "$INTERNAL" \
+  --internal-token "$INTERNAL_TOKEN" >"$WORK/serve.log" 2>&1 &
+SERVER_PID=$!
+
+# Ready when /health answers 200, within 30 s.
+deadline=$((SECONDS + 30))
+until in_ns curl -sf "http://$INTERNAL/health" >/dev/null; do
+  if [ "$SECONDS" -ge "$deadline" ] || ! kill -0 "$SERVER_PID" 2>/dev/null; then
+    echo "hookrelay did not become ready; its log:" >&2
+    cat "$WORK/serve.log" >&2
+    exit 1
+  fi
+  sleep 0.2
+done
+
+# One subscribable event type, so that creates get past the catalog.
+in_ns curl -sf -X PUT "http://$INTERNAL/internal/v1/event-types/revision_status_updated" \
+  -H "Authorization: Bearer $INTERNAL_TOKEN" -H "Content-Type: application/json" \
+  -d '{"description":"a revision changed status"}' >/dev/null
+
+status=0
+run_schemathesis() {
+  local name="$1" addr="$2" token="$3"
+  echo "== schemathesis: the $name listener (http://$addr/openapi.json)"
+  if ! in_ns schemathesis --no-color run "http://$addr/openapi.json" \
+    --header "Authorization: Bearer $token" \
+    --checks not_a_server_error,response_schema_conformance \
+    --max-examples "$MAX_EXAMPLES" \
+    --request-timeout 20 \
+    --generation-database none; then
+    status=1
+  fi
+}
+run_schemathesis public "$PUBLIC" "$SUBSCRIBER_TOKEN"
+run_schemathesis internal "$INTERNAL" "$INTERNAL_TOKEN"
+
+if grep -q "internal error" "$WORK/serve.log"; then
+  echo "hookrelay logged internal errors:" >&2
+  grep "internal error" "$WORK/serve.log" >&2
+  status=1
+fi
+exit "$status"
