@@ -37,6 +37,7 @@ mod ingest_batches;
 mod internal_api;
 mod limits;
 mod mass_failure;
+mod openapi;
 mod outage;
 mod outage_calls;
 mod outage_verdict;
@@ -44,6 +45,7 @@ mod postgres;
 mod private_pg;
 mod storage;
 mod subscription_refusals;
+mod subscription_search;
 mod subscriptions;
 mod verification;
 

@@ -16,7 +16,8 @@
 //!
 //! One file per concern: `poll` (deadlines), `builders` (events, ids,
 //! error-shape assertions), `signatures`, `app` (the server's lifecycle),
-//! `http` (generic calls), `api` (one method per API call), `backends`
+//! `http` (generic calls), `api` (one method per API call), `documents`
+//! (the OpenAPI documents, Swagger UI and the subscription search), `backends`
 //! (SQLite or PostgreSQL), `receiver` and `prometheus`. Everything is
 //! re-exported here, so a test module needs only `use crate::helpers::*;`.
 #![allow(dead_code)]
@@ -25,6 +26,7 @@ mod api;
 mod app;
 mod backends;
 mod builders;
+mod documents;
 mod http;
 mod poll;
 mod prometheus;
@@ -34,6 +36,7 @@ mod signatures;
 pub use app::*;
 pub use backends::*;
 pub use builders::*;
+pub use documents::*;
 pub use http::*;
 pub use poll::*;
 pub use prometheus::*;
