@@ -25,7 +25,12 @@ echo "== schemathesis: building hookrelay"
 cargo build --quiet --bin hookrelay
 BIN="${CARGO_TARGET_DIR:-target}/debug/hookrelay"
 
+RECEIVER_PID=""
 stop() {
+  if [ -n "$RECEIVER_PID" ]; then
+    kill "$RECEIVER_PID" 2>/dev/null || true
+    wait "$RECEIVER_PID" 2>/dev/null || true
+  fi
   if [ -n "$SERVER_PID" ]; then
     kill "$SERVER_PID" 2>/dev/null || true
     wait "$SERVER_PID" 2>/dev/null || true
@@ -43,8 +48,31 @@ in_ns ip link set lo up
 INTERNAL_TOKEN="it_$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 SUBSCRIBER_TOKEN="$("$BIN" token create --database-url "$DB" --marketplace 1 --user 1)"
 
+# A subscriber endpoint inside the namespace: /ok accepts everything,
+# /fail accepts only the verification call, so its deliveries become dead
+# letters.
+cat >"$WORK/receiver.py" <<'PY'
+import http.server
+
+class Receiver(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        ok = self.path == "/ok" or b"verification" in body
+        self.send_response(200 if ok else 500)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+http.server.HTTPServer(("127.0.0.1", 9000), Receiver).serve_forever()
+PY
+in_ns python3 "$WORK/receiver.py" &
+RECEIVER_PID=$!
+
 in_ns "$BIN" serve --database-url "$DB" --public-addr "$PUBLIC" --internal-addr "$INTERNAL" \
-  --internal-token "$INTERNAL_TOKEN" >"$WORK/serve.log" 2>&1 &
+  --internal-token "$INTERNAL_TOKEN" --allow-private-endpoints --retry-schedule 1s \
+  >"$WORK/serve.log" 2>&1 &
 SERVER_PID=$!
 
 # Ready when /health answers 200, within 30 s.
@@ -58,10 +86,34 @@ until in_ns curl -sf "http://$INTERNAL/health" >/dev/null; do
   sleep 0.2
 done
 
-# One subscribable event type, so that creates get past the catalog.
-in_ns curl -sf -X PUT "http://$INTERNAL/internal/v1/event-types/revision_status_updated" \
-  -H "Authorization: Bearer $INTERNAL_TOKEN" -H "Content-Type: application/json" \
-  -d '{"description":"a revision changed status"}' >/dev/null
+# Something of each kind, so that answers with items are checked too: an
+# event type, a subscription at each receiver path and a removed one, an
+# event delivered to one and dead-lettered at the other.
+call() { # call <token> <method> <url> [<json body>]
+  in_ns curl -sf -X "$2" "$3" -H "Authorization: Bearer $1" \
+    -H "Content-Type: application/json" ${4:+-d "$4"}
+}
+call "$INTERNAL_TOKEN" PUT "http://$INTERNAL/internal/v1/event-types/revision_status_updated" \
+  '{"description":"a revision changed status"}' >/dev/null
+subscribe() {
+  call "$SUBSCRIBER_TOKEN" POST "http://$PUBLIC/v1/subscription" \
+    "{\"event\":\"revision_status_updated\",\"endpoint\":\"http://127.0.0.1:9000/$1\",\"secret\":\"a-schemathesis-secret-1\"}"
+}
+subscribe ok >/dev/null
+subscribe fail >/dev/null
+removed="$(subscribe removed | python3 -c 'import json,sys; print(json.load(sys.stdin)["subscriptionId"])')"
+call "$SUBSCRIBER_TOKEN" DELETE "http://$PUBLIC/v1/subscription/$removed" >/dev/null
+call "$INTERNAL_TOKEN" POST "http://$INTERNAL/internal/v1/events" \
+  '{"event":"revision_status_updated","marketplaceId":1,"contextObjectId":1,"contextObjectType":"QUESTION_SET","timestamp":"2026-01-01T00:00:00Z"}' >/dev/null
+deadline=$((SECONDS + 60))
+until call "$INTERNAL_TOKEN" GET "http://$INTERNAL/internal/v1/dead-letters" | grep -q '"eventId"'; do
+  if [ "$SECONDS" -ge "$deadline" ]; then
+    echo "no dead letter appeared; the server log:" >&2
+    cat "$WORK/serve.log" >&2
+    exit 1
+  fi
+  sleep 0.5
+done
 
 status=0
 run_schemathesis() {
