@@ -325,12 +325,14 @@ pub(crate) async fn list_event_types(_op: Operator, state: State) -> HttpRespons
 #[serde(deny_unknown_fields)]
 pub struct PutEventType {
     /// 1 to 500 characters.
+    #[schema(min_length = 1, max_length = 500)]
     description: String,
 }
 
 #[utoipa::path(put, path = "/internal/v1/event-types/{name}", tag = "event types",
     security(("bearer" = [])), request_body = PutEventType,
-    params(("name" = String, Path, description = "The event type, e.g. `revision_status_updated`")),
+    params(("name" = String, Path, pattern = "^[a-z][a-z0-9_]{0,63}$",
+        description = "The event type, e.g. `revision_status_updated`")),
     responses((status = 200, description = "Updated", body = EventTypeView),
         (status = 201, description = "Registered", body = EventTypeView), ErrorResponses))]
 pub(crate) async fn put_event_type(

@@ -41,11 +41,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 #[serde(deny_unknown_fields)]
 pub struct CreateSubscription {
     /// A subscribable event type (`GET /v1/subscription/events`).
+    #[schema(pattern = "^[a-z][a-z0-9_]{0,63}$")]
     event: String,
     /// A public `https://` (or `http://`) URL that answers a signed
     /// verification POST with a 2xx.
+    #[schema(format = "uri")]
     endpoint: String,
     /// The signing secret: at least 16 characters, or a `whsec_` key.
+    #[schema(min_length = 16)]
     secret: String,
 }
 
