@@ -170,3 +170,63 @@ fn view(
     }
     view
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::endpoints::HealthRow;
+
+    fn row(state: &str, stored_owner: Option<&str>) -> endpoints::EndpointRow {
+        endpoints::EndpointRow {
+            id: 7,
+            url: "https://example.com/hook".into(),
+            health: HealthRow {
+                state: state.into(),
+                consecutive_failures: 2,
+                failed_verifications: 0,
+                last_success_at: None,
+                last_failure_at: None,
+                last_failure_reason: Some("503".into()),
+                next_verification_at: None,
+            },
+            owner_node: stored_owner.map(str::to_string),
+            dead_reason: Some("gone".into()),
+        }
+    }
+
+    #[test]
+    fn a_dead_endpoint_has_no_owner_node() {
+        assert_eq!(owner_node(&row("dead", Some("b")), true, true, "a"), None);
+    }
+
+    #[test]
+    fn an_endpoint_run_here_or_on_a_single_node_is_owned_by_this_node() {
+        let r = row("healthy", Some("b"));
+        assert_eq!(owner_node(&r, true, false, "a").as_deref(), Some("a"));
+        assert_eq!(owner_node(&r, false, true, "a").as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn an_endpoint_run_elsewhere_in_a_cluster_is_owned_by_the_stored_node() {
+        let r = row("healthy", Some("b"));
+        assert_eq!(owner_node(&r, false, false, "a").as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn an_endpoint_not_run_here_shows_stored_figures_and_no_live_ones() {
+        let v = view(row("failing", None), 3, None, None);
+        assert_eq!(v.consecutive_failures, 2);
+        assert_eq!(v.subscription_count, 3);
+        assert_eq!(v.queue_depth, None);
+        assert_eq!(
+            v.dead_reason, None,
+            "only a dead endpoint has a dead reason"
+        );
+        assert_eq!(
+            view(row("dead", None), 0, None, None)
+                .dead_reason
+                .as_deref(),
+            Some("gone")
+        );
+    }
+}
