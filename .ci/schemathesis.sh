@@ -67,10 +67,12 @@ class Receiver(http.server.BaseHTTPRequestHandler):
 
 http.server.HTTPServer(("127.0.0.1", 9000), Receiver).serve_forever()
 PY
-in_ns python3 "$WORK/receiver.py" &
+# Started with `ip netns exec` itself (not a shell function), so that $!
+# is the process: `ip` execs into it.
+ip netns exec "$NS" python3 "$WORK/receiver.py" &
 RECEIVER_PID=$!
 
-in_ns "$BIN" serve --database-url "$DB" --public-addr "$PUBLIC" --internal-addr "$INTERNAL" \
+ip netns exec "$NS" "$BIN" serve --database-url "$DB" --public-addr "$PUBLIC" --internal-addr "$INTERNAL" \
   --internal-token "$INTERNAL_TOKEN" --allow-private-endpoints --retry-schedule 1s \
   >"$WORK/serve.log" 2>&1 &
 SERVER_PID=$!
