@@ -58,9 +58,11 @@ pub const MAX_EVENT_ID_LEN: usize = 200;
 
 /// A validated event, in the platform's field order. Optional fields that were
 /// not given are absent from the serialized form.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Event {
+    /// A registered event type.
+    #[schema(pattern = "^[a-z][a-z0-9_]{0,63}$")]
     pub event: String,
     pub marketplace_id: i64,
     pub context_object_id: i64,
@@ -73,11 +75,15 @@ pub struct Event {
     pub triggering_user_id: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub triggering_user_name: Option<String>,
+    /// UTC, whole seconds: `2021-06-29T18:16:06Z`.
+    #[schema(pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$")]
     pub timestamp: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub extra_info: Option<Value>,
     /// The publisher's own id for the event; doubles as an idempotency key.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 200)]
     pub event_id: Option<String>,
 }
 

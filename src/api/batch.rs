@@ -3,20 +3,60 @@
 //! and the answer has a result for each event.
 
 use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Serialize;
 use serde_json::value::RawValue;
-use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use super::State;
 use super::auth::Operator;
 use super::body::{parse_json, read_body};
 use super::internal::{EventChecker, idempotency_conflict, publish};
+use super::openapi::ErrorResponses;
 use crate::error::{ApiError, ErrorCode};
 use crate::ingest::Incoming;
+
+/// The result of one event of a batch: `accepted` with its id and number
+/// of deliveries, or `rejected` with the error code and message.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchResult {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deliveries: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    /// Its position in the array.
+    pub index: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// `accepted` or `rejected`.
+    pub status: &'static str,
+}
+
+/// The answer to a batch; when no event was accepted it is a 400 that also
+/// carries `error` and `message`.
+#[derive(Serialize, ToSchema)]
+pub struct BatchAnswer {
+    pub accepted: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub error: Option<ErrorCode>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<&'static str>,
+    pub rejected: usize,
+    /// One per event, in the order of the array.
+    pub results: Vec<BatchResult>,
+}
 
 /// `POST /internal/v1/events/batch`: each event is checked on its own, the
 /// valid ones are stored in one publish, and the answer has a result for
 /// each event.
-pub(super) async fn push_batch(
+#[utoipa::path(post, path = "/internal/v1/events/batch", tag = "events",
+    security(("bearer" = [])), request_body = Vec<crate::event::Event>,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Not used for a batch: each event's `eventId` is its key")),
+    responses((status = 202, body = BatchAnswer), ErrorResponses))]
+pub(crate) async fn push_batch(
     _op: Operator,
     state: State,
     req: HttpRequest,
@@ -24,7 +64,7 @@ pub(super) async fn push_batch(
 ) -> Result<HttpResponse, ApiError> {
     let body = read_body(&req, payload, &state.settings).await?;
     let items = batch_items(&body, state.settings.max_batch_events)?;
-    let mut results: Vec<Value> = vec![Value::Null; items.len()];
+    let mut results: Vec<Option<BatchResult>> = (0..items.len()).map(|_| None).collect();
     let valid = check_batch(&state, &items, &mut results).await;
     let accepted = publish_batch(&state, valid, &mut results).await?;
     Ok(batch_answer(results, accepted))
@@ -64,7 +104,7 @@ fn batch_items(body: &[u8], limit: usize) -> Result<Vec<&RawValue>, ApiError> {
 async fn check_batch(
     state: &State,
     items: &[&RawValue],
-    results: &mut [Value],
+    results: &mut [Option<BatchResult>],
 ) -> Vec<(usize, Incoming)> {
     let mut valid = Vec::with_capacity(items.len());
     let mut checker = EventChecker::default();
@@ -80,7 +120,7 @@ async fn check_batch(
                     },
                 ));
             }
-            Err(e) => results[index] = rejection(index, &e),
+            Err(e) => results[index] = Some(rejection(index, &e)),
         }
     }
     valid
@@ -91,7 +131,7 @@ async fn check_batch(
 async fn publish_batch(
     state: &State,
     valid: Vec<(usize, Incoming)>,
-    results: &mut [Value],
+    results: &mut [Option<BatchResult>],
 ) -> Result<usize, ApiError> {
     if valid.is_empty() {
         return Ok(0);
@@ -100,40 +140,51 @@ async fn publish_batch(
     let mut accepted = indexes.len();
     let published = publish(state, events).await?;
     for (index, p) in indexes.into_iter().zip(published) {
-        results[index] = if p.conflicting {
+        results[index] = Some(if p.conflicting {
             accepted -= 1;
             rejection(index, &idempotency_conflict(&p.event_id))
         } else {
-            json!({
-                "index": index,
-                "status": "accepted",
-                "eventId": p.event_id,
-                "deliveries": p.deliveries,
-            })
-        };
+            BatchResult {
+                deliveries: Some(p.deliveries),
+                error: None,
+                event_id: Some(p.event_id),
+                index,
+                message: None,
+                status: "accepted",
+            }
+        });
     }
     Ok(accepted)
 }
 
 /// The result of a batch's event that was refused.
-fn rejection(index: usize, error: &ApiError) -> Value {
-    let error = error.body();
-    json!({
-        "index": index,
-        "status": "rejected",
-        "error": error["error"],
-        "message": error["message"],
-    })
+fn rejection(index: usize, error: &ApiError) -> BatchResult {
+    let body = error.body();
+    BatchResult {
+        deliveries: None,
+        error: Some(error.code().as_str().to_string()),
+        event_id: None,
+        index,
+        message: body["message"].as_str().map(str::to_string),
+        status: "rejected",
+    }
 }
 
 /// The answer to a batch: 202 when any event was accepted, else 400.
-fn batch_answer(results: Vec<Value>, accepted: usize) -> HttpResponse {
-    let rejected = results.len() - accepted;
-    let mut body = json!({ "results": results, "accepted": accepted, "rejected": rejected });
+fn batch_answer(results: Vec<Option<BatchResult>>, accepted: usize) -> HttpResponse {
+    let rejected = results.len().saturating_sub(accepted);
+    let results: Vec<BatchResult> = results.into_iter().flatten().collect();
+    let mut body = BatchAnswer {
+        accepted,
+        error: None,
+        message: None,
+        rejected,
+        results,
+    };
     if accepted == 0 {
-        body["error"] = json!(ErrorCode::InvalidEvents);
-        body["message"] =
-            json!("no event of the batch was accepted; see `results` for each one's reason");
+        body.error = Some(ErrorCode::InvalidEvents);
+        body.message =
+            Some("no event of the batch was accepted; see `results` for each one's reason");
         return HttpResponse::BadRequest().json(body);
     }
     HttpResponse::Accepted().json(body)
@@ -182,13 +233,13 @@ mod tests {
 
     #[test]
     fn a_batch_with_an_accepted_event_answers_202() {
-        let answer = batch_answer(vec![Value::Null, Value::Null], 1);
+        let answer = batch_answer(vec![None, None], 1);
         assert_eq!(answer.status().as_u16(), 202);
     }
 
     #[test]
     fn a_batch_with_no_accepted_event_answers_400() {
-        let answer = batch_answer(vec![Value::Null], 0);
+        let answer = batch_answer(vec![None], 0);
         assert_eq!(answer.status().as_u16(), 400);
     }
 
@@ -196,8 +247,8 @@ mod tests {
     fn a_rejection_carries_the_code_and_message() {
         let error = ApiError::bad_request(ErrorCode::InvalidEvent, "no type");
         assert_eq!(
-            rejection(3, &error),
-            json!({ "index": 3, "status": "rejected", "error": "invalid_event", "message": "no type" })
+            serde_json::to_value(rejection(3, &error)).unwrap_or_default(),
+            serde_json::json!({ "index": 3, "status": "rejected", "error": "invalid_event", "message": "no type" })
         );
     }
 }

@@ -332,7 +332,7 @@ async fn resend(
             ));
         }
     };
-    super::internal::send_again(&state, &row, endpoint_id, endpoint_url)?;
+    super::dead_letters::send_again(&state, &row, endpoint_id, endpoint_url)?;
     Ok(HttpResponse::Accepted().json(Resent {
         delivery_id: row.id,
     }))

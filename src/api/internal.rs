@@ -1,35 +1,32 @@
 //! The internal listener: event ingest (single and batch), tokens, the
-//! event-type catalog, endpoints, dead letters and health. Every route but
-//! `/health` requires the internal token when one is configured.
+//! event-type catalog, metrics and health, and the registration of all its
+//! routes (endpoints, dead letters and the subscription search have files
+//! of their own). Every route but `/health` (and the documentation)
+//! requires the internal token when one is configured.
 
 use std::sync::atomic::Ordering;
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
 
 use super::auth::Operator;
 use super::body::{parse_json, read_body, read_json, typed};
-use super::page::{id_cursor, next_cursor};
+use super::openapi::ErrorResponses;
+use super::public::{EventTypeView, event_type_views};
 use super::resource::Resource;
-use super::{State, batch, format_time};
+use super::{State, batch, dead_letters, endpoint_list, subscription_search};
 use crate::catalog;
-use crate::delivery::endpoint::{Job, Status};
 use crate::error::{ApiError, ErrorCode};
 use crate::event::{Event, EventError, MAX_EVENT_ID_LEN};
 use crate::ingest::{Incoming, PublishError, Published};
 use crate::metrics::METRICS;
-use crate::router::{EndpointAddr, Replay};
-use crate::signing::Secret;
 use crate::store::catalog as catalog_store;
-use crate::store::deliveries::{self, ReplayRefused};
-use crate::store::endpoints;
 use crate::token;
 
-/// Most items a list call returns.
-const MAX_PAGE: i64 = 500;
-
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    super::openapi::internal_routes(cfg);
     for resource in [
         Resource::at("/health").get(health),
         Resource::at("/metrics").get(metrics),
@@ -39,29 +36,55 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         Resource::at("/internal/v1/tokens").post(create_token),
         Resource::at("/internal/v1/event-types").get(list_event_types),
         Resource::at("/internal/v1/event-types/{name}").put(put_event_type),
-        Resource::at("/internal/v1/endpoints").get(list_endpoints),
-        Resource::at("/internal/v1/dead-letters").get(list_dead_letters),
-        Resource::at("/internal/v1/dead-letters/{id}/replay").post(replay_dead_letter),
+        Resource::at("/internal/v1/endpoints").get(endpoint_list::list_endpoints),
+        Resource::at("/internal/v1/dead-letters").get(dead_letters::list_dead_letters),
+        Resource::at("/internal/v1/dead-letters/{id}/replay")
+            .post(dead_letters::replay_dead_letter),
+        Resource::at("/internal/v1/subscriptions").get(subscription_search::search),
     ] {
         cfg.service(resource.done());
     }
 }
 
-async fn health(state: State) -> HttpResponse {
+/// Whether this node is up and ready.
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// `sqlite` or `postgresql`.
+    pub backend: String,
+    /// This node's id.
+    pub node: String,
+    /// Whether it takes requests (503 when not).
+    pub ready: bool,
+    /// Why it is not ready.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// `ok`.
+    pub status: &'static str,
+    /// What is wrong with its database, when that is why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage: Option<&'static str>,
+}
+
+#[utoipa::path(get, path = "/health", tag = "operations",
+    responses((status = 200, body = Health), (status = 503, description = "Not ready", body = Health)))]
+pub(crate) async fn health(state: State) -> HttpResponse {
     let started = state.ready.load(Ordering::Relaxed);
     let trouble = state.store.trouble();
     let ready = started && trouble.is_none();
-    let mut body = json!({
-        "status": "ok",
-        "ready": ready,
-        "node": &*state.node_id,
-        "backend": format!("{:?}", state.store.backend()).to_lowercase(),
-    });
+    let mut body = Health {
+        backend: format!("{:?}", state.store.backend()).to_lowercase(),
+        node: state.node_id.to_string(),
+        ready,
+        reason: None,
+        status: "ok",
+        storage: None,
+    };
     if let Some(trouble) = trouble {
-        body["reason"] = json!(trouble.explain());
-        body["storage"] = json!(trouble.kind());
+        body.reason = Some(trouble.explain());
+        body.storage = Some(trouble.kind());
     } else if !started {
-        body["reason"] = json!("starting (its endpoint actors are being started) or shutting down");
+        body.reason =
+            Some("starting (its endpoint actors are being started) or shutting down".into());
     }
     if ready {
         HttpResponse::Ok().json(body)
@@ -70,7 +93,10 @@ async fn health(state: State) -> HttpResponse {
     }
 }
 
-async fn metrics(_op: Operator) -> HttpResponse {
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(("bearer" = [])),
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
+        ErrorResponses))]
+pub(crate) async fn metrics(_op: Operator) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(METRICS.render())
@@ -176,14 +202,20 @@ pub(super) fn idempotency_conflict(earlier: &str) -> ApiError {
 }
 
 /// The answer to a single push.
-#[derive(serde::Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct Accepted<'a> {
+pub struct Accepted<'a> {
     event_id: &'a str,
+    /// How many deliveries it got (one per matching subscription).
     deliveries: usize,
 }
 
-async fn push_one(
+#[utoipa::path(post, path = "/internal/v1/events", tag = "events", security(("bearer" = [])),
+    request_body = Event,
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "1 to 200 characters; a repeat with the same event answers the original")),
+    responses((status = 202, body = Accepted), ErrorResponses))]
+pub(crate) async fn push_one(
     _op: Operator,
     state: State,
     req: HttpRequest,
@@ -234,14 +266,27 @@ async fn push_one(
     }))
 }
 
-#[derive(Deserialize)]
+/// The body of `POST /internal/v1/tokens`: whose token it is.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct CreateToken {
+pub struct CreateToken {
     marketplace_id: i64,
     user_id: i64,
 }
 
-async fn create_token(
+/// A new subscriber token, shown only this once.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedToken {
+    marketplace_id: i64,
+    token: String,
+    user_id: i64,
+}
+
+#[utoipa::path(post, path = "/internal/v1/tokens", tag = "tokens", security(("bearer" = [])),
+    request_body = CreateToken,
+    responses((status = 201, body = CreatedToken), ErrorResponses))]
+pub(crate) async fn create_token(
     _op: Operator,
     state: State,
     req: HttpRequest,
@@ -253,29 +298,45 @@ async fn create_token(
         .store
         .run(move |conn| token::create(conn, mp, user))
         .await?;
-    Ok(
-        HttpResponse::Created()
-            .json(json!({ "token": token, "marketplaceId": mp, "userId": user })),
-    )
+    Ok(HttpResponse::Created().json(CreatedToken {
+        marketplace_id: mp,
+        token,
+        user_id: user,
+    }))
 }
 
-async fn list_event_types(_op: Operator, state: State) -> HttpResponse {
-    let items: Vec<_> = state
-        .catalog
-        .list()
-        .into_iter()
-        .map(|(name, description)| json!({ "name": name, "description": description }))
-        .collect();
-    HttpResponse::Ok().json(json!({ "eventTypes": items }))
+/// Every registered event type.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EventTypeList {
+    event_types: Vec<EventTypeView>,
 }
 
-#[derive(Deserialize)]
+#[utoipa::path(get, path = "/internal/v1/event-types", tag = "event types",
+    security(("bearer" = [])),
+    responses((status = 200, body = EventTypeList), ErrorResponses))]
+pub(crate) async fn list_event_types(_op: Operator, state: State) -> HttpResponse {
+    HttpResponse::Ok().json(EventTypeList {
+        event_types: event_type_views(&state),
+    })
+}
+
+/// The body of `PUT /internal/v1/event-types/{name}`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PutEventType {
+pub struct PutEventType {
+    /// 1 to 500 characters.
+    #[schema(min_length = 1, max_length = 500)]
     description: String,
 }
 
-async fn put_event_type(
+#[utoipa::path(put, path = "/internal/v1/event-types/{name}", tag = "event types",
+    security(("bearer" = [])), request_body = PutEventType,
+    params(("name" = String, Path, pattern = "^[a-z][a-z0-9_]{0,63}$",
+        description = "The event type, e.g. `revision_status_updated`")),
+    responses((status = 200, description = "Updated", body = EventTypeView),
+        (status = 201, description = "Registered", body = EventTypeView), ErrorResponses))]
+pub(crate) async fn put_event_type(
     _op: Operator,
     state: State,
     name: web::Path<String>,
@@ -299,198 +360,10 @@ async fn put_event_type(
         .run(move |conn| catalog_store::upsert(conn, &n, &d))
         .await?;
     state.catalog.insert(name.clone(), description.clone());
-    let body = json!({ "name": name, "description": description });
+    let body = EventTypeView { description, name };
     Ok(if created {
         HttpResponse::Created().json(body)
     } else {
         HttpResponse::Ok().json(body)
     })
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Page {
-    limit: Option<i64>,
-    cursor: Option<String>,
-    endpoint: Option<i64>,
-    subscription: Option<i64>,
-}
-
-/// Items per page when `limit` is not given.
-const DEFAULT_PAGE: i64 = 100;
-
-impl Page {
-    fn limit(&self) -> i64 {
-        self.limit.unwrap_or(DEFAULT_PAGE)
-    }
-}
-
-fn page(req: &HttpRequest) -> Result<Page, ApiError> {
-    let page = web::Query::<Page>::from_query(req.query_string())
-        .map_err(|e| {
-            ApiError::bad_request(
-                ErrorCode::InvalidQuery,
-                format!("bad query parameters: {e}"),
-            )
-        })?
-        .into_inner();
-    if let Some(l) = page.limit
-        && !(1..=MAX_PAGE).contains(&l)
-    {
-        return Err(ApiError::bad_request(
-            ErrorCode::InvalidQuery,
-            format!("`limit` must be between 1 and {MAX_PAGE}"),
-        ));
-    }
-    Ok(page)
-}
-
-async fn list_endpoints(
-    _op: Operator,
-    state: State,
-    req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
-    let page = page(&req)?;
-    let limit = page.limit();
-    let after = id_cursor(page.cursor.as_deref())?;
-    let mut rows = state
-        .store
-        .run(move |conn| endpoints::page(conn, after, limit + 1))
-        .await?;
-    let next = next_cursor(&mut rows, limit, |(r, _)| r.id.to_string());
-    let single_node = state.ownership.owns_all();
-    // The live figures of the endpoints whose actors run here, asked of
-    // all of them at once.
-    let statuses = futures_util::future::join_all(rows.iter().map(|(row, _)| {
-        let router = state.router.clone();
-        let id = row.id;
-        async move {
-            match router.send(EndpointAddr(id)).await {
-                Ok(Some(addr)) => addr.send(Status).await.ok(),
-                _ => None,
-            }
-        }
-    }))
-    .await;
-    let mut items = Vec::with_capacity(rows.len());
-    for ((row, subscriptions), local) in rows.into_iter().zip(statuses) {
-        let owner = match (&local, single_node, row.health.state.as_str()) {
-            (_, _, "dead") => None,
-            (Some(_), _, _) | (None, true, _) => Some(state.node_id.to_string()),
-            (None, false, _) => row.owner_node.clone(),
-        };
-        let mut item = match local {
-            // The owning actor on this node knows the live figures.
-            Some(s) => serde_json::to_value(&s).unwrap_or_default(),
-            None => json!({
-                "id": row.id,
-                "url": row.url,
-                "state": row.health.state,
-                "queueDepth": null,
-                "inFlight": null,
-                "consecutiveFailures": row.health.consecutive_failures,
-                "failedVerifications": row.health.failed_verifications,
-                "lastSuccessAt": row.health.last_success_at.map(|t| t.and_utc()),
-                "lastFailureAt": row.health.last_failure_at.map(|t| t.and_utc()),
-                "lastFailureReason": row.health.last_failure_reason,
-                "nextVerificationAt": row.health.next_verification_at.map(|t| t.and_utc()),
-            }),
-        };
-        item["subscriptionCount"] = json!(subscriptions);
-        item["ownerNode"] = json!(owner);
-        if row.dead_reason.is_some() && row.health.state == "dead" {
-            item["deadReason"] = json!(row.dead_reason);
-        }
-        items.push(item);
-    }
-    Ok(HttpResponse::Ok().json(json!({ "endpoints": items, "nextCursor": next })))
-}
-
-async fn list_dead_letters(
-    _op: Operator,
-    state: State,
-    req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
-    let page = page(&req)?;
-    let limit = page.limit();
-    let (endpoint, subscription, cursor) = (page.endpoint, page.subscription, page.cursor);
-    let mut rows = state
-        .store
-        .run(move |conn| {
-            deliveries::dead_letters(conn, endpoint, subscription, cursor.as_deref(), limit + 1)
-        })
-        .await?;
-    let next = next_cursor(&mut rows, limit, |r| r.id.clone());
-    let items: Vec<_> = rows
-        .into_iter()
-        .map(|r| {
-            json!({
-                "id": r.id,
-                "eventId": r.event_id,
-                "subscriptionId": r.subscription_id,
-                "endpointId": r.endpoint_id,
-                "endpoint": r.endpoint_url,
-                "attempts": r.attempts,
-                "lastError": r.last_error,
-                "failedAt": format_time(r.failed_at),
-                "event": serde_json::from_str::<Value>(&r.body).unwrap_or(Value::String(r.body)),
-            })
-        })
-        .collect();
-    Ok(HttpResponse::Ok().json(json!({ "deadLetters": items, "nextCursor": next })))
-}
-
-async fn replay_dead_letter(
-    _op: Operator,
-    state: State,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    let id = id.into_inner();
-    let lookup = id.clone();
-    let outcome = state
-        .store
-        .run(move |conn| deliveries::replay(conn, &lookup))
-        .await?;
-    let (row, endpoint_id, endpoint_url) = match outcome {
-        Ok(found) => found,
-        Err(ReplayRefused::NotFound | ReplayRefused::NotFinished(_)) => {
-            return Err(ApiError::NotFound(format!(
-                "there is no dead letter `{id}`"
-            )));
-        }
-        Err(ReplayRefused::SubscriptionInactive) => {
-            return Err(ApiError::unprocessable(
-                ErrorCode::SubscriptionInactive,
-                format!(
-                    "dead letter `{id}` belongs to a subscription that was removed; it cannot be replayed"
-                ),
-            ));
-        }
-    };
-    send_again(&state, &row, endpoint_id, endpoint_url)?;
-    Ok(HttpResponse::Accepted().json(json!({ "id": row.id, "status": "pending" })))
-}
-
-/// Hands a delivery put back in its queue (`deliveries::replay`, `resend`)
-/// to its endpoint's actor, wherever it runs.
-pub(super) fn send_again(
-    state: &State,
-    row: &deliveries::JobRow,
-    endpoint_id: i64,
-    endpoint_url: String,
-) -> Result<(), ApiError> {
-    let secret = Secret::parse(&row.secret)
-        .map_err(|e| ApiError::internal("replay", format!("stored secret unusable: {e}")))?;
-    let job = Job::new(
-        row.id.clone().into(),
-        row.subscription_id,
-        std::sync::Arc::new(secret.into()),
-        row.body.clone().into(),
-    );
-    state.router.do_send(Replay {
-        endpoint_id,
-        endpoint_url,
-        job,
-    });
-    Ok(())
 }

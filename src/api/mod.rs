@@ -6,15 +6,19 @@
 pub mod auth;
 pub mod batch;
 pub mod body;
+pub mod dead_letters;
 pub mod deliveries;
+pub mod endpoint_list;
 pub mod event_lookup;
 pub mod feed;
 pub mod framing;
 pub mod internal;
+pub mod openapi;
 pub mod page;
 pub mod public;
 pub mod resource;
 pub mod subscription_changes;
+pub mod subscription_search;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -3,12 +3,14 @@
 //! other id answers 404.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::ToSchema;
 
 use super::auth::Caller;
 use super::body::{read_json, typed};
-use super::page::{PageQuery, next_cursor};
+use super::openapi::ErrorResponses;
+use super::page::{self, PageQuery, next_cursor};
 use super::resource::Resource;
 use super::{State, format_time, path_id};
 use crate::catalog;
@@ -22,6 +24,7 @@ use crate::signing::Secret;
 use crate::store::subscriptions::{self, Created, RouteRow};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    super::openapi::public_routes(cfg);
     for resource in [
         Resource::at("/v1/subscription/events").get(list_event_types),
         Resource::at("/v1/subscription").get(list).post(create),
@@ -38,47 +41,101 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     super::deliveries::routes(cfg);
 }
 
-#[derive(Deserialize)]
+/// The body of `POST /v1/subscription`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateSubscription {
+pub struct CreateSubscription {
+    /// A subscribable event type (`GET /v1/subscription/events`).
+    #[schema(pattern = "^[a-z][a-z0-9_]{0,63}$")]
     event: String,
+    /// A public `https://` (or `http://`) URL that answers a signed
+    /// verification POST with a 2xx.
+    #[schema(format = "uri")]
     endpoint: String,
+    /// The signing secret: at least 16 characters, or a `whsec_` key.
+    #[schema(min_length = 16)]
     secret: String,
 }
 
-pub(super) fn subscription_json(row: &RouteRow) -> serde_json::Value {
-    json!({
-        "subscriptionId": row.subscription.id,
-        "event": row.subscription.event,
-        "endpoint": row.endpoint_url,
-        "lastModified": format_time(row.subscription.last_modified),
-        "secretRotatedAt": row.subscription.secret_rotated_at.map(format_time),
-    })
+/// A subscription as its owner sees it (never its secret).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionView {
+    pub endpoint: String,
+    pub event: String,
+    /// RFC 3339 UTC, whole seconds.
+    pub last_modified: String,
+    /// When its secret was last rotated (RFC 3339 UTC); null if never.
+    pub secret_rotated_at: Option<String>,
+    pub subscription_id: i64,
 }
 
-async fn list_event_types(_caller: Caller, state: State) -> HttpResponse {
-    let events: Vec<_> = state
+impl From<&RouteRow> for SubscriptionView {
+    fn from(row: &RouteRow) -> Self {
+        SubscriptionView {
+            endpoint: row.endpoint_url.clone(),
+            event: row.subscription.event.clone(),
+            last_modified: format_time(row.subscription.last_modified),
+            secret_rotated_at: row.subscription.secret_rotated_at.map(format_time),
+            subscription_id: row.subscription.id,
+        }
+    }
+}
+
+/// One page of the caller's subscriptions.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionList {
+    /// The `cursor` of the next page; null on the last one.
+    pub next_cursor: Option<String>,
+    pub subscriptions: Vec<SubscriptionView>,
+}
+
+/// A subscribable event type.
+#[derive(Serialize, ToSchema)]
+pub struct EventTypeView {
+    pub description: String,
+    pub name: String,
+}
+
+/// Every event type, by name.
+pub fn event_type_views(state: &State) -> Vec<EventTypeView> {
+    state
         .catalog
         .list()
         .into_iter()
-        .map(|(name, description)| json!({ "name": name, "description": description }))
-        .collect();
-    HttpResponse::Ok().json(json!({ "events": events }))
+        .map(|(name, description)| EventTypeView { description, name })
+        .collect()
+}
+
+/// The event types a subscriber may subscribe to.
+#[derive(Serialize, ToSchema)]
+pub struct SubscribableEvents {
+    pub events: Vec<EventTypeView>,
+}
+
+#[utoipa::path(get, path = "/v1/subscription/events", tag = "subscriptions",
+    security(("bearer" = [])),
+    responses((status = 200, body = SubscribableEvents), ErrorResponses))]
+pub(crate) async fn list_event_types(_caller: Caller, state: State) -> HttpResponse {
+    HttpResponse::Ok().json(SubscribableEvents {
+        events: event_type_views(&state),
+    })
 }
 
 /// `GET /v1/subscription?limit=&cursor=`: oldest first; the default page
 /// holds as many as a token may have, so one call lists them all.
-async fn list(caller: Caller, state: State, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let query = web::Query::<PageQuery>::from_query(req.query_string())
-        .map_err(|e| {
-            ApiError::bad_request(
-                ErrorCode::InvalidQuery,
-                format!("bad query parameters: {e}"),
-            )
-        })?
-        .into_inner();
+#[utoipa::path(get, path = "/v1/subscription", tag = "subscriptions",
+    security(("bearer" = [])), params(PageQuery),
+    responses((status = 200, body = SubscriptionList), ErrorResponses))]
+pub(crate) async fn list(
+    caller: Caller,
+    state: State,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let query: PageQuery = page::query(req.query_string())?;
     let max = i64::from(state.settings.max_subscriptions_per_token);
-    let limit = query.limit(max, max.max(1000))?;
+    let limit = query.limit(max, max.max(page::MAX_LIMIT))?;
     let after = query.after_id()?;
     let mut rows = state
         .store
@@ -92,9 +149,11 @@ async fn list(caller: Caller, state: State, req: HttpRequest) -> Result<HttpResp
             )
         })
         .await?;
-    let next = next_cursor(&mut rows, limit, |r| r.subscription.id.to_string());
-    let items: Vec<_> = rows.iter().map(subscription_json).collect();
-    Ok(HttpResponse::Ok().json(json!({ "subscriptions": items, "nextCursor": next })))
+    let next_cursor = next_cursor(&mut rows, limit, |r| r.subscription.id.to_string());
+    Ok(HttpResponse::Ok().json(SubscriptionList {
+        next_cursor,
+        subscriptions: rows.iter().map(SubscriptionView::from).collect(),
+    }))
 }
 
 /// The 409 for a subscription the caller has already.
@@ -120,7 +179,10 @@ fn too_many(count: i64) -> ApiError {
 
 /// `POST /v1/subscription`: checks the request, then the endpoint (one
 /// signed verification call), then stores the subscription.
-async fn create(
+#[utoipa::path(post, path = "/v1/subscription", tag = "subscriptions",
+    security(("bearer" = [])), request_body = CreateSubscription,
+    responses((status = 201, body = SubscriptionView), ErrorResponses))]
+pub(crate) async fn create(
     caller: Caller,
     state: State,
     req: HttpRequest,
@@ -144,7 +206,7 @@ async fn create(
         row.subscription.endpoint_id
     );
     crate::metrics::EndpointMetrics::subscribe_verification(row.subscription.endpoint_id);
-    let answer = subscription_json(&row);
+    let answer = SubscriptionView::from(&row);
     // Every event stored from now on, on any node, is routed to it (the
     // insert was a routing change); this also starts its endpoint here.
     catch_up(&state).await;
@@ -294,7 +356,63 @@ async fn store_subscription(
     }
 }
 
-async fn get(
+/// One subscription of the caller's, with its endpoint's health.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionDetail {
+    pub endpoint: String,
+    pub endpoint_health: EndpointHealth,
+    pub event: String,
+    pub last_modified: String,
+    pub subscription_id: i64,
+}
+
+/// The health of a subscription's endpoint, as its actor on this node
+/// knows it; only `state` (`unknown`) when no actor here runs it.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointHealth {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consecutive_failures: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<chrono::DateTime<chrono::Utc>>)]
+    pub last_failure_at: Option<Option<chrono::DateTime<chrono::Utc>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub last_failure_reason: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<chrono::DateTime<chrono::Utc>>)]
+    pub last_success_at: Option<Option<chrono::DateTime<chrono::Utc>>>,
+    /// `healthy`, `failing`, `dead`, … or `unknown`.
+    pub state: String,
+}
+
+impl EndpointHealth {
+    fn of(status: Option<crate::delivery::endpoint::EndpointStatus>) -> Self {
+        match status {
+            Some(s) => EndpointHealth {
+                consecutive_failures: Some(s.consecutive_failures),
+                last_failure_at: Some(s.last_failure_at),
+                last_failure_reason: Some(s.last_failure_reason),
+                last_success_at: Some(s.last_success_at),
+                state: s.state.to_string(),
+            },
+            None => EndpointHealth {
+                consecutive_failures: None,
+                last_failure_at: None,
+                last_failure_reason: None,
+                last_success_at: None,
+                state: "unknown".into(),
+            },
+        }
+    }
+}
+
+#[utoipa::path(get, path = "/v1/subscription/{id}", tag = "subscriptions",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The subscription's id")),
+    responses((status = 200, body = SubscriptionDetail), ErrorResponses))]
+pub(crate) async fn get(
     caller: Caller,
     state: State,
     id: web::Path<String>,
@@ -307,7 +425,6 @@ async fn get(
         })
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("there is no subscription {id} of yours")))?;
-    let mut answer = subscription_json(&row);
     let health = match state
         .router
         .send(EndpointAddr(row.subscription.endpoint_id))
@@ -316,20 +433,22 @@ async fn get(
         Ok(Some(addr)) => addr.send(Status).await.ok(),
         _ => None,
     };
-    answer["endpointHealth"] = match health {
-        Some(s) => json!({
-            "state": s.state,
-            "consecutiveFailures": s.consecutive_failures,
-            "lastSuccessAt": s.last_success_at,
-            "lastFailureAt": s.last_failure_at,
-            "lastFailureReason": s.last_failure_reason,
-        }),
-        None => json!({ "state": "unknown" }),
-    };
-    Ok(HttpResponse::Ok().json(answer))
+    let view = SubscriptionView::from(&row);
+    Ok(HttpResponse::Ok().json(SubscriptionDetail {
+        endpoint: view.endpoint,
+        endpoint_health: EndpointHealth::of(health),
+        event: view.event,
+        last_modified: view.last_modified,
+        subscription_id: view.subscription_id,
+    }))
 }
 
-async fn delete(
+#[utoipa::path(delete, path = "/v1/subscription/{id}", tag = "subscriptions",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The subscription's id")),
+    responses((status = 204, description = "Removed; its pending deliveries are cancelled"),
+        ErrorResponses))]
+pub(crate) async fn delete(
     caller: Caller,
     state: State,
     id: web::Path<String>,

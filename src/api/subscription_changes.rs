@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::auth::Caller;
 use super::body::{read_json, typed};
 use super::public::{
-    catch_up, duplicate, parse_endpoint, parse_new_secret, subscription_json, verify_endpoint,
+    SubscriptionView, catch_up, duplicate, parse_endpoint, parse_new_secret, verify_endpoint,
 };
 use super::{State, path_id};
 use crate::delivery::sender;
@@ -44,6 +44,17 @@ pub struct SecretRotation {
     /// How long the replaced secret keeps signing too, like `24h` (the
     /// default); at most `7d`.
     pub previous_secret_valid_for: Option<String>,
+}
+
+/// `PUT /v1/subscription/{id}/secret` answer: the subscription and until
+/// when the secret it replaced still signs.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretRotated {
+    #[serde(flatten)]
+    pub subscription: SubscriptionView,
+    /// RFC 3339 UTC, whole seconds.
+    pub previous_secret_valid_until: String,
 }
 
 /// `POST /v1/subscription/{id}/test` answer: what the endpoint did.
@@ -88,11 +99,11 @@ pub async fn patch(
     let row = owned(&state, caller, &id).await?;
     let body: SubscriptionPatch = typed(read_json(&req, payload, &state.settings).await?)?;
     let Some(raw) = body.endpoint else {
-        return Ok(HttpResponse::Ok().json(subscription_json(&row)));
+        return Ok(HttpResponse::Ok().json(SubscriptionView::from(&row)));
     };
     let endpoint = parse_endpoint(&raw)?;
     if endpoint.as_str() == row.endpoint_url {
-        return Ok(HttpResponse::Ok().json(subscription_json(&row)));
+        return Ok(HttpResponse::Ok().json(SubscriptionView::from(&row)));
     }
     let (sub_id, event, url) = (
         row.subscription.id,
@@ -117,7 +128,7 @@ pub async fn patch(
         moved.subscription.endpoint_id
     );
     catch_up(&state).await;
-    Ok(HttpResponse::Ok().json(subscription_json(&moved)))
+    Ok(HttpResponse::Ok().json(SubscriptionView::from(&moved)))
 }
 
 /// Stores the move (the endpoint row created or revived as for a create).
@@ -179,9 +190,10 @@ pub async fn rotate_secret(
     log::info!("subscription {sub_id}: secret rotated by its owner");
     // Every node signs with the new secret from now on (a routing change).
     catch_up(&state).await;
-    let mut answer = subscription_json(&rotated);
-    answer["previousSecretValidUntil"] = serde_json::json!(super::format_time(until));
-    Ok(HttpResponse::Ok().json(answer))
+    Ok(HttpResponse::Ok().json(SecretRotated {
+        subscription: SubscriptionView::from(&rotated),
+        previous_secret_valid_until: super::format_time(until),
+    }))
 }
 
 /// How long a replaced secret keeps signing: `raw` (a duration like `24h`)

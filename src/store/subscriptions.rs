@@ -360,3 +360,55 @@ pub fn move_endpoint(
         _ => Moved::NotFound,
     })
 }
+
+/// Which endpoint an operators' search is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndpointFilter {
+    Id(i64),
+    Url(String),
+}
+
+/// What operators search subscriptions by; `None` matches any.
+#[derive(Debug, Clone, Default)]
+pub struct Search {
+    pub marketplace_id: Option<i64>,
+    pub user_id: Option<i64>,
+    pub endpoint: Option<EndpointFilter>,
+    /// `true`: active ones, `false`: removed ones.
+    pub active: Option<bool>,
+}
+
+/// A page of the subscriptions matching `search`, active or removed, after
+/// id `after`, oldest first.
+pub fn search(
+    conn: &mut Conn,
+    search: &Search,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<RouteRow>, StoreError> {
+    let rows: Vec<(Subscription, String)> = crate::db_run!(conn, c => {
+        let mut q = subscriptions::table
+            .inner_join(endpoints::table)
+            .filter(subscriptions::id.gt(after))
+            .into_boxed();
+        if let Some(mp) = search.marketplace_id {
+            q = q.filter(subscriptions::marketplace_id.eq(mp));
+        }
+        if let Some(user) = search.user_id {
+            q = q.filter(subscriptions::user_id.eq(user));
+        }
+        match &search.endpoint {
+            Some(EndpointFilter::Id(id)) => q = q.filter(subscriptions::endpoint_id.eq(*id)),
+            Some(EndpointFilter::Url(url)) => q = q.filter(endpoints::url.eq(url.clone())),
+            None => {}
+        }
+        if let Some(active) = search.active {
+            q = q.filter(subscriptions::active.eq(active));
+        }
+        q.order(subscriptions::id)
+            .limit(limit)
+            .select((Subscription::as_select(), endpoints::url))
+            .load(c)
+    })?;
+    Ok(rows.into_iter().map(into_route).collect())
+}

@@ -37,6 +37,7 @@ mod ingest_batches;
 mod internal_api;
 mod limits;
 mod mass_failure;
+mod openapi;
 mod outage;
 mod outage_calls;
 mod outage_verdict;
@@ -46,6 +47,7 @@ mod self_service_deliveries;
 mod self_service_secrets;
 mod storage;
 mod subscription_refusals;
+mod subscription_search;
 mod subscriptions;
 mod verification;
 

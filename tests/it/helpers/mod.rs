@@ -16,11 +16,12 @@
 //!
 //! One file per concern: `poll` (deadlines), `builders` (events, ids,
 //! error-shape assertions), `signatures`, `app` (the server's lifecycle),
-//! `http` (generic calls), `api` (one method per API call), `backends`
-//! (SQLite or PostgreSQL), `receiver`, `prometheus`, `subscription_changes`
-//! (moving a subscription, rotating its secret, the test event; the
-//! Standard Webhooks reference verifier) and `deliveries` (a
-//! subscription's deliveries, resend, the catch-up feed, event lookup).
+//! `http` (generic calls), `api` (one method per API call), `documents`
+//! (the OpenAPI documents, Swagger UI and the subscription search),
+//! `backends` (SQLite or PostgreSQL), `receiver`, `prometheus`,
+//! `subscription_changes` (moving a subscription, rotating its secret, the
+//! test event; the Standard Webhooks reference verifier) and `deliveries`
+//! (a subscription's deliveries, resend, the catch-up feed, event lookup).
 //! Everything is
 //! re-exported here, so a test module needs only `use crate::helpers::*;`.
 #![allow(dead_code)]
@@ -30,6 +31,7 @@ mod app;
 mod backends;
 mod builders;
 mod deliveries;
+mod documents;
 mod http;
 mod poll;
 mod prometheus;
@@ -40,6 +42,7 @@ mod subscription_changes;
 pub use app::*;
 pub use backends::*;
 pub use builders::*;
+pub use documents::*;
 pub use http::*;
 pub use poll::*;
 pub use prometheus::*;
