@@ -22,7 +22,9 @@ use tokio::sync::oneshot;
 
 use crate::cluster::Ownership;
 use crate::cluster::lease::Claim;
-use crate::delivery::endpoint::{self, AddSubscription, DeliverySettings, EndpointActor, Owner};
+use crate::delivery::endpoint::{
+    self, AddSubscription, DeliverySettings, EndpointActor, EndpointPolicy, Owner,
+};
 use crate::delivery::recorder::Recorder;
 use crate::endpoint_url::EndpointUrl;
 use crate::ingest::publisher::Ingest;
@@ -233,7 +235,17 @@ impl Router {
                 retired: router.clone().recipient(),
                 died: router.recipient(),
             };
-            EndpointActor::new(id, url, settings, store, recorder, owner, backlog, saved)
+            EndpointActor::new(
+                id,
+                url,
+                settings,
+                store,
+                recorder,
+                owner,
+                backlog,
+                saved,
+                EndpointPolicy::default(),
+            )
         });
         for (sub, secret) in &info.subscriptions {
             addr.do_send(AddSubscription {

@@ -8,7 +8,7 @@ use chrono::Utc;
 
 use super::{
     AddSubscription, BeginDrain, EndpointActor, Enqueue, ForgetSubscription, InFlight, Poke,
-    Replayed, Resume, StopNow,
+    Replayed, Resume, SetPolicy, StopNow,
 };
 use crate::delivery::health::State;
 
@@ -40,6 +40,15 @@ impl Handler<Enqueue> for EndpointActor {
         for job in msg.0 {
             self.accept(job);
         }
+        self.pump(ctx);
+    }
+}
+
+impl Handler<SetPolicy> for EndpointActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetPolicy, ctx: &mut Self::Context) {
+        self.policy = msg.0;
         self.pump(ctx);
     }
 }

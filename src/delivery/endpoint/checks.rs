@@ -131,7 +131,7 @@ impl EndpointActor {
             return;
         };
         let url = self.url.clone();
-        let timeout = self.settings.timeout;
+        let timeout = self.policy.timeout(&self.settings);
         let call = async move {
             let _turn = CHECKS_IN_FLIGHT.acquire().await;
             sender::verify(&url, &secret.current, timeout).await

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use super::{EndpointActor, Job};
+use super::{EndpointActor, EndpointPolicy, Job};
 use crate::signing::Secrets;
 
 /// New durable deliveries for this endpoint, in order.
@@ -42,6 +42,11 @@ pub struct BeginDrain;
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct StopNow;
+
+/// An operator changed the endpoint's policy: apply it at once.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetPolicy(pub EndpointPolicy);
 
 /// Another node stored deliveries for this endpoint: read the queue again.
 #[derive(Message)]

@@ -37,6 +37,7 @@ mod checks;
 mod job;
 mod messages;
 mod outcome;
+mod policy;
 mod recording;
 mod send;
 mod settings;
@@ -63,8 +64,9 @@ pub use job::Job;
 use messages::Resume;
 pub use messages::{
     AddSubscription, BeginDrain, EndpointDied, Enqueue, ForgetSubscription, InFlight, Owner, Poke,
-    Replayed, Retired, StopNow, drain,
+    Replayed, Retired, SetPolicy, StopNow, drain,
 };
+pub use policy::EndpointPolicy;
 pub use settings::DeliverySettings;
 pub use status::{EndpointStatus, Status};
 use window::Backlog;
@@ -81,6 +83,8 @@ pub struct EndpointActor {
     store: Store,
     recorder: Addr<Recorder>,
     owner: Owner,
+    /// What an operator set for this endpoint.
+    policy: EndpointPolicy,
     queue: VecDeque<Job>,
     /// Ids of every delivery held in memory (queued, in flight or waiting).
     known: HashSet<Arc<str>>,
@@ -120,7 +124,7 @@ pub struct EndpointActor {
 impl EndpointActor {
     /// An actor for `url`, reporting to `owner`; `backlog` says whether the
     /// database holds pending deliveries for it; `saved` is its saved
-    /// health, if any.
+    /// health, if any; `policy` what an operator set for it.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         id: i64,
@@ -131,6 +135,7 @@ impl EndpointActor {
         owner: Owner,
         backlog: bool,
         saved: Option<HealthRow>,
+        policy: EndpointPolicy,
     ) -> EndpointActor {
         let (health, next_check_at) = match saved {
             Some(row) => restore(row),
@@ -143,6 +148,7 @@ impl EndpointActor {
             store,
             recorder,
             owner,
+            policy,
             queue: VecDeque::new(),
             known: HashSet::new(),
             newest: None,

@@ -17,11 +17,13 @@ use crate::delivery::sender;
 const KEEP_CAPACITY: usize = 1024;
 
 impl EndpointActor {
-    /// Whether requests may start: not while draining, paused or dead, and
-    /// not while a probe after a run of failures is out (its answer decides
-    /// whether the endpoint is down; meanwhile no retry is spent).
+    /// Whether requests may start: not while draining, held by an
+    /// operator, paused or dead, and not while a probe after a run of
+    /// failures is out (its answer decides whether the endpoint is down;
+    /// meanwhile no retry is spent).
     pub(super) fn sending_allowed(&self) -> bool {
         !self.draining
+            && !self.policy.paused
             && !self.suspecting
             && matches!(self.health.state, State::Healthy | State::Failing)
     }
@@ -32,7 +34,7 @@ impl EndpointActor {
         if !self.sending_allowed() || self.held_back(ctx) {
             return;
         }
-        while self.slots_used < self.settings.max_in_flight {
+        while self.slots_used < self.policy.max_in_flight(&self.settings) {
             let Some(job) = self.queue.pop_front() else {
                 break;
             };
@@ -125,7 +127,7 @@ impl EndpointActor {
     fn post(&mut self, job: Job, ctx: &mut Context<Self>) {
         self.in_flight += 1;
         let url = self.url.clone();
-        let timeout = self.settings.timeout;
+        let timeout = self.policy.timeout(&self.settings);
         let body = job.body.clone();
         // Its subscription's latest keys: a rotation since it was queued
         // signs it too.
