@@ -10,10 +10,10 @@
 //! delivery still pending (never tried, or waiting for a retry) answers 409
 //! `delivery_pending`: it is already being sent.
 //!
-//! A first attempt that succeeded is not logged as an attempt (the delivery
-//! row says it; see `delivery::recorder`), so such a delivery lists no
-//! attempts and no `lastStatusCode`; its `lastAttemptAt` is when it was
-//! recorded.
+//! Every attempt is logged (a first attempt that succeeded too; see
+//! `delivery::recorder`), and `lastStatusCode` and `lastAttemptAt` come from
+//! the newest one. A delivery that succeeded at once before attempts were
+//! all logged has none: its `lastAttemptAt` is when it was recorded.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};

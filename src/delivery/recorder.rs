@@ -24,11 +24,10 @@ pub const FLUSH_EVERY: Duration = Duration::from_millis(20);
 const FLUSH_AT: usize = 2000;
 
 /// One finished attempt: the delivery's new state, and the attempt's row
-/// (none for a delivery that succeeded at its first attempt: its delivery row
-/// already says when, and there is nothing to explain).
+/// (every attempt has one, a first attempt that succeeded too).
 pub struct Record {
     pub completion: Completion,
-    pub attempt: Option<NewAttempt>,
+    pub attempt: NewAttempt,
 }
 
 /// Finished attempts from one endpoint actor, sent together, and the
@@ -188,7 +187,7 @@ impl Handler<Records> for Recorder {
     fn handle(&mut self, msg: Records, ctx: &mut Self::Context) {
         for record in msg.records {
             self.completions.push(record.completion);
-            self.attempts.extend(record.attempt);
+            self.attempts.push(record.attempt);
         }
         if !msg.released.is_empty() {
             self.acks.push((msg.from, msg.released));

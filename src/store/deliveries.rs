@@ -96,20 +96,27 @@ pub enum Completion {
     },
 }
 
-/// Marking deliveries that succeeded at their first attempt, the bulk of
-/// what the recorder writes: SQLite runs one prepared UPDATE per delivery
-/// (`prepared`); PostgreSQL one UPDATE per 500 (fewer round trips).
-trait MarkSucceeded {
+/// The bulk of what the recorder writes: marking deliveries that succeeded
+/// at their first attempt, and inserting attempt rows (one per attempt).
+/// SQLite runs fixed prepared statements (`prepared`); PostgreSQL one UPDATE
+/// per 500 ids and one INSERT per 1000 rows (fewer round trips).
+trait RecorderWrites {
     fn first_attempts_succeeded(&mut self, ids: &[&str], at: &DbTime) -> QueryResult<()>;
+    fn insert_attempts(&mut self, rows: &[NewAttempt]) -> QueryResult<()>;
 }
 
-impl MarkSucceeded for diesel::SqliteConnection {
+impl RecorderWrites for diesel::SqliteConnection {
     fn first_attempts_succeeded(&mut self, ids: &[&str], at: &DbTime) -> QueryResult<()> {
         super::prepared::first_attempts_succeeded(self, ids, at)
     }
+
+    fn insert_attempts(&mut self, rows: &[NewAttempt]) -> QueryResult<()> {
+        let rows: Vec<&NewAttempt> = rows.iter().collect();
+        super::prepared::insert_all(self, &rows)
+    }
 }
 
-impl MarkSucceeded for diesel::PgConnection {
+impl RecorderWrites for diesel::PgConnection {
     fn first_attempts_succeeded(&mut self, ids: &[&str], at: &DbTime) -> QueryResult<()> {
         for chunk in ids.chunks(500) {
             diesel::update(deliveries::table.filter(deliveries::id.eq_any(chunk)))
@@ -118,6 +125,15 @@ impl MarkSucceeded for diesel::PgConnection {
                     deliveries::attempts.eq(1),
                     deliveries::updated_at.eq(at),
                 ))
+                .execute(self)?;
+        }
+        Ok(())
+    }
+
+    fn insert_attempts(&mut self, rows: &[NewAttempt]) -> QueryResult<()> {
+        for chunk in rows.chunks(1000) {
+            diesel::insert_into(attempts::table)
+                .values(chunk)
                 .execute(self)?;
         }
         Ok(())
@@ -139,7 +155,7 @@ pub fn record(
         })
         .collect();
     crate::db_transaction!(conn, c => {
-        MarkSucceeded::first_attempts_succeeded(c, &succeeded_first, &at)?;
+        RecorderWrites::first_attempts_succeeded(c, &succeeded_first, &at)?;
         for completion in completions {
             match completion {
                 Completion::Succeeded { attempts: 1, .. } => {}
@@ -170,9 +186,7 @@ pub fn record(
                 }
             }
         }
-        for chunk in attempt_rows.chunks(1000) {
-            diesel::insert_into(attempts::table).values(chunk).execute(c)?;
-        }
+        RecorderWrites::insert_attempts(c, attempt_rows)?;
         Ok::<_, diesel::result::Error>(())
     })?;
     Ok(())

@@ -1,6 +1,6 @@
 //! Fixed-shape statements for SQLite's hot paths: the group commit's
-//! multi-row INSERTs and the recorder's "delivered at the first attempt"
-//! UPDATE. Their SQL depends only on their type, so diesel prepares each
+//! multi-row INSERTs, and the recorder's "delivered at the first attempt"
+//! UPDATE and attempt-row INSERTs. Their SQL depends only on their type, so diesel prepares each
 //! once per connection and then only binds values and steps it.
 //!
 //! Diesel's own `insert_into(t).values(row)` builds the SQL text again for
@@ -18,7 +18,7 @@ use diesel::sql_types::{BigInt, Integer, Nullable, Text, Timestamp};
 use diesel::sqlite::{Sqlite, SqliteConnection};
 
 use super::db_time::DbTime;
-use super::models::{NewDelivery, NewEvent, SUCCEEDED};
+use super::models::{NewAttempt, NewDelivery, NewEvent, SUCCEEDED};
 
 /// Rows per statement of the largest chunk (10 binds each: 320 parameters,
 /// far under SQLite's limit).
@@ -181,6 +181,24 @@ impl InsertRow for NewDelivery {
             .bind::<Nullable<Text>, _>(&self.last_error)?
             .bind::<Timestamp, _>(&self.created_at)?
             .bind::<Timestamp, _>(&self.updated_at)?;
+        Ok(())
+    }
+}
+
+impl InsertRow for NewAttempt {
+    const INSERT: &'static str = "INSERT INTO attempts \
+        (delivery_id, endpoint_id, attempted_at, status_code, error, duration_ms, \
+        response_excerpt) VALUES ";
+
+    fn walk_values<'b>(&'b self, values: &mut Values<'_, '_, 'b>) -> QueryResult<()> {
+        values
+            .bind::<Text, _>(&self.delivery_id)?
+            .bind::<BigInt, _>(&self.endpoint_id)?
+            .bind::<Timestamp, _>(&self.attempted_at)?
+            .bind::<Nullable<Integer>, _>(&self.status_code)?
+            .bind::<Nullable<Text>, _>(&self.error)?
+            .bind::<BigInt, _>(&self.duration_ms)?
+            .bind::<Nullable<Text>, _>(&self.response_excerpt)?;
         Ok(())
     }
 }
@@ -349,5 +367,77 @@ mod tests {
                 assert_eq!(status, PENDING, "{id}");
             }
         }
+    }
+
+    type AttemptRow = (
+        i64,
+        String,
+        i64,
+        NaiveDateTime,
+        Option<i32>,
+        Option<String>,
+        i64,
+        Option<String>,
+    );
+
+    /// The attempt rows `write` stores in a new database, in insert order.
+    fn attempts_written_by(
+        write: impl Fn(&mut SqliteConnection, &[NewAttempt]),
+    ) -> Vec<AttemptRow> {
+        use crate::store::schema::attempts;
+        let at = chrono::DateTime::from_timestamp(1_790_000_000, 987_654_321)
+            .unwrap()
+            .naive_utc();
+        // 43 rows: a chunk of 32, one of 8, three single rows; answers,
+        // failures without one, and text that needs quoting.
+        let rows: Vec<NewAttempt> = (0..43)
+            .map(|n| NewAttempt {
+                delivery_id: format!("d{:03}", n / 2),
+                endpoint_id: n,
+                attempted_at: at + chrono::Duration::milliseconds(n),
+                status_code: (n % 3 != 0).then_some(200 + n as i32),
+                error: (n % 2 == 1).then(|| "it's \"refused\"".into()),
+                duration_ms: n * 7,
+                response_excerpt: (n % 3 == 1).then(|| format!("{{\"n\":{n}}}")),
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("a.db").to_str().unwrap(), 1).unwrap();
+        let mut conn = store.conn().unwrap();
+        let Conn::Sqlite(c) = &mut conn else {
+            unreachable!("a file path opens SQLite")
+        };
+        write(c, &rows);
+        attempts::table
+            .order(attempts::id)
+            .select((
+                attempts::id,
+                attempts::delivery_id,
+                attempts::endpoint_id,
+                attempts::attempted_at,
+                attempts::status_code,
+                attempts::error,
+                attempts::duration_ms,
+                attempts::response_excerpt,
+            ))
+            .load(c)
+            .unwrap()
+    }
+
+    #[test]
+    fn fixed_shape_attempt_inserts_store_what_diesel_inserts_would() {
+        let ours = attempts_written_by(|c, rows| {
+            insert_all(c, &rows.iter().collect::<Vec<_>>()).unwrap();
+        });
+        let diesels = attempts_written_by(|c, rows| {
+            for row in rows {
+                diesel::insert_into(crate::store::schema::attempts::table)
+                    .values(row)
+                    .execute(c)
+                    .unwrap();
+            }
+        });
+        assert_eq!(ours.len(), 43);
+        assert_eq!(ours, diesels);
     }
 }

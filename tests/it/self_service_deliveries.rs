@@ -111,6 +111,30 @@ async fn a_delivery_that_failed_twice_then_succeeded_shows_three_attempts_with_t
 }
 
 #[actix_rt::test]
+async fn a_delivery_that_succeeded_at_once_shows_its_one_attempt_with_status_and_answer() {
+    let s = Subscribed::with_retries("1h").await;
+    s.receiver
+        .set_reply(Reply::with_body(201, "stored, thanks"));
+    s.push(1).await;
+
+    let done = s
+        .newest_when("the delivery succeeded with its attempt logged", |d| {
+            status_of(d) == "succeeded" && !attempts_of(d).is_empty()
+        })
+        .await;
+    let attempts = attempts_of(&done);
+    assert_eq!(attempts.len(), 1, "{done}");
+    let only = &attempts[0];
+    assert_eq!(only["statusCode"], 201, "{done}");
+    assert_eq!(only["responseExcerpt"], "stored, thanks", "{done}");
+    assert!(only["error"].is_null(), "{done}");
+    assert!(only["durationMs"].is_i64(), "{done}");
+    assert_eq!(done["attemptCount"], 1, "{done}");
+    assert_eq!(done["lastStatusCode"], 201, "{done}");
+    assert_eq!(done["lastAttemptAt"], only["at"], "{done}");
+}
+
+#[actix_rt::test]
 async fn an_answer_body_over_one_kibibyte_is_cut_to_one_kibibyte() {
     let s = Subscribed::with_retries("1h").await;
     let long: &'static str = "x".repeat(3000).leak();

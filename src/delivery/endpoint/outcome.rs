@@ -64,10 +64,10 @@ impl EndpointActor {
         self.pump(ctx);
     }
 
-    /// The attempt's row in the attempt log: every retry and every failure
-    /// (a first attempt that succeeded is the delivery's own row).
-    fn attempt_row(&self, job: &Job, attempt: &Attempt, now: DateTime<Utc>) -> Option<NewAttempt> {
-        (job.attempts > 1 || attempt.error.is_some()).then(|| NewAttempt {
+    /// The attempt's row in the attempt log: every attempt has one, a first
+    /// attempt that succeeded too (the single-delivery view lists them all).
+    fn attempt_row(&self, job: &Job, attempt: &Attempt, now: DateTime<Utc>) -> NewAttempt {
+        NewAttempt {
             delivery_id: job.id.to_string(),
             endpoint_id: self.id,
             attempted_at: now.naive_utc(),
@@ -75,7 +75,7 @@ impl EndpointActor {
             error: attempt.error.clone(),
             duration_ms: attempt.duration.as_millis() as i64,
             response_excerpt: attempt.excerpt.clone(),
-        })
+        }
     }
 
     fn health_counts(&self) -> Counts {
