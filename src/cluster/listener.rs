@@ -3,7 +3,8 @@
 //! received deliveries on another node: the router pokes their actors) and
 //! `hookrelay_leases` (leases were freed or the fair shares changed: the
 //! lease manager runs a round now) and `hookrelay_policy` (an endpoint's
-//! policy changed: the router reloads it for an actor running here). It
+//! new policy: the router hands it to its actor, before the work notified
+//! after it). It
 //! reconnects by itself; missed notifications are caught by `sync` and the
 //! periodic lease rounds.
 
@@ -16,8 +17,8 @@ use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection};
 
 use super::lease::LeasesMoved;
-use super::{PolicyChanged, WorkArrived};
-use crate::store::endpoints::POLICY_CHANNEL;
+use super::{PolicySet, WorkArrived};
+use crate::store::endpoints::{POLICY_CHANNEL, parse_policy_payload};
 use crate::store::leases::{LEASES_CHANNEL, WORK_CHANNEL};
 
 /// Who hears of what.
@@ -25,7 +26,7 @@ use crate::store::leases::{LEASES_CHANNEL, WORK_CHANNEL};
 pub struct Listeners {
     pub work: Recipient<WorkArrived>,
     pub leases: Recipient<LeasesMoved>,
-    pub policy: Recipient<PolicyChanged>,
+    pub policy: Recipient<PolicySet>,
 }
 
 /// How often the connection is checked for notifications.
@@ -65,7 +66,7 @@ fn listen(url: &str, to: &Listeners, stop: &AtomicBool) -> Result<(), String> {
             let notification = notification.map_err(|e| e.to_string())?;
             match notification.channel.as_str() {
                 LEASES_CHANNEL => leases_moved = true,
-                POLICY_CHANNEL => policies.extend(endpoint_ids(&notification.payload)),
+                POLICY_CHANNEL => policies.extend(parse_policy_payload(&notification.payload)),
                 _ => ids.extend(endpoint_ids(&notification.payload)),
             }
         }
@@ -73,7 +74,7 @@ fn listen(url: &str, to: &Listeners, stop: &AtomicBool) -> Result<(), String> {
             to.leases.do_send(LeasesMoved);
         }
         if !policies.is_empty() {
-            to.policy.do_send(PolicyChanged(policies));
+            to.policy.do_send(PolicySet(policies));
         } else if ids.is_empty() && !leases_moved {
             std::thread::sleep(POLL);
         }

@@ -48,11 +48,17 @@ impl Ownership {
 #[rtype(result = "()")]
 pub struct WorkArrived(pub Vec<i64>);
 
-/// The policies of these endpoints changed on another node (told by
-/// NOTIFY, or found by the fallback poll): their actors here reload them.
+/// The policies of these endpoints changed on another node (found by the
+/// fallback poll): their actors here reload them.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct PolicyChanged(pub Vec<i64>);
+
+/// These endpoints were given these policies on another node (told by
+/// NOTIFY): their actors here apply them at once.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PolicySet(pub Vec<(i64, crate::store::endpoints::PolicyRow)>);
 
 /// A node id that is unique enough: host name, process id, random suffix.
 pub fn default_node_id() -> String {

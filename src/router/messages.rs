@@ -11,7 +11,7 @@ use crate::delivery::endpoint::{EndpointActor, Job};
 pub use crate::delivery::endpoint::{EndpointDied, Retired};
 
 pub use crate::cluster::lease::{LeasesAcquired, LeasesLost, ReleaseEndpoints};
-pub use crate::cluster::{PolicyChanged, WorkArrived};
+pub use crate::cluster::{PolicyChanged, PolicySet, WorkArrived};
 pub use crate::ingest::Publish;
 pub use crate::ingest::group_commit::Committed;
 pub use crate::routing::RoutesChanged;

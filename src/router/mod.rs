@@ -63,6 +63,9 @@ pub struct Router {
     /// The policies other than the default of the endpoints known here;
     /// each actor starts with its endpoint's.
     policies: HashMap<i64, EndpointPolicy>,
+    /// How many policy changes were announced (a reload started before
+    /// one is not applied: it may have read an older policy).
+    policy_news: u64,
     /// Told once every actor of the start has been started.
     on_loaded: Option<oneshot::Sender<()>>,
 }
@@ -142,6 +145,7 @@ impl Router {
             to_start: VecDeque::new(),
             saved: HashMap::new(),
             policies: HashMap::new(),
+            policy_news: 0,
             on_loaded: Some(initial.on_loaded),
         };
         if router.ownership.owns_all() {

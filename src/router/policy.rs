@@ -8,7 +8,7 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use super::Router;
-use super::messages::{ApplyPolicy, PolicyChanged};
+use super::messages::{ApplyPolicy, PolicyChanged, PolicySet};
 use crate::delivery::endpoint::{EndpointPolicy, SetPolicy};
 use crate::metrics::{self, ErrorSite};
 use crate::store::endpoints::{self, PolicyRow};
@@ -65,15 +65,28 @@ impl Handler<ApplyPolicy> for Router {
     type Result = ();
 
     fn handle(&mut self, msg: ApplyPolicy, _ctx: &mut Self::Context) {
+        self.policy_news += 1;
         self.apply_policy(msg.endpoint_id, msg.policy);
+    }
+}
+
+impl Handler<PolicySet> for Router {
+    type Result = ();
+
+    /// A policy set on another node, announced with the policy itself.
+    fn handle(&mut self, msg: PolicySet, _ctx: &mut Self::Context) {
+        self.policy_news += 1;
+        for (id, row) in msg.0 {
+            self.apply_policy(id, from_row(row));
+        }
     }
 }
 
 impl Handler<PolicyChanged> for Router {
     type Result = ();
 
-    /// Another node changed the policies of endpoints (or the fallback
-    /// poll found recent changes): those whose actors run here reload it.
+    /// The fallback poll found recent changes of policies: the endpoints
+    /// whose actors run here reload them.
     fn handle(&mut self, msg: PolicyChanged, ctx: &mut Self::Context) {
         let ids: Vec<i64> = msg
             .0

@@ -198,9 +198,51 @@ pub struct PolicyRow {
     pub timeout_ms: Option<i64>,
 }
 
-/// The notification channel of policy changes; payload: the endpoint id.
-/// Its owner node reloads the policy and hands it to the actor.
+/// The notification channel of policy changes; payload: the endpoint id
+/// and its new policy (`policy_payload`), which its owner node hands to
+/// the actor before any work notified after it.
 pub const POLICY_CHANNEL: &str = "hookrelay_policy";
+
+/// The payload of a policy change: `id;paused;maxInFlight;maxPerSecond;
+/// timeoutMs`, an empty field for a NULL.
+pub fn policy_payload(id: i64, row: &PolicyRow) -> String {
+    let opt = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
+    format!(
+        "{id};{};{};{};{}",
+        u8::from(row.operator_paused),
+        opt(row.max_in_flight.map(i64::from)),
+        opt(row.max_per_second.map(i64::from)),
+        opt(row.timeout_ms)
+    )
+}
+
+/// The endpoint and policy of a `policy_payload`; `None` when malformed.
+pub fn parse_policy_payload(payload: &str) -> Option<(i64, PolicyRow)> {
+    let parts: Vec<&str> = payload.split(';').collect();
+    let [id, paused, in_flight, per_second, timeout] = parts.as_slice() else {
+        return None;
+    };
+    fn opt<T: std::str::FromStr>(s: &str) -> Option<Option<T>> {
+        if s.is_empty() {
+            Some(None)
+        } else {
+            s.parse().ok().map(Some)
+        }
+    }
+    Some((
+        id.parse().ok()?,
+        PolicyRow {
+            operator_paused: match *paused {
+                "1" => true,
+                "0" => false,
+                _ => return None,
+            },
+            max_in_flight: opt(in_flight)?,
+            max_per_second: opt(per_second)?,
+            timeout_ms: opt(timeout)?,
+        },
+    ))
+}
 
 /// Changes an endpoint's policy to `change(stored)` and, on PostgreSQL,
 /// notifies the nodes (delivered at commit), in one transaction. `None`
@@ -224,7 +266,7 @@ pub fn change_policy(
         diesel::update(endpoints::table.find(id))
             .set((changed, endpoints::policy_updated_at.eq(Some(at))))
             .execute(c)?;
-        c.notify_policy(id)?;
+        c.notify_policy(&policy_payload(id, &changed))?;
         Ok::<_, diesel::result::Error>(Some(changed))
     })?)
 }
@@ -273,23 +315,52 @@ pub fn policies_changed_since(
 
 /// Tells the nodes of a policy change, inside the changing transaction.
 trait NotifyPolicy {
-    fn notify_policy(&mut self, id: i64) -> QueryResult<()>;
+    fn notify_policy(&mut self, payload: &str) -> QueryResult<()>;
 }
 
 impl NotifyPolicy for diesel::SqliteConnection {
     /// A SQLite database has one node: its router is told directly.
-    fn notify_policy(&mut self, _id: i64) -> QueryResult<()> {
+    fn notify_policy(&mut self, _payload: &str) -> QueryResult<()> {
         Ok(())
     }
 }
 
 impl NotifyPolicy for diesel::PgConnection {
-    fn notify_policy(&mut self, id: i64) -> QueryResult<()> {
+    fn notify_policy(&mut self, payload: &str) -> QueryResult<()> {
         use diesel::sql_types::Text;
         diesel::sql_query("SELECT pg_notify($1, $2)")
             .bind::<Text, _>(POLICY_CHANNEL)
-            .bind::<Text, _>(id.to_string())
+            .bind::<Text, _>(payload)
             .execute(self)
             .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_policy_notification_carries_the_whole_policy() {
+        let row = PolicyRow {
+            operator_paused: true,
+            max_in_flight: Some(1),
+            max_per_second: None,
+            timeout_ms: Some(250),
+        };
+        assert_eq!(policy_payload(7, &row), "7;1;1;;250");
+        assert_eq!(parse_policy_payload("7;1;1;;250"), Some((7, row)));
+        let default = PolicyRow::default();
+        assert_eq!(
+            parse_policy_payload(&policy_payload(9, &default)),
+            Some((9, default))
+        );
+    }
+
+    #[test]
+    fn a_malformed_policy_notification_is_ignored() {
+        for bad in ["", "7", "x;1;;;", "7;yes;;;", "7;0;-;;", "7;0;;;;"] {
+            assert_eq!(parse_policy_payload(bad), None, "{bad}");
+        }
     }
 }
