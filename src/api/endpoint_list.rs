@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 
 use super::State;
 use super::auth::Operator;
+use super::endpoint_policy::PolicyView;
 use super::openapi::ErrorResponses;
 use super::page::{self, PageQuery, next_cursor};
 use crate::delivery::endpoint::{EndpointStatus, Status};
@@ -23,6 +24,8 @@ use crate::store::endpoints;
 pub struct EndpointView {
     pub backlog_in_database: Option<bool>,
     pub consecutive_failures: u32,
+    /// What an operator set for it (`PATCH /internal/v1/endpoints/{id}`).
+    pub policy: PolicyView,
     /// Why it was declared dead; only on a dead endpoint.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dead_reason: Option<String>,
@@ -54,7 +57,7 @@ pub struct EndpointList {
     pub next_cursor: Option<String>,
 }
 
-type Row = (endpoints::EndpointRow, i64);
+pub(super) type Row = (endpoints::EndpointRow, i64);
 
 #[utoipa::path(get, path = "/internal/v1/endpoints", tag = "endpoints",
     security(("bearer" = [])), params(PageQuery),
@@ -72,20 +75,25 @@ pub(crate) async fn list_endpoints(
         .run(move |conn| endpoints::page(conn, after, limit + 1))
         .await?;
     let next_cursor = next_cursor(&mut rows, limit, |(r, _)| r.id.to_string());
-    let statuses = live_statuses(&state, &rows).await;
+    let endpoints = views(&state, rows).await;
+    Ok(HttpResponse::Ok().json(EndpointList {
+        endpoints,
+        next_cursor,
+    }))
+}
+
+/// The views of stored endpoints, each as listed: with the live figures of
+/// those whose actors run here.
+pub(super) async fn views(state: &State, rows: Vec<Row>) -> Vec<EndpointView> {
+    let statuses = live_statuses(state, &rows).await;
     let single_node = state.ownership.owns_all();
-    let endpoints = rows
-        .into_iter()
+    rows.into_iter()
         .zip(statuses)
         .map(|((row, subscriptions), live)| {
             let owner = owner_node(&row, live.is_some(), single_node, &state.node_id);
             view(row, subscriptions, live, owner)
         })
-        .collect();
-    Ok(HttpResponse::Ok().json(EndpointList {
-        endpoints,
-        next_cursor,
-    }))
+        .collect()
 }
 
 /// The live figures of the endpoints whose actors run here, asked of all
@@ -148,6 +156,7 @@ fn view(
         last_success_at: stored(h.last_success_at),
         next_verification_at: stored(h.next_verification_at),
         owner_node,
+        policy: PolicyView::from(row.policy),
         queue_depth: None,
         state: h.state,
         subscription_count: subscriptions,
@@ -191,6 +200,7 @@ mod tests {
             },
             owner_node: stored_owner.map(str::to_string),
             dead_reason: Some("gone".into()),
+            policy: endpoints::PolicyRow::default(),
         }
     }
 

@@ -37,6 +37,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         Resource::at("/internal/v1/event-types").get(list_event_types),
         Resource::at("/internal/v1/event-types/{name}").put(put_event_type),
         Resource::at("/internal/v1/endpoints").get(endpoint_list::list_endpoints),
+        Resource::at("/internal/v1/endpoints/{id}").patch(super::endpoint_policy::patch_endpoint),
         Resource::at("/internal/v1/dead-letters").get(dead_letters::list_dead_letters),
         Resource::at("/internal/v1/dead-letters/{id}/replay")
             .post(dead_letters::replay_dead_letter),

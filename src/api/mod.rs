@@ -9,6 +9,7 @@ pub mod body;
 pub mod dead_letters;
 pub mod deliveries;
 pub mod endpoint_list;
+pub mod endpoint_policy;
 pub mod event_lookup;
 pub mod feed;
 pub mod framing;

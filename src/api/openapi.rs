@@ -26,7 +26,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{IntoResponses, Modify, OpenApi, ToSchema};
 
 use super::resource::Resource;
-use super::{batch, dead_letters, endpoint_list, internal, public, subscription_search};
+use super::{
+    batch, dead_letters, endpoint_list, endpoint_policy, internal, public, subscription_search,
+};
 use crate::error::ApiError;
 
 /// The body of every error answer. Some add fields (a 409 for a duplicate
@@ -132,6 +134,7 @@ pub struct PublicApi;
         internal::list_event_types,
         internal::put_event_type,
         endpoint_list::list_endpoints,
+        endpoint_policy::patch_endpoint,
         dead_letters::list_dead_letters,
         dead_letters::replay_dead_letter,
         subscription_search::search,

@@ -2,8 +2,11 @@
 //! PostgreSQL connection that waits for `hookrelay_work` (endpoint ids that
 //! received deliveries on another node: the router pokes their actors) and
 //! `hookrelay_leases` (leases were freed or the fair shares changed: the
-//! lease manager runs a round now). It reconnects by itself; missed
-//! notifications are caught by `sync` and the periodic lease rounds.
+//! lease manager runs a round now) and `hookrelay_policy` (an endpoint's
+//! new policy: the router hands it to its actor, before the work notified
+//! after it). It
+//! reconnects by itself; missed notifications are caught by `sync` and the
+//! periodic lease rounds.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,8 +16,9 @@ use actix::Recipient;
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection};
 
-use super::WorkArrived;
 use super::lease::LeasesMoved;
+use super::{PolicySet, WorkArrived};
+use crate::store::endpoints::{POLICY_CHANNEL, parse_policy_payload};
 use crate::store::leases::{LEASES_CHANNEL, WORK_CHANNEL};
 
 /// Who hears of what.
@@ -22,6 +26,7 @@ use crate::store::leases::{LEASES_CHANNEL, WORK_CHANNEL};
 pub struct Listeners {
     pub work: Recipient<WorkArrived>,
     pub leases: Recipient<LeasesMoved>,
+    pub policy: Recipient<PolicySet>,
 }
 
 /// How often the connection is checked for notifications.
@@ -47,38 +52,53 @@ pub fn spawn(url: String, to: Listeners, stop: Arc<AtomicBool>) {
 
 fn listen(url: &str, to: &Listeners, stop: &AtomicBool) -> Result<(), String> {
     let mut conn = PgConnection::establish(url).map_err(|e| e.to_string())?;
-    conn.batch_execute(&format!("LISTEN {WORK_CHANNEL}; LISTEN {LEASES_CHANNEL}"))
-        .map_err(|e| e.to_string())?;
+    conn.batch_execute(&format!(
+        "LISTEN {WORK_CHANNEL}; LISTEN {LEASES_CHANNEL}; LISTEN {POLICY_CHANNEL}"
+    ))
+    .map_err(|e| e.to_string())?;
     // Whatever moved while this connection was not listening.
     to.leases.do_send(LeasesMoved);
     while !stop.load(Ordering::Relaxed) {
         let mut ids = Vec::new();
+        let mut policies = Vec::new();
         let mut leases_moved = false;
         for notification in conn.notifications_iter() {
             let notification = notification.map_err(|e| e.to_string())?;
-            if notification.channel == LEASES_CHANNEL {
-                leases_moved = true;
-                continue;
+            match notification.channel.as_str() {
+                LEASES_CHANNEL => leases_moved = true,
+                POLICY_CHANNEL => policies.extend(parse_policy_payload(&notification.payload)),
+                _ => ids.extend(endpoint_ids(&notification.payload)),
             }
-            ids.extend(
-                notification
-                    .payload
-                    .split(',')
-                    .filter_map(|s| s.parse::<i64>().ok()),
-            );
         }
         if leases_moved {
             to.leases.do_send(LeasesMoved);
         }
-        if ids.is_empty() {
-            if !leases_moved {
-                std::thread::sleep(POLL);
-            }
-        } else {
+        if !policies.is_empty() {
+            to.policy.do_send(PolicySet(policies));
+        } else if ids.is_empty() && !leases_moved {
+            std::thread::sleep(POLL);
+        }
+        if !ids.is_empty() {
             ids.sort_unstable();
             ids.dedup();
             to.work.do_send(WorkArrived(ids));
         }
     }
     Ok(())
+}
+
+/// The endpoint ids of a notification's payload (comma-separated).
+fn endpoint_ids(payload: &str) -> impl Iterator<Item = i64> + '_ {
+    payload.split(',').filter_map(|s| s.parse::<i64>().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_payload_gives_its_endpoint_ids_and_skips_anything_else() {
+        let ids: Vec<i64> = endpoint_ids("3,x,17").collect();
+        assert_eq!(ids, vec![3, 17]);
+    }
 }

@@ -4,9 +4,11 @@
 //!   the node renews; nodes take unowned or expired endpoints up to a fair
 //!   share and hand surplus ones over when a node joins;
 //! - `listener`: LISTEN for work stored by other nodes for endpoints this
-//!   node owns (NOTIFY is sent inside the storing transaction);
+//!   node owns (NOTIFY is sent inside the storing transaction), and for
+//!   changed endpoint policies;
 //! - `sync`: a polling loop that applies subscription and catalog changes
-//!   made on other nodes, and catches work whose notification was missed.
+//!   made on other nodes, and catches work and policy changes whose
+//!   notification was missed.
 //!
 //! A SQLite database has one node, which owns every endpoint; none of this
 //! runs then. Which of the two a node is, is named once: `Ownership`.
@@ -45,6 +47,18 @@ impl Ownership {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct WorkArrived(pub Vec<i64>);
+
+/// The policies of these endpoints changed on another node (found by the
+/// fallback poll): their actors here reload them.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PolicyChanged(pub Vec<i64>);
+
+/// These endpoints were given these policies on another node (told by
+/// NOTIFY): their actors here apply them at once.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PolicySet(pub Vec<(i64, crate::store::endpoints::PolicyRow)>);
 
 /// A node id that is unique enough: host name, process id, random suffix.
 pub fn default_node_id() -> String {

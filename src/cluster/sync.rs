@@ -3,14 +3,15 @@
 //! anywhere (so its endpoint actors and leases follow them even while no
 //! event arrives; events themselves are routed by every change answered
 //! before they were stored, see `routing`), refreshes the event-type
-//! catalog, and pokes endpoints that have recent pending work in case a
-//! notification was missed.
+//! catalog, and pokes endpoints that have recent pending work, and reloads
+//! recently changed policies of endpoints it holds, in case a notification
+//! was missed.
 
 use std::time::Duration;
 
 use actix::Recipient;
 
-use super::WorkArrived;
+use super::{PolicyChanged, WorkArrived};
 use crate::catalog::Catalog;
 use crate::routing::RouteTable;
 use crate::store::{self, Store};
@@ -22,14 +23,16 @@ const SLOW_EVERY: u32 = 4;
 /// Pending work younger than this is re-announced by the fallback poll.
 const RECENT_WORK_MS: i64 = 30_000;
 
-/// Runs the loop; work found pending is reported to `work`.
-pub async fn run(
-    store: Store,
-    routes: RouteTable,
-    work: Recipient<WorkArrived>,
-    catalog: Catalog,
-    node: String,
-) {
+/// Who the loop reports to.
+pub struct Reports {
+    /// Work found pending.
+    pub work: Recipient<WorkArrived>,
+    /// Policies changed recently.
+    pub policy: Recipient<PolicyChanged>,
+}
+
+/// Runs the loop, reporting what it finds to `to`.
+pub async fn run(store: Store, routes: RouteTable, to: Reports, catalog: Catalog, node: String) {
     let mut tick = tokio::time::interval(ROUTES_EVERY);
     let mut n: u32 = 0;
     loop {
@@ -50,9 +53,25 @@ pub async fn run(
             .run(move |conn| store::leases::recent_work(conn, &me, RECENT_WORK_MS))
             .await
         {
-            Ok(ids) if !ids.is_empty() => work.do_send(WorkArrived(ids)),
+            Ok(ids) if !ids.is_empty() => to.work.do_send(WorkArrived(ids)),
             Ok(_) => {}
             Err(e) => log::warn!("could not poll for pending work: {e}"),
         }
+        recent_policies(&store, &node, &to.policy).await;
+    }
+}
+
+/// Has the router reload the policies of endpoints held here that changed
+/// recently (it hands an actor its policy only when it differs).
+async fn recent_policies(store: &Store, node: &str, to: &Recipient<PolicyChanged>) {
+    let me = node.to_string();
+    let since = store::now() - chrono::Duration::milliseconds(RECENT_WORK_MS);
+    match store
+        .run(move |conn| store::endpoints::policies_changed_since(conn, &me, since))
+        .await
+    {
+        Ok(ids) if !ids.is_empty() => to.do_send(PolicyChanged(ids)),
+        Ok(_) => {}
+        Err(e) => log::warn!("could not poll for policy changes: {e}"),
     }
 }

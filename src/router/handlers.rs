@@ -149,6 +149,7 @@ impl Handler<LeasesAcquired> for Router {
         for acquired in msg.0 {
             if self.learn_endpoint(acquired.id, &acquired.url) {
                 let health = acquired.health();
+                self.apply_policy(acquired.id, super::policy::from_row(acquired.policy()));
                 self.start_actor(acquired.id, true, Some(health));
             }
         }

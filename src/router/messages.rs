@@ -10,8 +10,8 @@ use crate::delivery::endpoint::{EndpointActor, Job};
 
 pub use crate::delivery::endpoint::{EndpointDied, Retired};
 
-pub use crate::cluster::WorkArrived;
 pub use crate::cluster::lease::{LeasesAcquired, LeasesLost, ReleaseEndpoints};
+pub use crate::cluster::{PolicyChanged, PolicySet, WorkArrived};
 pub use crate::ingest::Publish;
 pub use crate::ingest::group_commit::Committed;
 pub use crate::routing::RoutesChanged;
@@ -23,6 +23,15 @@ pub struct Replay {
     pub endpoint_id: i64,
     pub endpoint_url: String,
     pub job: Job,
+}
+
+/// An endpoint's policy was changed (and stored) on this node: its actor
+/// applies it at once, and later starts of it begin with it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ApplyPolicy {
+    pub endpoint_id: i64,
+    pub policy: crate::delivery::endpoint::EndpointPolicy,
 }
 
 /// The actor of one endpoint, if it runs on this node.

@@ -11,6 +11,7 @@
 
 mod handlers;
 pub mod messages;
+pub mod policy;
 
 use std::collections::VecDeque;
 
@@ -31,11 +32,11 @@ use crate::ingest::publisher::Ingest;
 use crate::metrics::{self, ErrorSite};
 use crate::signing::Secrets;
 use crate::store::Store;
-use crate::store::endpoints::HealthRow;
+use crate::store::endpoints::{HealthRow, PolicyRow};
 use crate::store::subscriptions::RouteRow;
 
 use messages::StartMore;
-pub use messages::{EndpointAddr, EndpointDied, Endpoints, Replay, Retired};
+pub use messages::{ApplyPolicy, EndpointAddr, EndpointDied, Endpoints, Replay, Retired};
 
 /// The router of one node; see the module documentation.
 pub struct Router {
@@ -59,6 +60,12 @@ pub struct Router {
     to_start: VecDeque<(i64, bool)>,
     /// Saved health of endpoints whose actors have not started yet.
     saved: HashMap<i64, HealthRow>,
+    /// The policies other than the default of the endpoints known here;
+    /// each actor starts with its endpoint's.
+    policies: HashMap<i64, EndpointPolicy>,
+    /// How many policy changes were announced (a reload started before
+    /// one is not applied: it may have read an older policy).
+    policy_news: u64,
     /// Told once every actor of the start has been started.
     on_loaded: Option<oneshot::Sender<()>>,
 }
@@ -83,6 +90,9 @@ pub struct Initial {
     pub backlog: Vec<(i64, String)>,
     /// Saved health of endpoints (used when this node owns all).
     pub health: Vec<(i64, HealthRow)>,
+    /// Stored policies other than the default (used when this node owns
+    /// all; leased endpoints come with theirs).
+    pub policies: Vec<(i64, PolicyRow)>,
     /// Told once every endpoint actor has started (the node is ready).
     pub on_loaded: oneshot::Sender<()>,
 }
@@ -134,10 +144,17 @@ impl Router {
             actors: HashMap::new(),
             to_start: VecDeque::new(),
             saved: HashMap::new(),
+            policies: HashMap::new(),
+            policy_news: 0,
             on_loaded: Some(initial.on_loaded),
         };
         if router.ownership.owns_all() {
             router.saved = initial.health.into_iter().collect();
+            router.policies = initial
+                .policies
+                .into_iter()
+                .map(|(id, row)| (id, policy::from_row(row)))
+                .collect();
             router.queue_start(initial.backlog, &initial.routes);
         }
         for row in initial.routes {
@@ -220,6 +237,7 @@ impl Router {
             return Some(addr.clone());
         }
         let saved = saved.or_else(|| self.saved.remove(&id));
+        let policy = self.policy_of(id);
         let info = self.known_endpoints.get(&id)?;
         let arbiter = &self.arbiters[self.next_arbiter % self.arbiters.len()];
         self.next_arbiter += 1;
@@ -236,15 +254,7 @@ impl Router {
                 died: router.recipient(),
             };
             EndpointActor::new(
-                id,
-                url,
-                settings,
-                store,
-                recorder,
-                owner,
-                backlog,
-                saved,
-                EndpointPolicy::default(),
+                id, url, settings, store, recorder, owner, backlog, saved, policy,
             )
         });
         for (sub, secret) in &info.subscriptions {

@@ -181,6 +181,7 @@ fn start_actors(
         routes: loaded.routes,
         backlog: loaded.backlog,
         health: loaded.health,
+        policies: loaded.policies,
         on_loaded,
     };
     let router = Router::new(me, deps, ingest.clone(), ownership.clone(), initial);
@@ -265,13 +266,17 @@ fn start_cluster(args: &ServeArgs, cluster: ClusterStart, router: &Addr<Router>)
         listener::Listeners {
             work: router.clone().recipient(),
             leases: leases.clone().recipient(),
+            policy: router.clone().recipient(),
         },
         cluster.stop_listener.clone(),
     );
     actix_rt::spawn(sync::run(
         cluster.store.clone(),
         cluster.routes.clone(),
-        router.clone().recipient(),
+        sync::Reports {
+            work: router.clone().recipient(),
+            policy: router.clone().recipient(),
+        },
         cluster.catalog.clone(),
         cluster.node_id.to_string(),
     ));
@@ -380,6 +385,8 @@ struct Loaded {
     routing_version: i64,
     backlog: Vec<(i64, String)>,
     health: Vec<(i64, store::endpoints::HealthRow)>,
+    /// Endpoints' policies other than the default.
+    policies: Vec<(i64, store::endpoints::PolicyRow)>,
 }
 
 /// Reads what a node starts from, in one connection.
@@ -396,12 +403,14 @@ fn load(store: &Store) -> Result<Loaded, StoreError> {
     ids.sort_unstable();
     ids.dedup();
     let health = store::endpoints::health_of(&mut conn, &ids)?;
+    let policies = store::endpoints::policies_set(&mut conn)?;
     Ok(Loaded {
         catalog,
         routes,
         routing_version,
         backlog,
         health,
+        policies,
     })
 }
 

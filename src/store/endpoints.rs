@@ -1,6 +1,7 @@
 //! Queries on `endpoints`: the saved health of each endpoint (so a restart
 //! or another node continues where the actor was), and the transaction that
-//! removes a dead endpoint's subscriptions.
+//! removes a dead endpoint's subscriptions; an operator's policy of each
+//! endpoint (stored, changed with a notification to its owner node).
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -123,6 +124,7 @@ pub struct EndpointRow {
     pub health: HealthRow,
     pub owner_node: Option<String>,
     pub dead_reason: Option<String>,
+    pub policy: PolicyRow,
 }
 
 /// Endpoints after `after` (by id), with their active subscription counts.
@@ -141,8 +143,33 @@ pub fn page(
             HealthRow::as_select(),
             endpoints::owner_node,
             endpoints::dead_reason,
+            PolicyRow::as_select(),
         ))
         .load(c))?;
+    with_counts(conn, rows)
+}
+
+/// One endpoint as listed, with its active subscription count.
+pub fn one(conn: &mut Conn, id: i64) -> Result<Option<(EndpointRow, i64)>, StoreError> {
+    let rows: Vec<EndpointRow> = crate::db_run!(conn, c => endpoints::table
+        .filter(endpoints::id.eq(id))
+        .select((
+            endpoints::id,
+            endpoints::url,
+            HealthRow::as_select(),
+            endpoints::owner_node,
+            endpoints::dead_reason,
+            PolicyRow::as_select(),
+        ))
+        .load(c))?;
+    Ok(with_counts(conn, rows)?.pop())
+}
+
+/// `rows` with their active subscription counts.
+fn with_counts(
+    conn: &mut Conn,
+    rows: Vec<EndpointRow>,
+) -> Result<Vec<(EndpointRow, i64)>, StoreError> {
     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
     let counts: Vec<(i64, i64)> = crate::db_run!(conn, c => subscriptions::table
         .filter(subscriptions::endpoint_id.eq_any(&ids))
@@ -158,4 +185,182 @@ pub fn page(
             (r, n)
         })
         .collect())
+}
+
+/// An endpoint's stored policy: the operator's hold and its overrides of
+/// the global settings (`None`: the global default).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Queryable, Selectable, AsChangeset)]
+#[diesel(table_name = endpoints, treat_none_as_null = true)]
+pub struct PolicyRow {
+    pub operator_paused: bool,
+    pub max_in_flight: Option<i32>,
+    pub max_per_second: Option<i32>,
+    pub timeout_ms: Option<i64>,
+}
+
+/// The notification channel of policy changes; payload: the endpoint id
+/// and its new policy (`policy_payload`), which its owner node hands to
+/// the actor before any work notified after it.
+pub const POLICY_CHANNEL: &str = "hookrelay_policy";
+
+/// The payload of a policy change: `id;paused;maxInFlight;maxPerSecond;
+/// timeoutMs`, an empty field for a NULL.
+pub fn policy_payload(id: i64, row: &PolicyRow) -> String {
+    let opt = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
+    format!(
+        "{id};{};{};{};{}",
+        u8::from(row.operator_paused),
+        opt(row.max_in_flight.map(i64::from)),
+        opt(row.max_per_second.map(i64::from)),
+        opt(row.timeout_ms)
+    )
+}
+
+/// The endpoint and policy of a `policy_payload`; `None` when malformed.
+pub fn parse_policy_payload(payload: &str) -> Option<(i64, PolicyRow)> {
+    let parts: Vec<&str> = payload.split(';').collect();
+    let [id, paused, in_flight, per_second, timeout] = parts.as_slice() else {
+        return None;
+    };
+    fn opt<T: std::str::FromStr>(s: &str) -> Option<Option<T>> {
+        if s.is_empty() {
+            Some(None)
+        } else {
+            s.parse().ok().map(Some)
+        }
+    }
+    Some((
+        id.parse().ok()?,
+        PolicyRow {
+            operator_paused: match *paused {
+                "1" => true,
+                "0" => false,
+                _ => return None,
+            },
+            max_in_flight: opt(in_flight)?,
+            max_per_second: opt(per_second)?,
+            timeout_ms: opt(timeout)?,
+        },
+    ))
+}
+
+/// Changes an endpoint's policy to `change(stored)` and, on PostgreSQL,
+/// notifies the nodes (delivered at commit), in one transaction. `None`
+/// when there is no such endpoint.
+pub fn change_policy(
+    conn: &mut Conn,
+    id: i64,
+    change: impl FnOnce(PolicyRow) -> PolicyRow,
+) -> Result<Option<PolicyRow>, StoreError> {
+    let at = now();
+    Ok(crate::db_transaction!(conn, c => {
+        let stored: Option<PolicyRow> = endpoints::table
+            .find(id)
+            .select(PolicyRow::as_select())
+            .first(c)
+            .optional()?;
+        let Some(stored) = stored else {
+            return Ok(None);
+        };
+        let changed = change(stored);
+        diesel::update(endpoints::table.find(id))
+            .set((changed, endpoints::policy_updated_at.eq(Some(at))))
+            .execute(c)?;
+        c.notify_policy(&policy_payload(id, &changed))?;
+        Ok::<_, diesel::result::Error>(Some(changed))
+    })?)
+}
+
+/// The endpoints with a policy other than the default (what a single node
+/// starts its actors with).
+pub fn policies_set(conn: &mut Conn) -> Result<Vec<(i64, PolicyRow)>, StoreError> {
+    Ok(crate::db_run!(conn, c => endpoints::table
+        .filter(
+            endpoints::operator_paused
+                .eq(true)
+                .or(endpoints::max_in_flight.is_not_null())
+                .or(endpoints::max_per_second.is_not_null())
+                .or(endpoints::timeout_ms.is_not_null()),
+        )
+        .select((endpoints::id, PolicyRow::as_select()))
+        .load(c))?)
+}
+
+/// The stored policies of the endpoints in `ids`.
+pub fn policies_of(conn: &mut Conn, ids: &[i64]) -> Result<Vec<(i64, PolicyRow)>, StoreError> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(1000) {
+        let rows: Vec<(i64, PolicyRow)> = crate::db_run!(conn, c => endpoints::table
+            .filter(endpoints::id.eq_any(chunk))
+            .select((endpoints::id, PolicyRow::as_select()))
+            .load(c))?;
+        out.extend(rows);
+    }
+    Ok(out)
+}
+
+/// Endpoints held by `node` whose policy changed after `since` (the
+/// fallback when a change notification was missed).
+pub fn policies_changed_since(
+    conn: &mut Conn,
+    node: &str,
+    since: NaiveDateTime,
+) -> Result<Vec<i64>, StoreError> {
+    Ok(crate::db_run!(conn, c => endpoints::table
+        .filter(endpoints::owner_node.eq(node))
+        .filter(endpoints::policy_updated_at.gt(since))
+        .select(endpoints::id)
+        .load(c))?)
+}
+
+/// Tells the nodes of a policy change, inside the changing transaction.
+trait NotifyPolicy {
+    fn notify_policy(&mut self, payload: &str) -> QueryResult<()>;
+}
+
+impl NotifyPolicy for diesel::SqliteConnection {
+    /// A SQLite database has one node: its router is told directly.
+    fn notify_policy(&mut self, _payload: &str) -> QueryResult<()> {
+        Ok(())
+    }
+}
+
+impl NotifyPolicy for diesel::PgConnection {
+    fn notify_policy(&mut self, payload: &str) -> QueryResult<()> {
+        use diesel::sql_types::Text;
+        diesel::sql_query("SELECT pg_notify($1, $2)")
+            .bind::<Text, _>(POLICY_CHANNEL)
+            .bind::<Text, _>(payload)
+            .execute(self)
+            .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_policy_notification_carries_the_whole_policy() {
+        let row = PolicyRow {
+            operator_paused: true,
+            max_in_flight: Some(1),
+            max_per_second: None,
+            timeout_ms: Some(250),
+        };
+        assert_eq!(policy_payload(7, &row), "7;1;1;;250");
+        assert_eq!(parse_policy_payload("7;1;1;;250"), Some((7, row)));
+        let default = PolicyRow::default();
+        assert_eq!(
+            parse_policy_payload(&policy_payload(9, &default)),
+            Some((9, default))
+        );
+    }
+
+    #[test]
+    fn a_malformed_policy_notification_is_ignored() {
+        for bad in ["", "7", "x;1;;;", "7;yes;;;", "7;0;-;;", "7;0;;;;"] {
+            assert_eq!(parse_policy_payload(bad), None, "{bad}");
+        }
+    }
 }

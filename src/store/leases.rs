@@ -9,7 +9,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamp};
 use diesel::{PgConnection, sql_query};
 
-use super::endpoints::HealthRow;
+use super::endpoints::{HealthRow, PolicyRow};
 use super::{Conn, StoreError};
 
 /// The database's current UTC time, as stored.
@@ -65,6 +65,14 @@ pub struct Acquired {
     pub last_failure_reason: Option<String>,
     #[diesel(sql_type = Nullable<Timestamp>)]
     pub next_verification_at: Option<chrono::NaiveDateTime>,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    pub operator_paused: bool,
+    #[diesel(sql_type = Nullable<Integer>)]
+    pub max_in_flight: Option<i32>,
+    #[diesel(sql_type = Nullable<Integer>)]
+    pub max_per_second: Option<i32>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub timeout_ms: Option<i64>,
 }
 
 impl Acquired {
@@ -77,6 +85,16 @@ impl Acquired {
             last_failure_at: self.last_failure_at,
             last_failure_reason: self.last_failure_reason.clone(),
             next_verification_at: self.next_verification_at,
+        }
+    }
+
+    /// Its stored policy, which its actor starts with.
+    pub fn policy(&self) -> PolicyRow {
+        PolicyRow {
+            operator_paused: self.operator_paused,
+            max_in_flight: self.max_in_flight,
+            max_per_second: self.max_per_second,
+            timeout_ms: self.timeout_ms,
         }
     }
 }
@@ -109,7 +127,8 @@ struct Millis {
 /// The columns of `Acquired`.
 const ACQUIRED_COLUMNS: &str =
     "id, url, state, consecutive_failures, failed_verifications, last_success_at,
-    last_failure_at, last_failure_reason, next_verification_at";
+    last_failure_at, last_failure_reason, next_verification_at,
+    operator_paused, max_in_flight, max_per_second, timeout_ms";
 
 /// Endpoints that need an owner: not dead, with an active subscription or a
 /// pending delivery.

@@ -715,6 +715,12 @@ mod tests {
             (Some(500), 12)
         );
         assert_eq!(logged[0].response_excerpt, None);
+        // Its endpoint has the default policy: no hold, no overrides.
+        assert_eq!(
+            endpoints::policies_of(conn, &[1]).unwrap(),
+            vec![(1, endpoints::PolicyRow::default())]
+        );
+        assert!(endpoints::policies_set(conn).unwrap().is_empty());
         // A change after the upgrade moves the version and stamps its row.
         let removed = subscriptions::deactivate(conn, &[1], "test").unwrap();
         assert_eq!(removed, 1);

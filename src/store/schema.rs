@@ -47,6 +47,11 @@ diesel::table! {
         dead_reason -> Nullable<Text>,
         owner_node -> Nullable<Text>,
         lease_expires_at -> Nullable<Timestamp>,
+        operator_paused -> Bool,
+        max_in_flight -> Nullable<Integer>,
+        max_per_second -> Nullable<Integer>,
+        timeout_ms -> Nullable<BigInt>,
+        policy_updated_at -> Nullable<Timestamp>,
     }
 }
 

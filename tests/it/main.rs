@@ -29,6 +29,7 @@ mod crash;
 mod dead_letters;
 mod delivery;
 mod endpoint_metrics;
+mod endpoint_policy;
 mod endpoint_safety;
 mod harness;
 mod health;

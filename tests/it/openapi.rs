@@ -32,6 +32,7 @@ const INTERNAL_ROUTES: &[(&str, &str)] = &[
     ("get", "/internal/v1/event-types"),
     ("put", "/internal/v1/event-types/{name}"),
     ("get", "/internal/v1/endpoints"),
+    ("patch", "/internal/v1/endpoints/{id}"),
     ("get", "/internal/v1/dead-letters"),
     ("post", "/internal/v1/dead-letters/{id}/replay"),
     ("get", "/internal/v1/subscriptions"),
@@ -86,14 +87,18 @@ async fn each_listener_documents_exactly_its_own_routes_in_openapi_3_1() {
 }
 
 #[actix_rt::test]
-async fn the_endpoint_settings_patch_of_a_later_issue_is_not_documented() {
+async fn the_endpoint_policy_patch_documents_its_fields_and_answers_the_listed_endpoint() {
     let app = TestApp::spawn().await;
     let doc = document(&app, Listener::Internal).await;
-    assert!(
-        doc["paths"]["/internal/v1/endpoints/{id}"].is_null(),
-        "{}",
-        doc["paths"]
-    );
+    let patch = &doc["paths"]["/internal/v1/endpoints/{id}"]["patch"];
+    let body = text_of(&patch["requestBody"]);
+    assert!(body.contains("PolicyChange"), "{body}");
+    let schema = text_of(&doc["components"]["schemas"]["PolicyChange"]);
+    for field in ["paused", "maxInFlight", "maxPerSecond", "timeout"] {
+        assert!(schema.contains(field), "{field} in {schema}");
+    }
+    let ok = text_of(&patch["responses"]["200"]);
+    assert!(ok.contains("EndpointView"), "{ok}");
 }
 
 #[actix_rt::test]

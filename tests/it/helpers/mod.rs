@@ -32,6 +32,7 @@ mod backends;
 mod builders;
 mod deliveries;
 mod documents;
+mod endpoint_policy;
 mod http;
 mod poll;
 mod prometheus;
