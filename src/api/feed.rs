@@ -1,13 +1,23 @@
 //! A subscription's catch-up feed (DESIGN.md section 6): every event routed
-//! to it that the history cleanup (`--history-retention`) has left,
-//! delivered or not, oldest first. An event's `cursor` is its delivery id
-//! for this subscription: unique and time-ordered, so paging with
-//! `?after=<cursor>` never repeats or skips an event. `nextCursor` is the
-//! last event's cursor while more follow, and null on the last page (a
-//! client polling for new events keeps the cursor of the last event it
-//! read).
+//! to it within `--history-retention`, delivered or not, oldest first. An
+//! event's `cursor` is its delivery id for this subscription: unique and
+//! time-ordered. `nextCursor` is the last event's cursor while more follow,
+//! and null on the last page (a client polling for new events keeps the
+//! cursor of the last event it read).
+//!
+//! A delivery id is made when the event is routed, a moment before its
+//! group commits; two groups (two HTTP workers, or two nodes whose clocks
+//! differ) can commit out of id order. So the feed serves only settled
+//! deliveries, routed more than `SETTLE` ago (`CLUSTER_SETTLE` with
+//! several nodes, which also covers their clock skew): once a page was
+//! served, nothing can commit behind its cursor, and paging with
+//! `?after=<cursor>` never repeats or skips an event. The newest few
+//! seconds appear on the next call.
+
+use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::NaiveDateTime;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -16,10 +26,33 @@ use super::deliveries::{delivery_cursor, owned, page_limit, payload, query};
 use super::page::next_cursor;
 use super::{State, format_time};
 use crate::error::ApiError;
-use crate::store::history::{self, FeedRow};
+use crate::store::history::{self, FeedRow, FeedWindow};
 
 /// Events per page when `limit` is not given.
 const DEFAULT_PAGE: i64 = 100;
+/// How long after routing a delivery is surely committed on one node (a
+/// group commits within milliseconds; a publish waits at most this long
+/// for its group before it is refused).
+const SETTLE: Duration = Duration::from_secs(5);
+/// The same with several nodes: the clock skew the cluster tolerates
+/// (`CLOCK_SKEW_MARGIN` of the endpoint actors) on top.
+const CLUSTER_SETTLE: Duration = Duration::from_secs(15);
+
+/// The deliveries the feed may serve at `now`: within `retention`, and
+/// settled.
+fn window(now: NaiveDateTime, retention: Duration, clustered: bool) -> FeedWindow {
+    let settle = if clustered { CLUSTER_SETTLE } else { SETTLE };
+    let ago = |d: Duration| {
+        chrono::Duration::from_std(d)
+            .ok()
+            .and_then(|d| now.checked_sub_signed(d))
+            .unwrap_or(NaiveDateTime::MIN)
+    };
+    FeedWindow {
+        from: ago(retention),
+        until: ago(settle),
+    }
+}
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -68,13 +101,47 @@ pub(super) async fn feed(
     let limit = page_limit(q.limit, DEFAULT_PAGE)?;
     let after = delivery_cursor(q.after.as_deref())?.unwrap_or_default();
     let sub = owned(&state, caller, &path).await?;
+    let window = window(
+        crate::store::now(),
+        state.settings.history_retention,
+        !state.ownership.owns_all(),
+    );
     let mut rows = state
         .store
-        .run(move |conn| history::feed(conn, sub, &after, limit + 1))
+        .run(move |conn| history::feed(conn, sub, &after, window, limit + 1))
         .await?;
     let next = next_cursor(&mut rows, limit, |r| r.cursor.clone());
     Ok(HttpResponse::Ok().json(Feed {
         events: rows.into_iter().map(FeedEvent::from).collect(),
         next_cursor: next,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> NaiveDateTime {
+        NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap()
+    }
+
+    #[test]
+    fn on_one_node_the_feed_serves_deliveries_routed_more_than_five_seconds_ago() {
+        let w = window(at("2026-12-06 12:00:00"), Duration::from_secs(3600), false);
+        assert_eq!(w.until, at("2026-12-06 11:59:55"));
+        assert_eq!(w.from, at("2026-12-06 11:00:00"));
+    }
+
+    #[test]
+    fn in_a_cluster_the_feed_also_waits_out_the_clock_skew() {
+        let w = window(at("2026-12-06 12:00:00"), Duration::from_secs(3600), true);
+        assert_eq!(w.until, at("2026-12-06 11:59:45"));
+    }
+
+    #[test]
+    fn a_retention_too_long_to_subtract_serves_everything_settled() {
+        let w = window(at("2026-12-06 12:00:00"), Duration::MAX, false);
+        assert!(w.from < at("2000-01-01 00:00:00"));
+        assert_eq!(w.until, at("2026-12-06 11:59:55"));
+    }
 }

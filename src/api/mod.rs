@@ -46,6 +46,8 @@ pub struct ApiSettings {
     pub max_subscriptions_per_token: u32,
     /// Time a request body may take to arrive.
     pub request_timeout: Duration,
+    /// `--history-retention`: how far back the catch-up feed reaches.
+    pub history_retention: Duration,
 }
 
 /// Shared by every handler of both listeners.

@@ -299,6 +299,7 @@ fn app_state(args: &ServeArgs, store: &Store, node: &StartedNode, node_id: Arc<s
             internal_token_hash: args.internal_token.as_deref().map(crate::token::hash),
             max_subscriptions_per_token: args.max_subscriptions_per_token,
             request_timeout: args.request_timeout,
+            history_retention: args.history_retention,
         }),
         ready: Arc::new(AtomicBool::new(false)),
         node_id,

@@ -235,18 +235,31 @@ pub fn attempts_of(conn: &mut Conn, id: &str) -> Result<Vec<AttemptRow>, StoreEr
         .load(c))?)
 }
 
+/// Which deliveries the feed may serve: routed at or after `from` (the
+/// history retention) and before `until` (settled: no delivery routed
+/// before it can still commit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FeedWindow {
+    pub from: NaiveDateTime,
+    pub until: NaiveDateTime,
+}
+
 /// The events routed to a subscription after the delivery id `after`,
 /// oldest first (what the history cleanup has left).
 pub fn feed(
     conn: &mut Conn,
     subscription_id: i64,
     after: &str,
+    window: FeedWindow,
     limit: i64,
 ) -> Result<Vec<FeedRow>, StoreError> {
+    let (from, until) = (window.from, window.until);
     Ok(crate::db_run!(conn, c => deliveries::table
         .inner_join(events::table)
         .filter(deliveries::subscription_id.eq(subscription_id))
         .filter(deliveries::id.gt(after))
+        .filter(deliveries::created_at.ge(from))
+        .filter(deliveries::created_at.lt(until))
         .order(deliveries::id)
         .limit(limit)
         .select((deliveries::id, events::id, events::created_at, events::body))

@@ -4,6 +4,7 @@
 //! one event's fan-out. Another caller's subscription is never shown.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -181,6 +182,9 @@ async fn a_resend_reaches_the_receiver_with_the_same_webhook_id_and_a_valid_sign
     .await;
 }
 
+/// Longer than the feed's settle time on any backend (15 s with leases).
+const SETTLED: Duration = Duration::from_secs(40);
+
 #[actix_rt::test]
 async fn the_catch_up_feed_lists_every_event_routed_while_the_endpoint_was_down_in_order() {
     let s = Subscribed::with_retries("1h").await;
@@ -189,6 +193,17 @@ async fn the_catch_up_feed_lists_every_event_routed_while_the_endpoint_was_down_
     for n in 1..=7 {
         pushed.push(s.push(n).await);
     }
+    // The feed serves deliveries once they are settled (a few seconds
+    // after routing; longer with several nodes).
+    wait_for(
+        SETTLED,
+        "the seven events to settle in the feed",
+        || async {
+            let (_, all) = s.app.feed(&s.token, s.sub, &[]).await;
+            (all["events"].as_array().map_or(0, Vec::len) == 7).then_some(())
+        },
+    )
+    .await;
 
     let mut listed = Vec::new();
     let mut after = String::new();
