@@ -18,8 +18,10 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use utoipa::ToSchema;
 
 use super::auth::Caller;
+use super::openapi::ErrorResponses;
 use super::page::{bad_cursor, next_cursor};
 use super::resource::Resource;
 use super::{State, format_time, path_id};
@@ -44,7 +46,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// One delivery as subscribers (and operators) see it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Delivery {
     pub delivery_id: String,
@@ -52,6 +54,7 @@ pub struct Delivery {
     pub event: String,
     /// `pending`, `succeeded`, `failed` (waiting for a retry), `dead` or
     /// `cancelled`.
+    #[schema(value_type = StatusName)]
     pub status: &'static str,
     pub attempt_count: i32,
     pub created_at: String,
@@ -86,8 +89,20 @@ impl Delivery {
     }
 }
 
+/// A delivery's status, as the document names it.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum StatusName {
+    Pending,
+    Succeeded,
+    Failed,
+    Dead,
+    Cancelled,
+}
+
 /// `GET …/deliveries`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeliveryList {
     pub deliveries: Vec<Delivery>,
@@ -95,7 +110,7 @@ pub struct DeliveryList {
 }
 
 /// One logged attempt.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AttemptView {
     pub at: String,
@@ -119,19 +134,20 @@ impl From<AttemptRow> for AttemptView {
 }
 
 /// `GET …/deliveries/{deliveryId}`: a delivery, its body, its attempts.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeliveryDetail {
     #[serde(flatten)]
     pub delivery: Delivery,
     /// The body as sent.
+    #[schema(value_type = serde_json::Value)]
     pub payload: Box<RawValue>,
     /// Oldest first.
     pub attempts: Vec<AttemptView>,
 }
 
 /// `POST …/resend`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Resent {
     pub delivery_id: String,
@@ -144,11 +160,18 @@ pub fn payload(body: String) -> Box<RawValue> {
         .unwrap_or_else(|_| serde_json::value::to_raw_value(&body).expect("a string serializes"))
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// `?status=&limit=&cursor=` of the deliveries list.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+#[into_params(parameter_in = Query)]
+pub(crate) struct ListQuery {
+    /// Only deliveries in this status.
+    #[param(value_type = Option<StatusName>)]
     status: Option<String>,
+    /// Items per page, 1 to 500.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
+    /// The `nextCursor` of the previous page; absent for the first page.
     cursor: Option<String>,
 }
 
@@ -229,7 +252,11 @@ fn no_delivery(id: &str, subscription: i64) -> ApiError {
     ))
 }
 
-async fn list(
+#[utoipa::path(get, path = "/v1/subscription/{id}/deliveries", tag = "deliveries",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The subscription's id"), ListQuery),
+    responses((status = 200, body = DeliveryList), ErrorResponses))]
+pub(crate) async fn list(
     caller: Caller,
     state: State,
     path: web::Path<String>,
@@ -262,7 +289,12 @@ async fn list(
     }))
 }
 
-async fn get(
+#[utoipa::path(get, path = "/v1/subscription/{id}/deliveries/{deliveryId}", tag = "deliveries",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The subscription's id"),
+        ("deliveryId" = String, Path, description = "The delivery's id")),
+    responses((status = 200, body = DeliveryDetail), ErrorResponses))]
+pub(crate) async fn get(
     caller: Caller,
     state: State,
     path: web::Path<(String, String)>,
@@ -309,7 +341,12 @@ fn not_resendable(id: &str, stored: &str) -> ApiError {
     }
 }
 
-async fn resend(
+#[utoipa::path(post, path = "/v1/subscription/{id}/deliveries/{deliveryId}/resend", tag = "deliveries",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The subscription's id"),
+        ("deliveryId" = String, Path, description = "The delivery's id")),
+    responses((status = 202, body = Resent), ErrorResponses))]
+pub(crate) async fn resend(
     caller: Caller,
     state: State,
     path: web::Path<(String, String)>,

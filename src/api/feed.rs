@@ -10,9 +10,11 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use utoipa::ToSchema;
 
 use super::auth::Caller;
 use super::deliveries::{delivery_cursor, owned, page_limit, payload, query};
+use super::openapi::ErrorResponses;
 use super::page::next_cursor;
 use super::{State, format_time};
 use crate::error::ApiError;
@@ -21,21 +23,27 @@ use crate::store::history::{self, FeedRow};
 /// Events per page when `limit` is not given.
 const DEFAULT_PAGE: i64 = 100;
 
-#[derive(Debug, Default, Deserialize)]
+/// `?after=&limit=` of the feed.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-struct FeedQuery {
+#[into_params(parameter_in = Query)]
+pub(crate) struct FeedQuery {
+    /// An event's `cursor` (or a `nextCursor`); absent for the first page.
     after: Option<String>,
+    /// Events per page, 1 to 500.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
 }
 
 /// One event of the feed.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FeedEvent {
     pub event_id: String,
     /// Give it as `after` to read the events that follow this one.
     pub cursor: String,
     pub accepted_at: String,
+    #[schema(value_type = serde_json::Value)]
     pub payload: Box<RawValue>,
 }
 
@@ -51,14 +59,18 @@ impl From<FeedRow> for FeedEvent {
 }
 
 /// `GET /v1/subscription/{id}/events`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Feed {
     pub events: Vec<FeedEvent>,
     pub next_cursor: Option<String>,
 }
 
-pub(super) async fn feed(
+#[utoipa::path(get, path = "/v1/subscription/{id}/events", tag = "deliveries",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The subscription's id"), FeedQuery),
+    responses((status = 200, body = Feed), ErrorResponses))]
+pub(crate) async fn feed(
     caller: Caller,
     state: State,
     path: web::Path<String>,

@@ -26,7 +26,10 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{IntoResponses, Modify, OpenApi, ToSchema};
 
 use super::resource::Resource;
-use super::{batch, dead_letters, endpoint_list, internal, public, subscription_search};
+use super::{
+    batch, dead_letters, deliveries, endpoint_list, event_lookup, feed, internal, public,
+    subscription_changes, subscription_search,
+};
 use crate::error::ApiError;
 
 /// The body of every error answer. Some add fields (a 409 for a duplicate
@@ -110,6 +113,13 @@ impl Modify for BearerScheme {
         public::create,
         public::get,
         public::delete,
+        subscription_changes::patch,
+        subscription_changes::rotate_secret,
+        subscription_changes::send_test,
+        deliveries::list,
+        deliveries::get,
+        deliveries::resend,
+        feed::feed,
         document,
         docs_index,
         docs_file,
@@ -135,6 +145,7 @@ pub struct PublicApi;
         dead_letters::list_dead_letters,
         dead_letters::replay_dead_letter,
         subscription_search::search,
+        event_lookup::event,
         document,
         docs_index,
         docs_file,
