@@ -1,6 +1,6 @@
 //! A subscription's catch-up feed (DESIGN.md section 6): every event routed
 //! to it that the history cleanup (`--history-retention`) has left,
-//! delivered or not, oldest first. An event's `cursor` is its delivery id
+//! delivered or not, oldest first. An event's `cursor` is the opaque cursor (`page.rs`) of its delivery id
 //! for this subscription: unique and time-ordered, so paging with
 //! `?after=<cursor>` never repeats or skips an event. `nextCursor` is the
 //! last event's cursor while more follow, and null on the last page (a
@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 use super::auth::Caller;
 use super::deliveries::{delivery_cursor, owned, page_limit, payload, query};
 use super::openapi::ErrorResponses;
-use super::page::next_cursor;
+use super::page::{encode_cursor, next_cursor};
 use super::{State, format_time};
 use crate::error::ApiError;
 use crate::store::history::{self, FeedRow};
@@ -30,8 +30,8 @@ const DEFAULT_PAGE: i64 = 100;
 pub(crate) struct FeedQuery {
     /// An event's `cursor` (or a `nextCursor`); absent for the first page.
     after: Option<String>,
-    /// Events per page, 1 to 500.
-    #[param(minimum = 1, maximum = 500)]
+    /// Events per page, 1 to 1000.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
 }
 
@@ -51,7 +51,7 @@ impl From<FeedRow> for FeedEvent {
     fn from(r: FeedRow) -> FeedEvent {
         FeedEvent {
             event_id: r.event_id,
-            cursor: r.cursor,
+            cursor: encode_cursor(&r.cursor),
             accepted_at: format_time(r.accepted_at),
             payload: payload(r.body),
         }
