@@ -18,9 +18,11 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use utoipa::ToSchema;
 
 use super::auth::Caller;
-use super::page::{bad_cursor, next_cursor};
+use super::openapi::ErrorResponses;
+use super::page::{MAX_LIMIT, bad_cursor, decode_cursor, limit_within, next_cursor};
 use super::resource::Resource;
 use super::{State, format_time, path_id};
 use crate::error::{ApiError, ErrorCode};
@@ -28,9 +30,8 @@ use crate::store::deliveries::{self, ReplayRefused};
 use crate::store::history::{self, AttemptRow, DeliveryRow, DeliveryStatus, LastAttempt};
 use crate::store::subscriptions;
 
-/// Deliveries per page when `limit` is not given, and the most.
+/// Deliveries per page when `limit` is not given.
 const DEFAULT_PAGE: i64 = 50;
-const MAX_PAGE: i64 = 500;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     for resource in [
@@ -44,7 +45,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// One delivery as subscribers (and operators) see it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Delivery {
     pub delivery_id: String,
@@ -52,6 +53,7 @@ pub struct Delivery {
     pub event: String,
     /// `pending`, `succeeded`, `failed` (waiting for a retry), `dead` or
     /// `cancelled`.
+    #[schema(value_type = StatusName)]
     pub status: &'static str,
     pub attempt_count: i32,
     pub created_at: String,
@@ -86,8 +88,20 @@ impl Delivery {
     }
 }
 
+/// A delivery's status, as the document names it.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum StatusName {
+    Pending,
+    Succeeded,
+    Failed,
+    Dead,
+    Cancelled,
+}
+
 /// `GET …/deliveries`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeliveryList {
     pub deliveries: Vec<Delivery>,
@@ -95,7 +109,7 @@ pub struct DeliveryList {
 }
 
 /// One logged attempt.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AttemptView {
     pub at: String,
@@ -119,19 +133,20 @@ impl From<AttemptRow> for AttemptView {
 }
 
 /// `GET …/deliveries/{deliveryId}`: a delivery, its body, its attempts.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeliveryDetail {
     #[serde(flatten)]
     pub delivery: Delivery,
     /// The body as sent.
+    #[schema(value_type = serde_json::Value)]
     pub payload: Box<RawValue>,
     /// Oldest first.
     pub attempts: Vec<AttemptView>,
 }
 
 /// `POST …/resend`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Resent {
     pub delivery_id: String,
@@ -144,11 +159,18 @@ pub fn payload(body: String) -> Box<RawValue> {
         .unwrap_or_else(|_| serde_json::value::to_raw_value(&body).expect("a string serializes"))
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// `?status=&limit=&cursor=` of the deliveries list.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+#[into_params(parameter_in = Query)]
+pub(crate) struct ListQuery {
+    /// Only deliveries in this status.
+    #[param(value_type = Option<StatusName>)]
     status: Option<String>,
+    /// Items per page, 1 to 1000.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
+    /// The `nextCursor` of the previous page; absent for the first page.
     cursor: Option<String>,
 }
 
@@ -178,12 +200,12 @@ fn status_filter(text: Option<&str>) -> Result<Option<DeliveryStatus>, ApiError>
     }
 }
 
-/// A cursor that is a delivery id (as every `nextCursor` of these lists
-/// is); none or empty: the start.
+/// The delivery id in an opaque cursor (`page.rs`; every `nextCursor` of
+/// these lists holds one); none or empty: the start.
 pub(super) fn delivery_cursor(cursor: Option<&str>) -> Result<Option<String>, ApiError> {
-    match cursor {
-        None | Some("") => Ok(None),
-        Some(c) if is_delivery_id(c) => Ok(Some(c.to_string())),
+    match decode_cursor(cursor)? {
+        None => Ok(None),
+        Some(id) if is_delivery_id(&id) => Ok(Some(id)),
         Some(_) => Err(bad_cursor()),
     }
 }
@@ -194,16 +216,10 @@ fn is_delivery_id(text: &str) -> bool {
     uuid::Uuid::try_parse(text).is_ok_and(|u| u.hyphenated().to_string() == text)
 }
 
-/// The page size: the default when not given, else within 1..=`MAX_PAGE`.
+/// The page size: the default when not given, else within the bounds of
+/// every list (`page.rs`).
 pub(super) fn page_limit(limit: Option<i64>, default: i64) -> Result<i64, ApiError> {
-    match limit {
-        None => Ok(default),
-        Some(l) if (1..=MAX_PAGE).contains(&l) => Ok(l),
-        Some(l) => Err(ApiError::bad_request(
-            ErrorCode::InvalidQuery,
-            format!("`limit` must be between 1 and {MAX_PAGE}, not {l}"),
-        )),
-    }
+    limit_within(limit, default, MAX_LIMIT)
 }
 
 /// The id of a subscription of the caller's, or 404.
@@ -229,7 +245,11 @@ fn no_delivery(id: &str, subscription: i64) -> ApiError {
     ))
 }
 
-async fn list(
+#[utoipa::path(get, path = "/v1/subscription/{id}/deliveries", tag = "deliveries",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The subscription's id"), ListQuery),
+    responses((status = 200, body = DeliveryList), ErrorResponses))]
+pub(crate) async fn list(
     caller: Caller,
     state: State,
     path: web::Path<String>,
@@ -262,7 +282,12 @@ async fn list(
     }))
 }
 
-async fn get(
+#[utoipa::path(get, path = "/v1/subscription/{id}/deliveries/{deliveryId}", tag = "deliveries",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The subscription's id"),
+        ("deliveryId" = String, Path, description = "The delivery's id")),
+    responses((status = 200, body = DeliveryDetail), ErrorResponses))]
+pub(crate) async fn get(
     caller: Caller,
     state: State,
     path: web::Path<(String, String)>,
@@ -309,7 +334,12 @@ fn not_resendable(id: &str, stored: &str) -> ApiError {
     }
 }
 
-async fn resend(
+#[utoipa::path(post, path = "/v1/subscription/{id}/deliveries/{deliveryId}/resend", tag = "deliveries",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The subscription's id"),
+        ("deliveryId" = String, Path, description = "The delivery's id")),
+    responses((status = 202, body = Resent), ErrorResponses))]
+pub(crate) async fn resend(
     caller: Caller,
     state: State,
     path: web::Path<(String, String)>,
@@ -408,11 +438,16 @@ mod tests {
     #[test]
     fn a_cursor_must_be_a_delivery_id_as_written() {
         let id = uuid::Uuid::now_v7().to_string();
-        assert_eq!(delivery_cursor(Some(&id)).unwrap(), Some(id.clone()));
+        let opaque = |p: &str| super::super::page::encode_cursor(p);
+        assert_eq!(
+            delivery_cursor(Some(&opaque(&id))).unwrap(),
+            Some(id.clone())
+        );
         assert_eq!(delivery_cursor(None).unwrap(), None);
-        assert!(delivery_cursor(Some(&id.to_uppercase())).is_err());
-        assert!(delivery_cursor(Some(&id.replace('-', ""))).is_err());
-        assert!(delivery_cursor(Some("12")).is_err());
+        assert!(delivery_cursor(Some(&id)).is_err());
+        assert!(delivery_cursor(Some(&opaque(&id.to_uppercase()))).is_err());
+        assert!(delivery_cursor(Some(&opaque(&id.replace('-', "")))).is_err());
+        assert!(delivery_cursor(Some(&opaque("12"))).is_err());
     }
 
     #[test]
@@ -429,7 +464,8 @@ mod tests {
         );
         assert_eq!(page_limit(None, 50).unwrap(), 50);
         assert!(page_limit(Some(0), 50).is_err());
-        assert!(page_limit(Some(MAX_PAGE + 1), 50).is_err());
+        assert!(page_limit(Some(MAX_LIMIT + 1), 50).is_err());
+        assert_eq!(page_limit(Some(MAX_LIMIT), 50).unwrap(), MAX_LIMIT);
     }
 
     #[test]

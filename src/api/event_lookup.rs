@@ -5,15 +5,17 @@
 use actix_web::{HttpResponse, web};
 use serde::Serialize;
 use serde_json::value::RawValue;
+use utoipa::ToSchema;
 
 use super::auth::Operator;
 use super::deliveries::{Delivery, payload};
+use super::openapi::ErrorResponses;
 use super::{State, format_time};
 use crate::error::ApiError;
 use crate::store::history::{self, DeliveryRow, LastAttempt};
 
 /// One delivery of the event, with the subscription it is for.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventDelivery {
     pub subscription_id: i64,
@@ -31,18 +33,23 @@ impl EventDelivery {
 }
 
 /// The event as accepted, and its deliveries.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventView {
     pub event_id: String,
     pub event: String,
     pub marketplace_id: i64,
     pub accepted_at: String,
+    #[schema(value_type = serde_json::Value)]
     pub payload: Box<RawValue>,
     pub deliveries: Vec<EventDelivery>,
 }
 
-pub(super) async fn event(
+#[utoipa::path(get, path = "/internal/v1/events/{eventId}", tag = "events",
+    security(("bearer" = [])),
+    params(("eventId" = String, Path, description = "The event's id")),
+    responses((status = 200, body = EventView), ErrorResponses))]
+pub(crate) async fn event(
     _op: Operator,
     state: State,
     id: web::Path<String>,

@@ -1,9 +1,10 @@
 //! A subscription's catch-up feed (DESIGN.md section 6): every event routed
 //! to it within `--history-retention`, delivered or not, oldest first. An
-//! event's `cursor` is its delivery id for this subscription: unique and
-//! time-ordered. `nextCursor` is the last event's cursor while more follow,
-//! and null on the last page (a client polling for new events keeps the
-//! cursor of the last event it read).
+//! event's `cursor` is the opaque cursor (`page.rs`) of its delivery id
+//! for this subscription: unique and time-ordered. `nextCursor` is the
+//! last event's cursor while more follow, and null on the last page (a
+//! client polling for new events keeps the cursor of the last event it
+//! read).
 //!
 //! A delivery id is made when the event is routed, a moment before its
 //! group commits; two groups (two HTTP workers, or two nodes whose clocks
@@ -20,10 +21,12 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::NaiveDateTime;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use utoipa::ToSchema;
 
 use super::auth::Caller;
 use super::deliveries::{delivery_cursor, owned, page_limit, payload, query};
-use super::page::next_cursor;
+use super::openapi::ErrorResponses;
+use super::page::{encode_cursor, next_cursor};
 use super::{State, format_time};
 use crate::error::ApiError;
 use crate::store::history::{self, FeedRow, FeedWindow};
@@ -54,21 +57,27 @@ fn window(now: NaiveDateTime, retention: Duration, clustered: bool) -> FeedWindo
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// `?after=&limit=` of the feed.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-struct FeedQuery {
+#[into_params(parameter_in = Query)]
+pub(crate) struct FeedQuery {
+    /// An event's `cursor` (or a `nextCursor`); absent for the first page.
     after: Option<String>,
+    /// Events per page, 1 to 1000.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
 }
 
 /// One event of the feed.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FeedEvent {
     pub event_id: String,
     /// Give it as `after` to read the events that follow this one.
     pub cursor: String,
     pub accepted_at: String,
+    #[schema(value_type = serde_json::Value)]
     pub payload: Box<RawValue>,
 }
 
@@ -76,7 +85,7 @@ impl From<FeedRow> for FeedEvent {
     fn from(r: FeedRow) -> FeedEvent {
         FeedEvent {
             event_id: r.event_id,
-            cursor: r.cursor,
+            cursor: encode_cursor(&r.cursor),
             accepted_at: format_time(r.accepted_at),
             payload: payload(r.body),
         }
@@ -84,14 +93,18 @@ impl From<FeedRow> for FeedEvent {
 }
 
 /// `GET /v1/subscription/{id}/events`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Feed {
     pub events: Vec<FeedEvent>,
     pub next_cursor: Option<String>,
 }
 
-pub(super) async fn feed(
+#[utoipa::path(get, path = "/v1/subscription/{id}/events", tag = "deliveries",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The subscription's id"), FeedQuery),
+    responses((status = 200, body = Feed), ErrorResponses))]
+pub(crate) async fn feed(
     caller: Caller,
     state: State,
     path: web::Path<String>,

@@ -27,7 +27,8 @@ use utoipa::{IntoResponses, Modify, OpenApi, ToSchema};
 
 use super::resource::Resource;
 use super::{
-    batch, dead_letters, endpoint_list, endpoint_policy, internal, public, subscription_search,
+    batch, dead_letters, deliveries, endpoint_list, endpoint_policy, event_lookup, feed, internal,
+    public, subscription_changes, subscription_search,
 };
 use crate::error::ApiError;
 
@@ -112,6 +113,13 @@ impl Modify for BearerScheme {
         public::create,
         public::get,
         public::delete,
+        subscription_changes::patch,
+        subscription_changes::rotate_secret,
+        subscription_changes::send_test,
+        deliveries::list,
+        deliveries::get,
+        deliveries::resend,
+        feed::feed,
         document,
         docs_index,
         docs_file,
@@ -138,6 +146,7 @@ pub struct PublicApi;
         dead_letters::list_dead_letters,
         dead_letters::replay_dead_letter,
         subscription_search::search,
+        event_lookup::event,
         document,
         docs_index,
         docs_file,

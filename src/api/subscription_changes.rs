@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::openapi::ErrorResponses;
 
 use super::auth::Caller;
 use super::body::{read_json, typed};
@@ -27,7 +30,7 @@ pub const DEFAULT_PREVIOUS_SECRET_VALID_FOR: Duration = Duration::from_secs(24 *
 pub const MAX_PREVIOUS_SECRET_VALID_FOR: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// `PATCH /v1/subscription/{id}` body.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SubscriptionPatch {
     /// The endpoint URL to deliver to from now on; verified like a create.
@@ -35,7 +38,7 @@ pub struct SubscriptionPatch {
 }
 
 /// `PUT /v1/subscription/{id}/secret` body.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SecretRotation {
     /// The new secret (at least 16 characters, or a `whsec_` key of at
@@ -48,7 +51,7 @@ pub struct SecretRotation {
 
 /// `PUT /v1/subscription/{id}/secret` answer: the subscription and until
 /// when the secret it replaced still signs.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretRotated {
     #[serde(flatten)]
@@ -58,7 +61,7 @@ pub struct SecretRotated {
 }
 
 /// `POST /v1/subscription/{id}/test` answer: what the endpoint did.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TestResult {
     /// The endpoint answered 2xx.
@@ -89,6 +92,11 @@ fn not_found(id: i64) -> ApiError {
 /// `PATCH /v1/subscription/{id}`: a new endpoint is checked like a create's
 /// (refused ones answer 422 and change nothing), then the subscription
 /// moves there: deliveries routed from now on go to it.
+#[utoipa::path(patch, path = "/v1/subscription/{id}", tag = "subscriptions",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The subscription's id")),
+    request_body = SubscriptionPatch,
+    responses((status = 200, body = SubscriptionView), ErrorResponses))]
 pub async fn patch(
     caller: Caller,
     state: State,
@@ -166,6 +174,11 @@ fn stored_secrets(row: &RouteRow) -> Result<Secrets, ApiError> {
 
 /// `PUT /v1/subscription/{id}/secret`: the new secret signs from now on;
 /// the one it replaces signs too for `previousSecretValidFor`.
+#[utoipa::path(put, path = "/v1/subscription/{id}/secret", tag = "subscriptions",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The subscription's id")),
+    request_body = SecretRotation,
+    responses((status = 200, body = SecretRotated), ErrorResponses))]
 pub async fn rotate_secret(
     caller: Caller,
     state: State,
@@ -216,6 +229,10 @@ pub fn previous_window(raw: Option<&str>) -> Result<Duration, String> {
 /// `POST /v1/subscription/{id}/test`: one signed example event of the
 /// subscription's type, sent now through the same client and address
 /// check as deliveries; not stored, not retried.
+#[utoipa::path(post, path = "/v1/subscription/{id}/test", tag = "subscriptions",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The subscription's id")),
+    responses((status = 200, body = TestResult), ErrorResponses))]
 pub async fn send_test(
     caller: Caller,
     state: State,

@@ -260,7 +260,7 @@ async fn bad_input_is_answered_with_a_json_4xx_that_says_what_is_wrong() {
         [("cursor", "abc")],
         [("status", "delivered")],
         [("limit", "0")],
-        [("limit", "501")],
+        [("limit", "1001")],
         [("color", "red")],
     ] {
         let answer = app.deliveries(token, sub, &query).await;
