@@ -22,6 +22,9 @@ use crate::store::endpoints;
 #[serde(rename_all = "camelCase")]
 pub struct EndpointView {
     pub backlog_in_database: Option<bool>,
+    /// The current adaptive concurrency window: how many requests may be
+    /// in flight at once; null when its actor does not run on this node.
+    pub concurrency: Option<u32>,
     pub consecutive_failures: u32,
     /// Why it was declared dead; only on a dead endpoint.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -36,8 +39,12 @@ pub struct EndpointView {
     pub next_verification_at: Option<DateTime<Utc>>,
     /// The node delivering for it; null when dead or unknown.
     pub owner_node: Option<String>,
+    /// `operator` while an operator holds it, `health` while self-healing
+    /// paused it, else null.
+    pub paused_by: Option<String>,
     pub queue_depth: Option<usize>,
-    /// `healthy`, `failing`, `dead`, …
+    /// `healthy`, `failing`, `paused` (also while an operator holds it),
+    /// `dead`.
     pub state: String,
     /// Its active subscriptions.
     pub subscription_count: i64,
@@ -137,6 +144,7 @@ fn view(
     let stored = |t: Option<chrono::NaiveDateTime>| t.map(|t| t.and_utc());
     let mut view = EndpointView {
         backlog_in_database: None,
+        concurrency: None,
         consecutive_failures: h.consecutive_failures as u32,
         dead_reason,
         failed_verifications: h.failed_verifications as u32,
@@ -148,6 +156,7 @@ fn view(
         last_success_at: stored(h.last_success_at),
         next_verification_at: stored(h.next_verification_at),
         owner_node,
+        paused_by: (h.state == "paused").then(|| "health".to_string()),
         queue_depth: None,
         state: h.state,
         subscription_count: subscriptions,
@@ -156,6 +165,8 @@ fn view(
     };
     if let Some(s) = live {
         view.backlog_in_database = Some(s.backlog_in_database);
+        view.concurrency = Some(s.concurrency);
+        view.paused_by = s.paused_by.map(str::to_string);
         view.consecutive_failures = s.consecutive_failures;
         view.failed_verifications = s.failed_verifications;
         view.held_until = s.held_until;
@@ -218,6 +229,14 @@ mod tests {
         assert_eq!(v.consecutive_failures, 2);
         assert_eq!(v.subscription_count, 3);
         assert_eq!(v.queue_depth, None);
+        assert_eq!(v.concurrency, None);
+        assert_eq!(v.paused_by, None);
+        assert_eq!(
+            view(row("paused", None), 1, None, None)
+                .paused_by
+                .as_deref(),
+            Some("health")
+        );
         assert_eq!(
             v.dead_reason, None,
             "only a dead endpoint has a dead reason"
