@@ -122,6 +122,14 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub max_in_flight_per_endpoint: u32,
 
+    /// Pace each endpoint with an adaptive concurrency window within its
+    /// maximum in flight: it starts at 4, grows while answers are good and
+    /// fast, and halves on 429, 503 and timeouts. `false`: always the
+    /// maximum.
+    #[arg(long, env = "HOOKRELAY_ADAPTIVE_CONCURRENCY", default_value_t = true,
+          action = clap::ArgAction::Set, value_name = "true|false")]
+    pub adaptive_concurrency: bool,
+
     /// Allow endpoints on loopback, private, link-local (metadata), CGNAT and
     /// other non-public addresses. Off by default; turn on only for tests and
     /// closed networks.
@@ -246,6 +254,23 @@ mod tests {
         );
         assert!(parse_schedule("").unwrap().0.is_empty());
         assert!(parse_schedule("1s,x").is_err());
+    }
+
+    fn serve_args(extra: &[&str]) -> ServeArgs {
+        use clap::Parser;
+        let mut argv = vec!["hookrelay", "serve"];
+        argv.extend_from_slice(extra);
+        match Cli::try_parse_from(argv).expect("parses").command {
+            Command::Serve(args) => *args,
+            _ => unreachable!("serve was asked for"),
+        }
+    }
+
+    #[test]
+    fn adaptive_concurrency_is_on_unless_turned_off() {
+        assert!(serve_args(&[]).adaptive_concurrency);
+        assert!(!serve_args(&["--adaptive-concurrency", "false"]).adaptive_concurrency);
+        assert!(serve_args(&["--adaptive-concurrency", "true"]).adaptive_concurrency);
     }
 
     #[test]

@@ -12,7 +12,8 @@ use super::auth::Operator;
 use super::endpoint_policy::PolicyView;
 use super::openapi::ErrorResponses;
 use super::page::{self, PageQuery, next_cursor};
-use crate::delivery::endpoint::{EndpointStatus, Status};
+use crate::delivery::endpoint::{EndpointStatus, Status, paused_by, shown_state};
+use crate::delivery::health::State as Health;
 use crate::error::ApiError;
 use crate::router::EndpointAddr;
 use crate::store::endpoints;
@@ -23,6 +24,9 @@ use crate::store::endpoints;
 #[serde(rename_all = "camelCase")]
 pub struct EndpointView {
     pub backlog_in_database: Option<bool>,
+    /// The current adaptive concurrency window: how many requests may be
+    /// in flight at once; null when its actor does not run on this node.
+    pub concurrency: Option<u32>,
     pub consecutive_failures: u32,
     /// What an operator set for it (`PATCH /internal/v1/endpoints/{id}`).
     pub policy: PolicyView,
@@ -39,8 +43,12 @@ pub struct EndpointView {
     pub next_verification_at: Option<DateTime<Utc>>,
     /// The node delivering for it; null when dead or unknown.
     pub owner_node: Option<String>,
+    /// `operator` while an operator holds it, `health` while self-healing
+    /// paused it, else null.
+    pub paused_by: Option<String>,
     pub queue_depth: Option<usize>,
-    /// `healthy`, `failing`, `dead`, …
+    /// `healthy`, `failing`, `paused` (also while an operator holds it),
+    /// `dead`.
     pub state: String,
     /// Its active subscriptions.
     pub subscription_count: i64,
@@ -142,9 +150,12 @@ fn view(
         .clone()
         .filter(|_| row.health.state == "dead");
     let h = row.health;
+    let operator_hold = row.policy.operator_paused;
+    let health_state = Health::parse(&h.state);
     let stored = |t: Option<chrono::NaiveDateTime>| t.map(|t| t.and_utc());
     let mut view = EndpointView {
         backlog_in_database: None,
+        concurrency: None,
         consecutive_failures: h.consecutive_failures as u32,
         dead_reason,
         failed_verifications: h.failed_verifications as u32,
@@ -156,15 +167,18 @@ fn view(
         last_success_at: stored(h.last_success_at),
         next_verification_at: stored(h.next_verification_at),
         owner_node,
+        paused_by: paused_by(operator_hold, health_state).map(str::to_string),
         policy: PolicyView::from(row.policy),
         queue_depth: None,
-        state: h.state,
+        state: shown_state(operator_hold, health_state).to_string(),
         subscription_count: subscriptions,
         url: row.url,
         waiting_for_retry: None,
     };
     if let Some(s) = live {
         view.backlog_in_database = Some(s.backlog_in_database);
+        view.concurrency = Some(s.concurrency);
+        view.paused_by = s.paused_by.map(str::to_string);
         view.consecutive_failures = s.consecutive_failures;
         view.failed_verifications = s.failed_verifications;
         view.held_until = s.held_until;
@@ -228,6 +242,14 @@ mod tests {
         assert_eq!(v.consecutive_failures, 2);
         assert_eq!(v.subscription_count, 3);
         assert_eq!(v.queue_depth, None);
+        assert_eq!(v.concurrency, None);
+        assert_eq!(v.paused_by, None);
+        assert_eq!(
+            view(row("paused", None), 1, None, None)
+                .paused_by
+                .as_deref(),
+            Some("health")
+        );
         assert_eq!(
             v.dead_reason, None,
             "only a dead endpoint has a dead reason"

@@ -1,7 +1,8 @@
 //! Outbound delivery: the HTTP request to an endpoint (`sender`), the retry
 //! policy and the one place a retry is decided (`retry::next_step`), an
 //! endpoint's health (`health`), the batched recording of outcomes
-//! (`recorder`), the memory budget of queued deliveries (`budget`), and the
+//! (`recorder`), the memory budget of queued deliveries (`budget`), how fast one endpoint
+//! is sent to (`pace`: concurrency window, token bucket), and the
 //! per-endpoint actor that ties them together (`endpoint`). Nothing here
 //! knows the Router: an endpoint actor reports to the recipients it was
 //! given (`endpoint::Owner`).
@@ -10,6 +11,7 @@ pub mod budget;
 pub mod endpoint;
 pub mod excerpt;
 pub mod health;
+pub mod pace;
 pub mod recorder;
 pub mod retry;
 pub mod sender;

@@ -144,6 +144,16 @@ impl EndpointMetrics {
         g.paused.store(i64::from(paused), Ordering::Relaxed);
     }
 
+    /// Updates the endpoint's pacing gauges: its concurrency window and
+    /// whether an operator holds it.
+    pub fn pacing(&self, concurrency: u32, operator_paused: bool) {
+        let g = &self.gauges;
+        g.concurrency
+            .store(i64::from(concurrency), Ordering::Relaxed);
+        g.operator_paused
+            .store(i64::from(operator_paused), Ordering::Relaxed);
+    }
+
     /// Drops every series of the endpoint: its actor stopped (dead,
     /// unused, or moved to another node, which reports it from then on), so
     /// `/metrics` stays as large as the live endpoints make it. Nothing is

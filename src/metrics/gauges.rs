@@ -19,10 +19,12 @@ pub struct EndpointGauges {
     pub(super) consecutive_failures: AtomicI64,
     pub(super) up: AtomicI64,
     pub(super) paused: AtomicI64,
+    pub(super) concurrency: AtomicI64,
+    pub(super) operator_paused: AtomicI64,
 }
 
 /// The gauge families read from the table, with their help texts.
-const GAUGES: [(&str, &str); 5] = [
+const GAUGES: [(&str, &str); 7] = [
     (
         "hookrelay_endpoint_queue_depth",
         "Deliveries held in memory for the endpoint and not in flight (a backlog in the database is not counted).",
@@ -43,16 +45,26 @@ const GAUGES: [(&str, &str); 5] = [
         "hookrelay_endpoint_paused",
         "1 while deliveries to the endpoint are held and it is being probed.",
     ),
+    (
+        "hookrelay_endpoint_concurrency",
+        "Requests the endpoint's concurrency window lets be in flight at once.",
+    ),
+    (
+        "hookrelay_endpoint_operator_paused",
+        "1 while an operator holds the endpoint's deliveries.",
+    ),
 ];
 
 impl EndpointGauges {
-    fn values(&self) -> [i64; 5] {
+    fn values(&self) -> [i64; 7] {
         [
             self.queue_depth.load(Ordering::Relaxed),
             self.in_flight.load(Ordering::Relaxed),
             self.consecutive_failures.load(Ordering::Relaxed),
             self.up.load(Ordering::Relaxed),
             self.paused.load(Ordering::Relaxed),
+            self.concurrency.load(Ordering::Relaxed),
+            self.operator_paused.load(Ordering::Relaxed),
         ]
     }
 }

@@ -227,6 +227,7 @@ fn delivery_settings(args: &ServeArgs) -> Arc<DeliverySettings> {
         timeout: args.delivery_timeout,
         retry_schedule: args.retry_schedule.0.clone(),
         max_in_flight: args.max_in_flight_per_endpoint,
+        adaptive_concurrency: args.adaptive_concurrency,
         verify_interval: args.verify_interval,
         probe_interval: args.probe_interval,
         probe_max_interval: args.probe_max_interval,

@@ -42,6 +42,7 @@ mod openapi;
 mod outage;
 mod outage_calls;
 mod outage_verdict;
+mod pacing;
 mod postgres;
 mod private_pg;
 mod self_service_deliveries;

@@ -48,7 +48,7 @@ impl Handler<SetPolicy> for EndpointActor {
     type Result = ();
 
     fn handle(&mut self, msg: SetPolicy, ctx: &mut Self::Context) {
-        self.policy = msg.0;
+        self.apply_policy(msg.0, ctx);
         self.pump(ctx);
     }
 }

@@ -6,7 +6,8 @@
 //!
 //! ```text
 //!   Router ──Enqueue──►  queue (in memory: a bounded window onto the database queue)
-//!                          │  pump: while a slot is free, not paused, not held back
+//!                          │  pump: while a slot is free, the window has room, a token is
+//!                          │        there (`pacing`), not paused or held, not held back
 //!                          ▼
 //!                        send ──► endpoint ──► finish: success │ retry (keeps its slot, waits) │ dead letter
 //!                                                  └──► Recorder (batched writes)
@@ -29,6 +30,7 @@
 //! - `outcome`: `finish`, carrying out `delivery::retry::next_step`
 //! - `recording`: the hand-off to the recorder, and saving health
 //! - `window`: the in-memory window onto the durable queue
+//! - `pacing`: the concurrency window and token bucket applied (`delivery::pace`)
 //! - `checks`: verification calls, probes, health effects and death
 //! - `actor`: the `Actor` impl and the message handlers
 
@@ -37,6 +39,7 @@ mod checks;
 mod job;
 mod messages;
 mod outcome;
+mod pacing;
 mod policy;
 mod recording;
 mod send;
@@ -53,6 +56,7 @@ use chrono::{DateTime, Utc};
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use super::health::{Health, State};
+use super::pace::{Bucket, Latency, Window};
 use super::recorder::{Record, Recorder};
 use crate::endpoint_url::EndpointUrl;
 use crate::metrics::EndpointMetrics;
@@ -68,7 +72,7 @@ pub use messages::{
 };
 pub use policy::EndpointPolicy;
 pub use settings::DeliverySettings;
-pub use status::{EndpointStatus, Status};
+pub use status::{EndpointStatus, Status, paused_by, shown_state};
 use window::Backlog;
 
 /// Wait before touching the database again after a failed query.
@@ -99,6 +103,14 @@ pub struct EndpointActor {
     recently_done: HashSet<Arc<str>>,
     /// Of those, the ones not yet passed to the recorder.
     released: Vec<Arc<str>>,
+    /// How many requests may be in flight now (within `maxInFlight`).
+    window: Window,
+    /// The smoothed latency of good answers (what "fast" means).
+    latency: Latency,
+    /// The token bucket of `maxPerSecond`, when the policy sets one.
+    bucket: Option<Bucket>,
+    /// Wakes the send loop when the bucket's next token is due.
+    token_timer: Option<SpawnHandle>,
     /// Requests in flight plus deliveries waiting for their retry.
     slots_used: u32,
     in_flight: u32,
@@ -141,6 +153,13 @@ impl EndpointActor {
             Some(row) => restore(row),
             None => (Health::default(), None),
         };
+        let window = Window::new(
+            policy.max_in_flight(&settings),
+            settings.adaptive_concurrency,
+        );
+        let bucket = policy
+            .max_per_second
+            .map(|rate| Bucket::new(rate, Instant::now()));
         EndpointActor {
             id,
             url,
@@ -156,6 +175,10 @@ impl EndpointActor {
             records_timer: None,
             recently_done: HashSet::new(),
             released: Vec::new(),
+            window,
+            latency: Latency::default(),
+            bucket,
+            token_timer: None,
             slots_used: 0,
             in_flight: 0,
             backlog: Backlog {

@@ -27,6 +27,7 @@ impl EndpointActor {
         self.metrics
             .attempt(attempt.outcome, attempt.duration.as_secs_f64());
         job.attempts += 1;
+        self.pace_after(&attempt);
         let now = Utc::now();
         let row = self.attempt_row(&job, &attempt, now);
         let before = self.health_counts();

@@ -43,6 +43,7 @@ mod tests {
             timeout: Duration::from_secs(10),
             retry_schedule: Vec::new(),
             max_in_flight: 32,
+            adaptive_concurrency: true,
             verify_interval: Duration::from_secs(3600),
             probe_interval: Duration::from_secs(1),
             probe_max_interval: Duration::from_secs(60),

@@ -28,13 +28,18 @@ impl EndpointActor {
             && matches!(self.health.state, State::Healthy | State::Failing)
     }
 
-    /// Starts deliveries while slots are free, and refills the window.
+    /// Starts deliveries while slots are free, the concurrency window has
+    /// room and a token is there, and refills the in-memory window.
     pub(super) fn pump(&mut self, ctx: &mut Context<Self>) {
         self.update_gauges();
         if !self.sending_allowed() || self.held_back(ctx) {
             return;
         }
-        while self.slots_used < self.policy.max_in_flight(&self.settings) {
+        while self.slots_used < self.policy.max_in_flight(&self.settings)
+            && self.window_has_room()
+            && !self.queue.is_empty()
+            && self.token_ready(ctx)
+        {
             let Some(job) = self.queue.pop_front() else {
                 break;
             };
@@ -89,6 +94,7 @@ impl EndpointActor {
             self.health.state == State::Healthy,
             self.health.state == State::Paused,
         );
+        self.metrics.pacing(self.window.limit(), self.policy.paused);
     }
 
     /// Sends `job` now, or when its retry wait is over. It holds a slot.
@@ -118,6 +124,12 @@ impl EndpointActor {
         if !self.sending_allowed() || self.hold_until.is_some_and(|t| t > Instant::now()) {
             self.hold(job);
             self.pump(ctx);
+            return;
+        }
+        if !self.may_post(ctx) {
+            // A retry whose wait is over waits for room or a token in the
+            // queue, in order; it is not attempted meanwhile.
+            self.hold(job);
             return;
         }
         self.post(job, ctx);

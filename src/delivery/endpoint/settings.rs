@@ -10,6 +10,9 @@ pub struct DeliverySettings {
     pub timeout: Duration,
     pub retry_schedule: Vec<Duration>,
     pub max_in_flight: u32,
+    /// An adaptive concurrency window within `max_in_flight`; off, the
+    /// window is always `max_in_flight`.
+    pub adaptive_concurrency: bool,
     pub verify_interval: Duration,
     pub probe_interval: Duration,
     pub probe_max_interval: Duration,

@@ -19,7 +19,7 @@
 //! `http` (generic calls), `api` (one method per API call), `documents`
 //! (the OpenAPI documents, Swagger UI and the subscription search),
 //! `backends` (SQLite or PostgreSQL), `receiver`, `prometheus`,
-//! `subscription_changes` (moving a subscription, rotating its secret, the
+//! `capacity` (a receiver serving at most N at once), `subscription_changes` (moving a subscription, rotating its secret, the
 //! test event; the Standard Webhooks reference verifier) and `deliveries`
 //! (a subscription's deliveries, resend, the catch-up feed, event lookup).
 //! Everything is
@@ -30,6 +30,7 @@ mod api;
 mod app;
 mod backends;
 mod builders;
+mod capacity;
 mod deliveries;
 mod documents;
 mod endpoint_policy;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use serde_json::Value;
 
+use super::capacity::{Capacity, CapacityStats};
 use super::{sleep, wait_until};
 
 /// One request as the receiver saw it.
@@ -103,6 +104,9 @@ struct Shared {
     /// When set, verification calls get this answer whatever the script says
     /// (an endpoint that is up but refuses particular deliveries).
     verification_reply: Mutex<Option<Reply>>,
+    /// When set, deliveries are served at most so many at once; the rest
+    /// get 429 and are not recorded.
+    capacity: Mutex<Option<Arc<Capacity>>>,
 }
 
 pub struct Receiver {
@@ -135,6 +139,7 @@ impl Receiver {
             requests: Mutex::new(Vec::new()),
             script: Mutex::new((VecDeque::new(), default)),
             verification_reply: Mutex::new(None),
+            capacity: Mutex::new(None),
         });
         let data = web::Data::from(shared.clone());
         let server = HttpServer::new(move || {
@@ -209,6 +214,29 @@ impl Receiver {
     }
 
     /// Every request so far, in arrival order.
+    /// Serves at most `limit` deliveries at once, each taking `service`,
+    /// and answers 429 at once to the rest (not recorded; counted in
+    /// [`Receiver::capacity_stats`]). Verification calls are answered as
+    /// before.
+    pub fn serve_at_most(&self, limit: usize, service: Duration) {
+        *self.shared.capacity.lock().unwrap() = Some(Arc::new(Capacity::new(limit, service)));
+    }
+
+    /// What the capacity-limited mode saw since it was set or reset.
+    pub fn capacity_stats(&self) -> CapacityStats {
+        self.capacity().stats()
+    }
+
+    /// Counts the capacity-limited mode's figures afresh.
+    pub fn reset_capacity_stats(&self) {
+        self.capacity().reset();
+    }
+
+    fn capacity(&self) -> Arc<Capacity> {
+        let capacity = self.shared.capacity.lock().unwrap().clone();
+        capacity.expect("serve_at_most was called")
+    }
+
     pub fn requests(&self) -> Vec<Recorded> {
         self.shared.requests.lock().unwrap().clone()
     }
@@ -333,6 +361,10 @@ async fn record(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -
         at: Instant::now(),
     };
     let verification = recorded.is_verification();
+    let capacity = shared.capacity.lock().unwrap().clone();
+    if let (false, Some(capacity)) = (verification, capacity) {
+        return within_capacity(&capacity, recorded, &shared).await;
+    }
     shared.requests.lock().unwrap().push(recorded);
     let fixed = *shared.verification_reply.lock().unwrap();
     let reply = if let (true, Some(fixed)) = (verification, fixed) {
@@ -356,6 +388,22 @@ async fn record(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -
             .content_type("application/json")
             .body(format!("{{\"status\":{}}}", reply.status)),
     }
+}
+
+/// A delivery to a capacity-limited receiver: served (recorded, 200 after
+/// the service time) or refused with 429 at once.
+async fn within_capacity(capacity: &Capacity, recorded: Recorded, shared: &Shared) -> HttpResponse {
+    if !capacity.arrive() {
+        return HttpResponse::TooManyRequests()
+            .content_type("application/json")
+            .body("{\"status\":429}");
+    }
+    shared.requests.lock().unwrap().push(recorded);
+    actix_rt::time::sleep(capacity.service).await;
+    capacity.leave();
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body("{\"status\":200}")
 }
 
 /// A URL on 127.0.0.1 where nothing listens (connection refused).
