@@ -266,7 +266,10 @@ fn bench(args: Args) -> Result<bool, String> {
             let started = std::time::Instant::now();
             match run_figure(&bench, figure, postgres) {
                 Ok(m) if m.values.is_empty() => {
-                    eprintln!("run {run}/{runs} figure {figure}: {}", m.detail["skipped"]);
+                    eprintln!(
+                        "run {run}/{runs} figure {figure}: {}",
+                        m.detail["skipped"].as_str().unwrap_or("skipped")
+                    );
                     skipped.insert(figure.to_string(), m.detail["skipped"].clone());
                 }
                 Ok(m) => {
@@ -320,6 +323,8 @@ fn bench(args: Args) -> Result<bool, String> {
     }
     bench.receiver.stop();
 
+    // A figure that found out while running that it cannot run here.
+    selected.retain(|f| !skipped.contains_key(&f.to_string()));
     let rows = report::summarise(&values, &selected);
     println!();
     if args.smoke {
