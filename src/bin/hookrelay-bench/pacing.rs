@@ -207,6 +207,34 @@ fn endpoints(instance: &Instance) -> Result<Vec<Value>, String> {
     })
 }
 
+/// The value of `hookrelay_endpoint_concurrency{endpoint="<id>"}` in a
+/// `/metrics` text.
+pub fn concurrency_metric(metrics: &str, id: &str) -> Option<f64> {
+    let series = format!("hookrelay_endpoint_concurrency{{endpoint=\"{id}\"}}");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// The endpoint's window: `concurrency` of the endpoint list, else its
+/// `/metrics` series.
+fn window(instance: &Instance, id: &Value) -> Result<Option<f64>, String> {
+    let listed = endpoints(instance)?;
+    if let Some(w) = listed.first().and_then(|e| e["concurrency"].as_f64()) {
+        return Ok(Some(w));
+    }
+    block_on(async {
+        let client = load::client(1);
+        let url = format!("{}/metrics", instance.internal);
+        let (status, body) = load::get(&client, &url).await?;
+        let id = id.to_string();
+        Ok((status == 200)
+            .then(|| concurrency_metric(&String::from_utf8_lossy(&body), id.trim_matches('"')))
+            .flatten())
+    })
+}
+
 /// `PATCH /internal/v1/endpoints/{id}` with `body`: the status and answer.
 fn patch(instance: &Instance, id: &Value, body: Value) -> Result<(u16, String), String> {
     block_on(async {
@@ -254,10 +282,8 @@ fn fast_run(bench: &Bench, adaptive: bool) -> Result<Option<(f64, f64, Value)>, 
         ));
     }
     let pushed = push_batches(bench, &[&instance], 1, bench.sizes.batch_events, None)?;
-    let listed = endpoints(&instance).map_err(|e| with_log(&instance, e))?;
-    let window = listed
-        .first()
-        .and_then(|e| e["concurrency"].as_f64())
+    let window = window(&instance, &id)
+        .map_err(|e| with_log(&instance, e))?
         .unwrap_or(f64::NAN);
     Ok(Some((
         pushed.delivery,
@@ -341,6 +367,16 @@ mod tests {
         assert!(patch_is_missing(405));
         assert!(!patch_is_missing(200));
         assert!(!patch_is_missing(400));
+    }
+
+    #[test]
+    fn the_window_is_read_from_the_endpoints_concurrency_series() {
+        let text = "# TYPE hookrelay_endpoint_concurrency gauge\n\
+                    hookrelay_endpoint_concurrency{endpoint=\"12\"} 7\n\
+                    hookrelay_endpoint_concurrency{endpoint=\"1\"} 64\n";
+        assert_eq!(concurrency_metric(text, "1"), Some(64.0));
+        assert_eq!(concurrency_metric(text, "12"), Some(7.0));
+        assert_eq!(concurrency_metric(text, "2"), None);
     }
 
     #[test]
