@@ -65,6 +65,11 @@ pub struct Sizes {
     /// Figure 10: how long the stream runs on once a change has settled
     /// (and how long the steady window lasts).
     pub handover_settle_secs: f64,
+    /// Figure 11: events per second of the open-loop stream (each to all
+    /// 20 paced endpoints)…
+    pub pacing_rate: u32,
+    /// …for this long.
+    pub pacing_secs: f64,
 }
 
 impl Sizes {
@@ -92,6 +97,8 @@ impl Sizes {
             handover_endpoints: 100,
             handover_rate: 10.0,
             handover_settle_secs: 3.0,
+            pacing_rate: 100,
+            pacing_secs: 5.0,
         }
     }
 
@@ -113,6 +120,8 @@ impl Sizes {
             recovery_deadline_secs: 20.0,
             handover_endpoints: 10,
             handover_settle_secs: 0.5,
+            pacing_rate: 20,
+            pacing_secs: 0.5,
             ..Sizes::full()
         }
     }
@@ -562,7 +571,7 @@ pub fn ingest(bench: &Bench) -> Result<Measured, String> {
     })
 }
 
-fn slots(n: usize) -> Arc<Vec<AtomicU64>> {
+pub fn slots(n: usize) -> Arc<Vec<AtomicU64>> {
     Arc::new((0..n).map(|_| AtomicU64::new(0)).collect())
 }
 
@@ -580,7 +589,7 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// `t0 + (id-1)/rate`, each on its own task, whatever the earlier ones are
 /// doing. Returns the number of 503 answers (those are sent again; their
 /// latency still counts from the first send).
-fn open_loop(
+pub fn open_loop(
     url: String,
     bodies: Arc<Vec<Bytes>>,
     rate: u32,

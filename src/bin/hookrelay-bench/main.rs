@@ -15,6 +15,8 @@ mod handover;
 mod instance;
 mod load;
 mod memory;
+mod paced;
+mod pacing;
 mod postgres;
 mod receiver;
 mod recovery;
@@ -64,9 +66,9 @@ struct Args {
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     runs: u32,
 
-    /// Only these figures (1-10), comma separated. Figures 9 and 10 need
+    /// Only these figures (1-11), comma separated. Figures 9 and 10 need
     /// a PostgreSQL URL; figure 9 brings figure 1 (its baseline) along.
-    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=10))]
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=11))]
     figures: Vec<u8>,
 
     /// A PostgreSQL server for figures 9 and 10, as a URL of a database
@@ -146,6 +148,7 @@ fn run_figure(bench: &Bench, figure: u8, postgres: Option<&str>) -> Result<Measu
         (6, _) => figures::latency(bench),
         (7, _) => memory::memory(bench),
         (8, _) => recovery::recovery(bench),
+        (11, _) => pacing::pacing(bench),
         (9, Some(url)) => postgres::postgres(bench, url),
         (_, Some(url)) => handover::handover(bench, url),
         (_, None) => Err(format!("figure {figure} needs --postgres URL")),
@@ -191,7 +194,7 @@ fn bench(args: Args) -> Result<bool, String> {
     };
     let runs = if args.smoke { 1 } else { args.runs };
     let mut selected: Vec<u8> = if args.figures.is_empty() {
-        (1..=10).collect()
+        (1..=11).collect()
     } else {
         args.figures.clone()
     };
@@ -204,6 +207,13 @@ fn bench(args: Args) -> Result<bool, String> {
             eprintln!("figure {figure} ({name}) skipped: {why}");
             skipped.insert(figure.to_string(), json!(why));
         }
+    }
+    if selected.contains(&11)
+        && let Some(why) = pacing::unsupported(&binary)
+    {
+        selected.retain(|f| *f != 11);
+        eprintln!("figure 11 (endpoints at their own pace) {why}");
+        skipped.insert("11".into(), json!(why));
     }
     if postgres.is_some() && selected.contains(&9) && !selected.contains(&1) {
         eprintln!("figure 1 added: figure 9's ratios are to its loopback limit");
@@ -255,6 +265,13 @@ fn bench(args: Args) -> Result<bool, String> {
             }
             let started = std::time::Instant::now();
             match run_figure(&bench, figure, postgres) {
+                Ok(m) if m.values.is_empty() => {
+                    eprintln!(
+                        "run {run}/{runs} figure {figure}: {}",
+                        m.detail["skipped"].as_str().unwrap_or("skipped")
+                    );
+                    skipped.insert(figure.to_string(), m.detail["skipped"].clone());
+                }
                 Ok(m) => {
                     let shown: Vec<String> = m
                         .values
@@ -306,6 +323,8 @@ fn bench(args: Args) -> Result<bool, String> {
     }
     bench.receiver.stop();
 
+    // A figure that found out while running that it cannot run here.
+    selected.retain(|f| !skipped.contains_key(&f.to_string()));
     let rows = report::summarise(&values, &selected);
     println!();
     if args.smoke {

@@ -112,7 +112,7 @@ impl Arrivals {
         .unwrap_or_default()
     }
 
-    fn arrived(&self, endpoint: usize, body: &[u8]) {
+    pub fn arrived(&self, endpoint: usize, body: &[u8]) {
         let now = clock::now_ns();
         if let Some(t) = self
             .tracker
