@@ -62,6 +62,12 @@ fn arrival_order(receiver: &Receiver) -> Vec<i64> {
 /// the live view of the hold is merged.
 fn assert_listed_as_held(listed: &Value, held: bool) {
     assert_eq!(listed["policy"]["paused"], held, "{listed}");
+    if held {
+        assert_eq!(listed["pausedBy"], "operator", "{listed}");
+        assert_eq!(listed["state"], "paused", "{listed}");
+    } else {
+        assert_ne!(listed["pausedBy"], "operator", "{listed}");
+    }
 }
 
 #[actix_rt::test]
