@@ -26,13 +26,23 @@ pub struct HealthRow {
 
 /// The saved health of every endpoint in `ids`.
 pub fn health_of(conn: &mut Conn, ids: &[i64]) -> Result<Vec<(i64, HealthRow)>, StoreError> {
-    let mut out = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(1000) {
-        let rows: Vec<(i64, HealthRow)> = crate::db_run!(conn, c => endpoints::table
+    in_chunks(ids, |chunk| {
+        Ok(crate::db_run!(conn, c => endpoints::table
             .filter(endpoints::id.eq_any(chunk))
             .select((endpoints::id, HealthRow::as_select()))
-            .load(c))?;
-        out.extend(rows);
+            .load(c))?)
+    })
+}
+
+/// Rows of the endpoints in `ids`, read a thousand ids per query (the
+/// backends' limits on bound parameters).
+fn in_chunks<T>(
+    ids: &[i64],
+    mut load: impl FnMut(&[i64]) -> Result<Vec<T>, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(1000) {
+        out.extend(load(chunk)?);
     }
     Ok(out)
 }
@@ -288,15 +298,12 @@ pub fn policies_set(conn: &mut Conn) -> Result<Vec<(i64, PolicyRow)>, StoreError
 
 /// The stored policies of the endpoints in `ids`.
 pub fn policies_of(conn: &mut Conn, ids: &[i64]) -> Result<Vec<(i64, PolicyRow)>, StoreError> {
-    let mut out = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(1000) {
-        let rows: Vec<(i64, PolicyRow)> = crate::db_run!(conn, c => endpoints::table
+    in_chunks(ids, |chunk| {
+        Ok(crate::db_run!(conn, c => endpoints::table
             .filter(endpoints::id.eq_any(chunk))
             .select((endpoints::id, PolicyRow::as_select()))
-            .load(c))?;
-        out.extend(rows);
-    }
-    Ok(out)
+            .load(c))?)
+    })
 }
 
 /// Endpoints held by `node` whose policy changed after `since` (the
