@@ -4,9 +4,9 @@
 //! (queues) until a place frees. Deliveries answered 200 are recorded in
 //! its own [`Arrivals`] when the service time is over.
 
+use crate::receiver::serve_on_thread;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -107,41 +107,20 @@ impl PacedReceiver {
             arrivals: arrivals.clone(),
         });
         let shared = state.clone();
-        let (tx, rx) = mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("bench-paced-receiver".into())
-            .spawn(move || {
-                actix_rt::System::new().block_on(async move {
-                    let server = HttpServer::new(move || {
-                        App::new()
-                            .app_data(shared.clone())
-                            .route("/r/{n}", web::post().to(receive))
-                    })
-                    .workers(workers)
-                    .backlog(4096)
-                    .disable_signals()
-                    .shutdown_timeout(1)
-                    .bind(("127.0.0.1", 0));
-                    let server = match server {
-                        Ok(s) => s,
-                        Err(e) => {
-                            let _ = tx
-                                .send(Err(format!("paced receiver: cannot bind 127.0.0.1:0: {e}")));
-                            return;
-                        }
-                    };
-                    let port = server.addrs().first().map_or(0, |a| a.port());
-                    let running = server.run();
-                    let _ = tx.send(Ok((port, running.handle())));
-                    if let Err(e) = running.await {
-                        eprintln!("bench paced receiver stopped with an error: {e}");
-                    }
-                });
+        let (port, handle, thread) = serve_on_thread("paced-receiver", move || {
+            let server = HttpServer::new(move || {
+                App::new()
+                    .app_data(shared.clone())
+                    .route("/r/{n}", web::post().to(receive))
             })
-            .map_err(|e| format!("cannot start the paced receiver thread: {e}"))?;
-        let (port, handle) = rx
-            .recv()
-            .map_err(|_| "the paced receiver thread ended before it listened".to_string())??;
+            .workers(workers)
+            .backlog(4096)
+            .disable_signals()
+            .shutdown_timeout(1)
+            .bind(("127.0.0.1", 0))?;
+            let port = server.addrs().first().map_or(0, |a| a.port());
+            Ok((port, server.run()))
+        })?;
         Ok(PacedReceiver {
             port,
             arrivals,

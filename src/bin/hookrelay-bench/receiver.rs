@@ -197,41 +197,21 @@ impl ReceiverServer {
     pub fn start(workers: usize) -> Result<ReceiverServer, String> {
         let arrivals = Arc::new(Arrivals::default());
         let shared = arrivals.clone();
-        let (tx, rx) = mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("bench-receiver".into())
-            .spawn(move || {
-                actix_rt::System::new().block_on(async move {
-                    let data = web::Data::from(shared);
-                    let server = HttpServer::new(move || {
-                        App::new()
-                            .app_data(data.clone())
-                            .route("/r/{n}", web::post().to(receive))
-                            .route("/baseline", web::post().to(baseline))
-                    })
-                    .workers(workers)
-                    .disable_signals()
-                    .shutdown_timeout(1)
-                    .bind(("127.0.0.1", 0));
-                    let server = match server {
-                        Ok(s) => s,
-                        Err(e) => {
-                            let _ = tx.send(Err(format!("receiver: cannot bind 127.0.0.1:0: {e}")));
-                            return;
-                        }
-                    };
-                    let port = server.addrs().first().map_or(0, |a| a.port());
-                    let running = server.run();
-                    let _ = tx.send(Ok((port, running.handle())));
-                    if let Err(e) = running.await {
-                        eprintln!("bench receiver stopped with an error: {e}");
-                    }
-                });
+        let (port, handle, thread) = serve_on_thread("receiver", move || {
+            let data = web::Data::from(shared);
+            let server = HttpServer::new(move || {
+                App::new()
+                    .app_data(data.clone())
+                    .route("/r/{n}", web::post().to(receive))
+                    .route("/baseline", web::post().to(baseline))
             })
-            .map_err(|e| format!("cannot start the receiver thread: {e}"))?;
-        let (port, handle) = rx
-            .recv()
-            .map_err(|_| "the receiver thread ended before it listened".to_string())??;
+            .workers(workers)
+            .disable_signals()
+            .shutdown_timeout(1)
+            .bind(("127.0.0.1", 0))?;
+            let port = server.addrs().first().map_or(0, |a| a.port());
+            Ok((port, server.run()))
+        })?;
         Ok(ReceiverServer {
             port,
             arrivals,
@@ -252,6 +232,41 @@ impl ReceiverServer {
             let _ = t.join();
         }
     }
+}
+
+/// Runs an actix-web server on a thread of its own (`bench-<name>`, with
+/// its own System): `start` binds and runs it there. Answers its port,
+/// handle and thread once it listens.
+pub fn serve_on_thread(
+    name: &str,
+    start: impl FnOnce() -> std::io::Result<(u16, actix_web::dev::Server)> + Send + 'static,
+) -> Result<(u16, ServerHandle, JoinHandle<()>), String> {
+    let (tx, rx) = mpsc::channel();
+    let what = name.to_string();
+    let thread = std::thread::Builder::new()
+        .name(format!("bench-{name}"))
+        .spawn(move || {
+            actix_rt::System::new().block_on(async move {
+                let running = match start() {
+                    Ok((port, running)) => {
+                        let _ = tx.send(Ok((port, running.handle())));
+                        running
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(format!("{what}: cannot bind 127.0.0.1:0: {e}")));
+                        return;
+                    }
+                };
+                if let Err(e) = running.await {
+                    eprintln!("bench {what} stopped with an error: {e}");
+                }
+            });
+        })
+        .map_err(|e| format!("cannot start the {name} thread: {e}"))?;
+    let (port, handle) = rx
+        .recv()
+        .map_err(|_| format!("the {name} thread ended before it listened"))??;
+    Ok((port, handle, thread))
 }
 
 #[cfg(test)]
