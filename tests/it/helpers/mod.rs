@@ -21,7 +21,8 @@
 //! `backends` (SQLite or PostgreSQL), `receiver`, `prometheus`,
 //! `capacity` (a receiver serving at most N at once), `subscription_changes` (moving a subscription, rotating its secret, the
 //! test event; the Standard Webhooks reference verifier) and `deliveries`
-//! (a subscription's deliveries, resend, the catch-up feed, event lookup).
+//! (a subscription's deliveries, resend, the catch-up feed, event lookup),
+//! `notices` (the lifecycle notices listed and received).
 //! Everything is
 //! re-exported here, so a test module needs only `use crate::helpers::*;`.
 #![allow(dead_code)]
@@ -35,6 +36,7 @@ mod deliveries;
 mod documents;
 mod endpoint_policy;
 mod http;
+mod notices;
 mod poll;
 mod prometheus;
 mod receiver;
@@ -46,6 +48,7 @@ pub use backends::*;
 pub use builders::*;
 pub use documents::*;
 pub use http::*;
+pub use notices::*;
 pub use poll::*;
 pub use prometheus::*;
 pub use receiver::*;
