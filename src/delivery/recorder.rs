@@ -32,7 +32,8 @@ pub const FLUSH_EVERY: Duration = Duration::from_millis(20);
 const FLUSH_AT: usize = 2000;
 
 /// One finished attempt: the delivery's new state, and the attempt's row
-/// (every attempt has one, a first attempt that succeeded too).
+/// (every attempt has one; the store keeps a first attempt that
+/// succeeded on its delivery's row, `deliveries::kept_where`).
 pub struct Record {
     pub completion: Completion,
     pub attempt: NewAttempt,

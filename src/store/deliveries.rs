@@ -96,44 +96,102 @@ pub enum Completion {
     },
 }
 
+/// A first attempt that succeeded, kept on its delivery's row (its
+/// status code, duration and answer excerpt; attempted at `updated_at`)
+/// rather than logged as an `attempts` row with two index entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeptAttempt<'a> {
+    pub id: &'a str,
+    pub status_code: Option<i32>,
+    /// `None` only when no attempt row came with the outcome: nothing is
+    /// shown for it then.
+    pub duration_ms: Option<i64>,
+    pub excerpt: Option<&'a str>,
+}
+
+/// Splits a batch: the attempt of each delivery that succeeded at its first
+/// attempt is kept on the delivery's row, every other attempt is logged.
+/// (A first-attempt success without an attempt row is still marked
+/// delivered, with nothing kept.)
+pub fn kept_where<'a>(
+    completions: &'a [Completion],
+    attempt_rows: &'a [NewAttempt],
+) -> (Vec<KeptAttempt<'a>>, Vec<&'a NewAttempt>) {
+    let mut first: std::collections::HashSet<&str> = completions
+        .iter()
+        .filter_map(|c| match c {
+            Completion::Succeeded { id, attempts: 1 } => Some(id.as_str()),
+            _ => None,
+        })
+        .collect();
+    let mut kept = Vec::with_capacity(first.len());
+    let mut logged = Vec::with_capacity(attempt_rows.len().saturating_sub(first.len()));
+    for row in attempt_rows {
+        if first.remove(row.delivery_id.as_str()) {
+            kept.push(KeptAttempt {
+                id: row.delivery_id.as_str(),
+                status_code: row.status_code,
+                duration_ms: Some(row.duration_ms),
+                excerpt: row.response_excerpt.as_deref(),
+            });
+        } else {
+            logged.push(row);
+        }
+    }
+    kept.extend(first.into_iter().map(|id| KeptAttempt {
+        id,
+        status_code: None,
+        duration_ms: None,
+        excerpt: None,
+    }));
+    (kept, logged)
+}
+
 /// The bulk of what the recorder writes: marking deliveries that succeeded
-/// at their first attempt, and inserting attempt rows (one per attempt).
-/// SQLite runs fixed prepared statements (`prepared`); PostgreSQL one UPDATE
-/// per 500 ids and one INSERT per 1000 rows (fewer round trips).
+/// at their first attempt (keeping that attempt on their row), and
+/// inserting the other attempts' rows. SQLite runs fixed prepared
+/// statements (`prepared`); PostgreSQL one UPDATE per 500 deliveries and
+/// one INSERT per 1000 rows (fewer round trips).
 trait RecorderWrites {
-    fn first_attempts_succeeded(&mut self, ids: &[&str], at: &DbTime) -> QueryResult<()>;
-    fn insert_attempts(&mut self, rows: &[NewAttempt]) -> QueryResult<()>;
+    fn first_attempts_succeeded(&mut self, kept: &[KeptAttempt], at: &DbTime) -> QueryResult<()>;
+    fn insert_attempts(&mut self, rows: &[&NewAttempt]) -> QueryResult<()>;
 }
 
 impl RecorderWrites for diesel::SqliteConnection {
-    fn first_attempts_succeeded(&mut self, ids: &[&str], at: &DbTime) -> QueryResult<()> {
-        super::prepared::first_attempts_succeeded(self, ids, at)
+    fn first_attempts_succeeded(&mut self, kept: &[KeptAttempt], at: &DbTime) -> QueryResult<()> {
+        super::prepared::first_attempts_succeeded(self, kept, at)
     }
 
-    fn insert_attempts(&mut self, rows: &[NewAttempt]) -> QueryResult<()> {
-        let rows: Vec<&NewAttempt> = rows.iter().collect();
-        super::prepared::insert_all(self, &rows)
+    fn insert_attempts(&mut self, rows: &[&NewAttempt]) -> QueryResult<()> {
+        super::prepared::insert_all(self, rows)
     }
 }
 
 impl RecorderWrites for diesel::PgConnection {
-    fn first_attempts_succeeded(&mut self, ids: &[&str], at: &DbTime) -> QueryResult<()> {
-        for chunk in ids.chunks(500) {
-            diesel::update(deliveries::table.filter(deliveries::id.eq_any(chunk)))
-                .set((
-                    deliveries::status.eq(SUCCEEDED),
-                    deliveries::attempts.eq(1),
-                    deliveries::updated_at.eq(at),
-                ))
-                .execute(self)?;
+    fn first_attempts_succeeded(&mut self, kept: &[KeptAttempt], at: &DbTime) -> QueryResult<()> {
+        use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamp};
+        for chunk in kept.chunks(500) {
+            diesel::sql_query(format!(
+                "UPDATE deliveries AS d SET status = '{SUCCEEDED}', attempts = 1, updated_at = $1, \
+                 first_status_code = f.code, first_duration_ms = f.ms, first_excerpt = f.excerpt \
+                 FROM unnest($2::text[], $3::int4[], $4::int8[], $5::text[]) AS f(id, code, ms, excerpt) \
+                 WHERE d.id = f.id AND d.status = '{PENDING}'"
+            ))
+            .bind::<Timestamp, _>(at)
+            .bind::<Array<Text>, _>(chunk.iter().map(|k| k.id).collect::<Vec<_>>())
+            .bind::<Array<Nullable<Integer>>, _>(chunk.iter().map(|k| k.status_code).collect::<Vec<_>>())
+            .bind::<Array<Nullable<BigInt>>, _>(chunk.iter().map(|k| k.duration_ms).collect::<Vec<_>>())
+            .bind::<Array<Nullable<Text>>, _>(chunk.iter().map(|k| k.excerpt).collect::<Vec<_>>())
+            .execute(self)?;
         }
         Ok(())
     }
 
-    fn insert_attempts(&mut self, rows: &[NewAttempt]) -> QueryResult<()> {
+    fn insert_attempts(&mut self, rows: &[&NewAttempt]) -> QueryResult<()> {
         for chunk in rows.chunks(1000) {
+            let owned: Vec<NewAttempt> = chunk.iter().map(|r| (*r).clone()).collect();
             diesel::insert_into(attempts::table)
-                .values(chunk)
+                .values(&owned)
                 .execute(self)?;
         }
         Ok(())
@@ -147,15 +205,9 @@ pub fn record(
     attempt_rows: &[NewAttempt],
 ) -> Result<(), StoreError> {
     let at = DbTime::new(now());
-    let succeeded_first: Vec<&str> = completions
-        .iter()
-        .filter_map(|c| match c {
-            Completion::Succeeded { id, attempts: 1 } => Some(id.as_str()),
-            _ => None,
-        })
-        .collect();
+    let (kept, logged) = kept_where(completions, attempt_rows);
     crate::db_transaction!(conn, c => {
-        RecorderWrites::first_attempts_succeeded(c, &succeeded_first, &at)?;
+        RecorderWrites::first_attempts_succeeded(c, &kept, &at)?;
         for completion in completions {
             match completion {
                 Completion::Succeeded { attempts: 1, .. } => {}
@@ -186,7 +238,7 @@ pub fn record(
                 }
             }
         }
-        RecorderWrites::insert_attempts(c, attempt_rows)?;
+        RecorderWrites::insert_attempts(c, &logged)?;
         Ok::<_, diesel::result::Error>(())
     })?;
     Ok(())
@@ -310,6 +362,20 @@ fn requeue(
         if !active {
             return Ok(Err(ReplayRefused::SubscriptionInactive));
         }
+        // A first attempt kept on the row goes into the attempt log first.
+        let kept: Option<super::history::KeptRow> = deliveries::table
+            .find(id)
+            .select((deliveries::updated_at, deliveries::first_status_code, deliveries::first_duration_ms, deliveries::first_excerpt))
+            .first(c)
+            .optional()?;
+        if let Some((attempted_at, status_code, Some(duration_ms), response_excerpt)) = kept {
+            diesel::insert_into(attempts::table)
+                .values(&NewAttempt { delivery_id: id.to_string(), endpoint_id, attempted_at, status_code, error: None, duration_ms, response_excerpt })
+                .execute(c)?;
+            diesel::update(deliveries::table.find(id))
+                .set((deliveries::first_status_code.eq(None::<i32>), deliveries::first_duration_ms.eq(None::<i64>), deliveries::first_excerpt.eq(None::<String>)))
+                .execute(c)?;
+        }
         diesel::update(deliveries::table.find(id))
             .set((
                 deliveries::status.eq(PENDING),
@@ -381,6 +447,54 @@ pub fn cleanup(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn attempt(delivery: &str, code: i32) -> NewAttempt {
+        NewAttempt {
+            delivery_id: delivery.into(),
+            endpoint_id: 1,
+            attempted_at: now(),
+            status_code: Some(code),
+            error: None,
+            duration_ms: 7,
+            response_excerpt: Some("ok".into()),
+        }
+    }
+
+    #[test]
+    fn only_first_attempt_successes_are_kept_on_their_row() {
+        let completions = vec![
+            Completion::Succeeded {
+                id: "a".into(),
+                attempts: 1,
+            },
+            Completion::Succeeded {
+                id: "b".into(),
+                attempts: 3,
+            },
+            Completion::Retry {
+                id: "c".into(),
+                attempts: 1,
+                next_attempt_at: now(),
+                error: "500".into(),
+            },
+            Completion::Succeeded {
+                id: "d".into(),
+                attempts: 1,
+            },
+        ];
+        let rows = vec![attempt("a", 200), attempt("b", 204), attempt("c", 500)];
+        let (kept, logged) = kept_where(&completions, &rows);
+        assert_eq!(kept.len(), 2);
+        assert_eq!(
+            (kept[0].id, kept[0].status_code, kept[0].duration_ms),
+            ("a", Some(200), Some(7))
+        );
+        assert_eq!(kept[0].excerpt, Some("ok"));
+        // A success without an attempt row is marked, with nothing kept.
+        assert_eq!((kept[1].id, kept[1].duration_ms), ("d", None));
+        let logged: Vec<&str> = logged.iter().map(|r| r.delivery_id.as_str()).collect();
+        assert_eq!(logged, ["b", "c"]);
+    }
     use crate::store::db_time::DbTime;
     use crate::store::events::{FixedRoutes, PreparedEvent, store_batch};
     use crate::store::models::{NewDelivery, NewEvent};

@@ -124,6 +124,13 @@ pub struct LastAttempt {
     pub status_code: Option<i32>,
 }
 
+/// A first attempt kept on its delivery's row: attempted at, status code,
+/// duration (`None`: nothing kept), answer excerpt.
+pub type KeptRow = (NaiveDateTime, Option<i32>, Option<i64>, Option<String>);
+
+/// A delivery id, when an attempt was made and what it answered.
+type TimedStatus = (String, NaiveDateTime, Option<i32>);
+
 /// One logged attempt.
 #[derive(Debug, Clone, Queryable)]
 pub struct AttemptRow {
@@ -188,12 +195,21 @@ pub fn last_attempts(
     conn: &mut Conn,
     ids: &[String],
 ) -> Result<HashMap<String, LastAttempt>, StoreError> {
-    let rows: Vec<(String, NaiveDateTime, Option<i32>)> = crate::db_run!(conn, c => attempts::table
-        .filter(attempts::delivery_id.eq_any(ids))
-        .order(attempts::id)
-        .select((attempts::delivery_id, attempts::attempted_at, attempts::status_code))
-        .load(c))?;
-    Ok(newest_per_delivery(rows))
+    let (rows, kept): (Vec<TimedStatus>, Vec<TimedStatus>) = crate::db_run!(conn, c => {
+        let logged = attempts::table
+            .filter(attempts::delivery_id.eq_any(ids))
+            .order(attempts::id)
+            .select((attempts::delivery_id, attempts::attempted_at, attempts::status_code))
+            .load(c)?;
+        let kept = deliveries::table
+            .filter(deliveries::id.eq_any(ids))
+            .filter(deliveries::first_duration_ms.is_not_null())
+            .select((deliveries::id, deliveries::updated_at, deliveries::first_status_code))
+            .load(c)?;
+        Ok::<_, diesel::result::Error>((logged, kept))
+    })?;
+    // A kept first attempt is older than any logged one.
+    Ok(newest_per_delivery(kept.into_iter().chain(rows).collect()))
 }
 
 /// Keeps the last row of each delivery (rows come oldest first).
@@ -220,19 +236,54 @@ pub fn delivery_of(
         .optional())?)
 }
 
-/// A delivery's logged attempts, oldest first.
+/// A delivery's attempts, oldest first: the first one kept on its row
+/// when it succeeded at once (`deliveries::KeptAttempt`), then the logged
+/// ones.
 pub fn attempts_of(conn: &mut Conn, id: &str) -> Result<Vec<AttemptRow>, StoreError> {
-    Ok(crate::db_run!(conn, c => attempts::table
-        .filter(attempts::delivery_id.eq(id))
-        .order(attempts::id)
-        .select((
-            attempts::attempted_at,
-            attempts::status_code,
-            attempts::error,
-            attempts::duration_ms,
-            attempts::response_excerpt,
-        ))
-        .load(c))?)
+    Ok(crate::db_run!(conn, c => {
+        let kept: Option<KeptRow> = deliveries::table
+            .filter(deliveries::id.eq(id))
+            .select((
+                deliveries::updated_at,
+                deliveries::first_status_code,
+                deliveries::first_duration_ms,
+                deliveries::first_excerpt,
+            ))
+            .first(c)
+            .optional()?;
+        let logged: Vec<AttemptRow> = attempts::table
+            .filter(attempts::delivery_id.eq(id))
+            .order(attempts::id)
+            .select((
+                attempts::attempted_at,
+                attempts::status_code,
+                attempts::error,
+                attempts::duration_ms,
+                attempts::response_excerpt,
+            ))
+            .load(c)?;
+        Ok::<_, diesel::result::Error>(with_kept(kept, logged))
+    })?)
+}
+
+/// The attempts of a delivery: its kept first attempt (if its row has one)
+/// before the logged ones.
+fn with_kept(kept: Option<KeptRow>, logged: Vec<AttemptRow>) -> Vec<AttemptRow> {
+    match kept {
+        Some((at, status_code, Some(duration_ms), response_excerpt)) => {
+            let mut all = Vec::with_capacity(logged.len() + 1);
+            all.push(AttemptRow {
+                at,
+                status_code,
+                error: None,
+                duration_ms,
+                response_excerpt,
+            });
+            all.extend(logged);
+            all
+        }
+        _ => logged,
+    }
 }
 
 /// Which deliveries the feed may serve: routed at or after `from` (the
@@ -312,6 +363,34 @@ mod tests {
             assert_eq!(DeliveryStatus::of(stored, attempts), status);
         }
         assert_eq!(DeliveryStatus::parse("delivered"), None);
+    }
+
+    #[test]
+    fn a_kept_first_attempt_comes_before_the_logged_ones_and_only_when_kept() {
+        let t = |s| chrono::DateTime::from_timestamp(s, 0).unwrap().naive_utc();
+        let logged = || {
+            vec![AttemptRow {
+                at: t(5),
+                status_code: Some(500),
+                error: Some("500".into()),
+                duration_ms: 3,
+                response_excerpt: None,
+            }]
+        };
+        let all = with_kept(
+            Some((t(1), Some(200), Some(9), Some("ok".into()))),
+            logged(),
+        );
+        assert_eq!(all.len(), 2);
+        assert_eq!(
+            (all[0].at, all[0].status_code, all[0].duration_ms),
+            (t(1), Some(200), 9)
+        );
+        assert_eq!(all[0].response_excerpt.as_deref(), Some("ok"));
+        assert_eq!(all[1].at, t(5));
+        // Nothing kept (no duration): only the logged attempts.
+        assert_eq!(with_kept(Some((t(1), None, None, None)), logged()).len(), 1);
+        assert_eq!(with_kept(None, logged()).len(), 1);
     }
 
     #[test]

@@ -18,7 +18,8 @@ use diesel::sql_types::{BigInt, Integer, Nullable, Text, Timestamp};
 use diesel::sqlite::{Sqlite, SqliteConnection};
 
 use super::db_time::DbTime;
-use super::models::{NewAttempt, NewDelivery, NewEvent, SUCCEEDED};
+use super::deliveries::KeptAttempt;
+use super::models::{NewAttempt, NewDelivery, NewEvent, PENDING, SUCCEEDED};
 
 /// Rows per statement of the largest chunk (10 binds each: 320 parameters,
 /// far under SQLite's limit).
@@ -109,10 +110,13 @@ fn insert_chunk<R: InsertRow, const N: usize>(
     InsertRows(rows).execute(conn).map(|_| ())
 }
 
-/// `UPDATE deliveries SET status = 'succeeded', attempts = 1, updated_at = ?
-/// WHERE id = ?`: a delivery answered 2xx at its first attempt.
+/// `UPDATE deliveries SET status = 'succeeded', attempts = 1, updated_at = ?,
+/// first_status_code = ?, first_duration_ms = ?, first_excerpt = ?
+/// WHERE id = ? AND status = 'pending'`: a delivery answered 2xx at its
+/// first attempt, which is kept on its row (a delivery cancelled meanwhile
+/// stays cancelled).
 pub struct FirstAttemptSucceeded<'a> {
-    pub id: &'a str,
+    pub kept: &'a KeptAttempt<'a>,
     pub at: &'a DbTime,
 }
 
@@ -127,22 +131,30 @@ impl QueryFragment<Sqlite> for FirstAttemptSucceeded<'_> {
         out.push_bind_param::<Text, _>(SUCCEEDED)?;
         out.push_sql(", attempts = 1, updated_at = ");
         out.push_bind_param::<Timestamp, _>(self.at)?;
+        out.push_sql(", first_status_code = ");
+        out.push_bind_param::<Nullable<Integer>, _>(&self.kept.status_code)?;
+        out.push_sql(", first_duration_ms = ");
+        out.push_bind_param::<Nullable<BigInt>, _>(&self.kept.duration_ms)?;
+        out.push_sql(", first_excerpt = ");
+        out.push_bind_param::<Nullable<Text>, _>(&self.kept.excerpt)?;
         out.push_sql(" WHERE id = ");
-        out.push_bind_param::<Text, _>(self.id)
+        out.push_bind_param::<Text, _>(self.kept.id)?;
+        out.push_sql(&format!(" AND status = '{PENDING}'"));
+        Ok(())
     }
 }
 
 impl RunQueryDsl<SqliteConnection> for FirstAttemptSucceeded<'_> {}
 
-/// Marks `ids` delivered at their first attempt (inside the caller's
-/// transaction), one cached UPDATE per delivery.
+/// Marks deliveries delivered at their first attempt, keeping it on their
+/// rows (inside the caller's transaction), one cached UPDATE per delivery.
 pub fn first_attempts_succeeded(
     conn: &mut SqliteConnection,
-    ids: &[&str],
+    kept: &[KeptAttempt],
     at: &DbTime,
 ) -> QueryResult<()> {
-    for id in ids {
-        FirstAttemptSucceeded { id, at }.execute(conn)?;
+    for kept in kept {
+        FirstAttemptSucceeded { kept, at }.execute(conn)?;
     }
     Ok(())
 }
@@ -358,7 +370,13 @@ mod tests {
                     .unwrap()
                     .naive_utc(),
             );
-            first_attempts_succeeded(c, &["d003", "d040"], &at).unwrap();
+            let kept = |id| KeptAttempt {
+                id,
+                status_code: Some(204),
+                duration_ms: Some(12),
+                excerpt: Some("ok"),
+            };
+            first_attempts_succeeded(c, &[kept("d003"), kept("d040")], &at).unwrap();
         });
         for (id, _, _, _, status, attempts, _, _) in &after {
             if id == "d003" || id == "d040" {

@@ -28,6 +28,9 @@ diesel::table! {
         last_error -> Nullable<Text>,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        first_status_code -> Nullable<Integer>,
+        first_duration_ms -> Nullable<BigInt>,
+        first_excerpt -> Nullable<Text>,
     }
 }
 
