@@ -27,7 +27,8 @@ use utoipa::{IntoResponses, Modify, OpenApi, ToSchema};
 
 use super::resource::Resource;
 use super::{
-    batch, dead_letters, deliveries, endpoint_list, endpoint_policy, event_lookup, feed, internal,
+    batch, dead_letters, deliveries, endpoint_list, endpoint_policy, erasure, event_lookup, feed,
+    internal,
     public, subscription_changes, subscription_search,
 };
 use crate::error::ApiError;
@@ -147,6 +148,8 @@ pub struct PublicApi;
         dead_letters::replay_dead_letter,
         subscription_search::search,
         event_lookup::event,
+        erasure::erase,
+        erasure::get,
         document,
         docs_index,
         docs_file,

@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod db_time;
 pub mod deliveries;
 pub mod endpoints;
+pub mod erasures;
 pub mod events;
 pub mod history;
 pub mod leases;

@@ -47,6 +47,8 @@ const INTERNAL_ROUTES: &[(&str, &str)] = &[
     ("post", "/internal/v1/dead-letters/{id}/replay"),
     ("get", "/internal/v1/subscriptions"),
     ("get", "/internal/v1/events/{eventId}"),
+    ("post", "/internal/v1/erasure"),
+    ("get", "/internal/v1/erasure/{erasureId}"),
     ("get", "/openapi.json"),
     ("get", "/docs"),
     ("get", "/docs/{file}"),
