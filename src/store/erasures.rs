@@ -301,3 +301,110 @@ pub fn no_longer_pending(conn: &mut Conn, held: &[String]) -> Result<Vec<String>
     }
     Ok(gone)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::db_time::DbTime;
+    use crate::store::deliveries::{Completion, pending_page, record};
+    use crate::store::events::{FixedRoutes, PreparedEvent, store_batch};
+    use crate::store::models::{NewAttempt, NewDelivery, NewEvent};
+    use crate::store::{Store, subscriptions};
+
+    const MARKER: &str = "Marker-7f3c9e1a-erased";
+
+    fn event(id: &str, marketplace_id: i64, body: &str) -> NewEvent {
+        NewEvent {
+            body: body.into(),
+            marketplace_id,
+            ..NewEvent::example(id, DbTime::new(now()))
+        }
+    }
+
+    fn named(user: i64) -> String {
+        format!(
+            r#"{{"event":"qti_export_ready","marketplaceId":1,"contextObjectId":3,"contextObjectType":"QUESTION_SET","triggeringUserId":{user},"triggeringUserName":"{MARKER}","timestamp":"2021-06-29T18:16:06Z"}}"#
+        )
+    }
+
+    /// Without `secure_delete` the old row stays in the page's free space
+    /// (checked by hand: this test then finds the marker twice).
+    #[test]
+    fn a_batch_erases_payloads_cancels_pending_deliveries_and_clears_excerpts_and_the_files_keep_nothing()
+     {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.db");
+        let store = Store::open(path.to_str().unwrap(), 2).unwrap();
+        let conn = &mut store.conn().unwrap();
+        let endpoint = subscriptions::endpoint_id_for(conn, "http://example.com/").unwrap();
+        subscriptions::insert(conn, 1, 1, "qti_export_ready", endpoint, "secret").unwrap();
+        let at = DbTime::new(now());
+        let d = |id: &str, ev: &str| NewDelivery::pending(id.into(), ev.into(), 1, endpoint, &at);
+        let mut batch = vec![
+            PreparedEvent::fixed(event("e1", 1, &named(777)), vec![d("d1", "e1")]),
+            PreparedEvent::fixed(event("e2", 1, &named(777)), vec![d("d2", "e2")]),
+            PreparedEvent::fixed(event("e3", 1, &named(778)), vec![d("d3", "e3")]),
+            PreparedEvent::fixed(event("e4", 2, &named(777)), vec![]),
+        ];
+        store_batch(conn, &mut batch, &[], &mut FixedRoutes).unwrap();
+        // d2 was delivered, with an answer excerpt.
+        let attempt = NewAttempt {
+            delivery_id: "d2".into(),
+            endpoint_id: endpoint,
+            attempted_at: now(),
+            status_code: Some(200),
+            error: None,
+            duration_ms: 3,
+            response_excerpt: Some("thanks".into()),
+        };
+        let done = Completion::Succeeded {
+            id: "d2".into(),
+            attempts: 1,
+        };
+        record(conn, &[done], &[attempt]).unwrap();
+
+        begin(conn, "x1", "dpo", 1).unwrap();
+        let found = candidates(conn, 1, 777, "", 10).unwrap();
+        assert_eq!(found.len(), 2, "e3 does not contain 777, e4 is another marketplace's");
+        let ids: Vec<String> = found.into_iter().map(|c| c.id).collect();
+        let erased = erase(conn, "x1", &ids).unwrap();
+        assert_eq!(erased.events, 2);
+        assert_eq!(erased.cancelled, vec![(endpoint, "d1".to_string())]);
+        assert_eq!(erased.attempts_cleared, 1);
+        // Again: nothing more to do.
+        assert_eq!(erase(conn, "x1", &ids).unwrap().events, 0);
+        let row = complete(conn, "x1").unwrap().unwrap();
+        assert_eq!(
+            (
+                row.events_erased,
+                row.deliveries_cancelled,
+                row.attempts_cleared
+            ),
+            (2, 1, 1)
+        );
+        assert!(row.completed_at.is_some());
+        let pending = pending_page(conn, endpoint, None, 10).unwrap();
+        assert_eq!(pending.len(), 1, "only the other user's is pending");
+        assert_eq!(pending[0].id, "d3");
+        assert_eq!(
+            no_longer_pending(conn, &["d1".into(), "d3".into()]).unwrap(),
+            vec!["d1".to_string()]
+        );
+
+        assert!(checkpoint_wal(conn).unwrap());
+        for file in [path.clone(), dir.path().join("e.db-wal")] {
+            let bytes = std::fs::read(&file).unwrap_or_default();
+            let hits = bytes
+                .windows(MARKER.len())
+                .filter(|w| *w == MARKER.as_bytes())
+                .count();
+            let expected = if file == path { 2 } else { 0 };
+            assert_eq!(
+                hits,
+                expected,
+                "{}: only the other user's event and the other marketplace's",
+                file.display()
+            );
+        }
+    }
+}
