@@ -21,7 +21,8 @@
 //! `backends` (SQLite or PostgreSQL), `receiver`, `prometheus`,
 //! `capacity` (a receiver serving at most N at once), `subscription_changes` (moving a subscription, rotating its secret, the
 //! test event; the Standard Webhooks reference verifier) and `deliveries`
-//! (a subscription's deliveries, resend, the catch-up feed, event lookup).
+//! (a subscription's deliveries, resend, the catch-up feed, event lookup)
+//! and `erasure` (erasure by data subject, byte search of SQLite files).
 //! Everything is
 //! re-exported here, so a test module needs only `use crate::helpers::*;`.
 #![allow(dead_code)]
@@ -34,6 +35,7 @@ mod capacity;
 mod deliveries;
 mod documents;
 mod endpoint_policy;
+mod erasure;
 mod http;
 mod poll;
 mod prometheus;
@@ -45,6 +47,7 @@ pub use app::*;
 pub use backends::*;
 pub use builders::*;
 pub use documents::*;
+pub use erasure::*;
 pub use http::*;
 pub use poll::*;
 pub use prometheus::*;
