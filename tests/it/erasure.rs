@@ -322,3 +322,67 @@ async fn bad_erasure_requests_get_a_json_400_naming_what_is_wrong_and_an_unknown
     let answer = app.erasure("no-such-erasure").await;
     assert_json_error(&answer, 404, "an unknown erasure id");
 }
+
+/// PostgreSQL cluster: the erasure is asked of a node that does not own
+/// the endpoint; the owner, holding the pending delivery in memory (its
+/// endpoint paused), is told by NOTIFY, re-checks and drops it.
+#[actix_rt::test]
+async fn in_a_cluster_the_node_owning_the_endpoint_drops_what_another_node_erased() {
+    let Some(db) = PostgresDb::create_from_env() else {
+        eprintln!("skipped: {POSTGRES_ENV} is not set (cluster tests need PostgreSQL)");
+        return;
+    };
+    let args = ["--max-in-flight-per-endpoint", "1"];
+    let a = TestApp::spawn_cluster_node(&db, "erase-a", &args).await;
+    let b = TestApp::spawn_cluster_node(&db, "erase-b", &args).await;
+    let receiver = Receiver::start().await;
+    let token = a.token(MARKETPLACE, 1).await;
+    a.subscribe_ok(&token, CONFIRM_FINAL_GRADES, &receiver.url(), "cluster-erasure-secret-1")
+        .await;
+    let owner_name = wait_for(Duration::from_secs(30), "an owner of the endpoint", || async {
+        let listed = a.endpoint_with_url(&receiver.url()).await?;
+        listed["ownerNode"].as_str().map(str::to_string)
+    })
+    .await;
+    let (owner, other) = if owner_name == "erase-a" { (&a, &b) } else { (&b, &a) };
+    let endpoint = owner.endpoint_id(&receiver.url()).await;
+    owner
+        .patch_endpoint_ok(&endpoint, json!({"paused": true}))
+        .await;
+
+    // Pushed to the owner: its actor holds them in memory, paused.
+    let marker = erase_marker();
+    owner
+        .push_event_ok(&named_event(
+            MARKETPLACE,
+            1,
+            json!({"triggeringUserId": USER, "triggeringUserName": marker}),
+        ))
+        .await;
+    owner
+        .push_event_ok(&named_event(MARKETPLACE, 2, json!({"triggeringUserId": 5})))
+        .await;
+
+    let (status, done) = other
+        .erase(json!({"marketplaceId": MARKETPLACE, "userId": USER}), &[])
+        .await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["eventsErased"], 1, "{done}");
+    assert_eq!(done["deliveriesCancelled"], 1, "{done}");
+    wait_until(
+        Duration::from_secs(10),
+        "the owner to drop the cancelled delivery",
+        || owner.log_tail(200).contains("cancelled on another node"),
+    )
+    .await;
+
+    owner
+        .patch_endpoint_ok(&endpoint, json!({"paused": false}))
+        .await;
+    let two: std::collections::HashSet<i64> = [2].into();
+    receiver
+        .wait_for_context_ids(&two, Duration::from_secs(20))
+        .await;
+    assert_eq!(bodies_with(&receiver, &marker), 0, "nothing erased was sent");
+    assert!(receiver.deliveries_of(1).is_empty());
+}

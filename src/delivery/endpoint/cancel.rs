@@ -113,6 +113,11 @@ impl EndpointActor {
             act.rechecking = false;
             match result {
                 Ok(gone) if !gone.is_empty() => {
+                    log::info!(
+                        "endpoint {}: dropped {} held deliveries that are no longer pending (cancelled on another node)",
+                        act.id,
+                        gone.len()
+                    );
                     act.drop_cancelled(gone);
                     act.send_records(ctx);
                     act.update_gauges();
