@@ -386,3 +386,41 @@ async fn in_a_cluster_the_node_owning_the_endpoint_drops_what_another_node_erase
     assert_eq!(bodies_with(&receiver, &marker), 0, "nothing erased was sent");
     assert!(receiver.deliveries_of(1).is_empty());
 }
+
+/// A delivery in flight when it is erased completes (it was sent), but its
+/// attempt keeps no answer excerpt.
+#[actix_rt::test]
+async fn an_attempt_in_flight_during_the_erasure_keeps_no_answer_excerpt() {
+    let app = TestApp::spawn().await;
+    let slow = Receiver::start_with(Reply::delayed(Duration::from_secs(2), 200)).await;
+    slow.set_verification_reply(Reply::status(200));
+    let token = app.token(MARKETPLACE, 1).await;
+    let sub = app
+        .subscribe_ok(&token, CONFIRM_FINAL_GRADES, &slow.url(), "in-flight-secret-0123")
+        .await;
+    let erased = event_id(
+        &app.push_event_ok(&named_event(
+            MARKETPLACE,
+            1,
+            json!({"triggeringUserId": USER, "triggeringUserName": erase_marker()}),
+        ))
+        .await,
+    );
+    slow.wait_for_deliveries(1, Duration::from_secs(10)).await;
+
+    let (status, done) = app
+        .erase(json!({"marketplaceId": MARKETPLACE, "userId": USER}), &[])
+        .await;
+
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["deliveriesCancelled"], 1, "in flight, still pending: {done}");
+    let id = delivery_of(&app, &erased, sub).await;
+    let detail = wait_for(Duration::from_secs(20), "the attempt logged", || async {
+        let detail = app.delivery(&token, sub, &id).await.1;
+        detail["attempts"].as_array().is_some_and(|a| !a.is_empty()).then_some(detail)
+    })
+    .await;
+    assert_eq!(detail["attempts"][0]["statusCode"], 200, "{detail}");
+    assert!(detail["attempts"][0]["responseExcerpt"].is_null(), "{detail}");
+    assert!(detail["payload"].is_null(), "{detail}");
+}
