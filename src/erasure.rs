@@ -119,8 +119,10 @@ mod tests {
         assert!(!names_user(&context, 777));
         assert!(!names_user(&associated, 777));
         // The type of one position does not make the other's id a person.
-        let crossed = body(json!({"contextObjectId": 777, "contextObjectType": "QUESTION",
-            "associatedObjectId": 1, "associatedObjectType": "CANDIDATE"}));
+        let crossed = body(
+            json!({"contextObjectId": 777, "contextObjectType": "QUESTION",
+            "associatedObjectId": 1, "associatedObjectType": "CANDIDATE"}),
+        );
         assert!(!names_user(&crossed, 777));
     }
 
@@ -133,7 +135,13 @@ mod tests {
 
     #[test]
     fn a_malformed_or_erased_body_names_nobody() {
-        for bad in ["", "not json", "[777]", "{\"triggeringUserId\":\"777\"}", "777"] {
+        for bad in [
+            "",
+            "not json",
+            "[777]",
+            "{\"triggeringUserId\":\"777\"}",
+            "777",
+        ] {
             assert!(!names_user(bad, 777), "{bad}");
         }
         assert!(is_erased(ERASED_BODY));
@@ -155,7 +163,10 @@ mod tests {
     #[test]
     fn the_requester_is_the_header_trimmed_or_the_internal_token() {
         assert_eq!(requester(None).unwrap(), DEFAULT_REQUESTER);
-        assert_eq!(requester(Some(b" dpo ticket 42 ")).unwrap(), "dpo ticket 42");
+        assert_eq!(
+            requester(Some(b" dpo ticket 42 ")).unwrap(),
+            "dpo ticket 42"
+        );
         assert!(requester(Some(b"")).is_err());
         assert!(requester(Some(b"   ")).is_err());
         assert!(requester(Some("Zoë".as_bytes())).is_err());

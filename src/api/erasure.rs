@@ -264,7 +264,10 @@ mod tests {
         let cases = [
             (json!({"userId": 777}), "marketplaceId"),
             (json!({"marketplaceId": 5}), "userId"),
-            (json!({"marketplaceId": "5", "userId": 777}), "marketplaceId"),
+            (
+                json!({"marketplaceId": "5", "userId": 777}),
+                "marketplaceId",
+            ),
             (json!({"marketplaceId": 5, "userId": 7.5}), "userId"),
             (json!({"marketplaceId": 5, "userId": null}), "userId"),
             (

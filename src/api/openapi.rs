@@ -28,8 +28,7 @@ use utoipa::{IntoResponses, Modify, OpenApi, ToSchema};
 use super::resource::Resource;
 use super::{
     batch, dead_letters, deliveries, endpoint_list, endpoint_policy, erasure, event_lookup, feed,
-    internal,
-    public, subscription_changes, subscription_search,
+    internal, public, subscription_changes, subscription_search,
 };
 use crate::error::ApiError;
 

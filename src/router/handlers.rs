@@ -222,8 +222,11 @@ impl Handler<CancelDeliveries> for Router {
             return;
         }
         let store = self.store.clone();
-        let notify =
-            async move { store.run(move |conn| leases::notify_cancelled(conn, &elsewhere)).await };
+        let notify = async move {
+            store
+                .run(move |conn| leases::notify_cancelled(conn, &elsewhere))
+                .await
+        };
         ctx.spawn(notify.into_actor(self).map(|result, _, _| {
             if let Err(e) = result {
                 log::error!("could not tell other nodes of cancelled deliveries: {e}");

@@ -365,7 +365,11 @@ mod tests {
 
         begin(conn, "x1", "dpo", 1).unwrap();
         let found = candidates(conn, 1, 777, "", 10).unwrap();
-        assert_eq!(found.len(), 2, "e3 does not contain 777, e4 is another marketplace's");
+        assert_eq!(
+            found.len(),
+            2,
+            "e3 does not contain 777, e4 is another marketplace's"
+        );
         let ids: Vec<String> = found.into_iter().map(|c| c.id).collect();
         let erased = erase(conn, "x1", &ids).unwrap();
         assert_eq!(erased.events, 2);

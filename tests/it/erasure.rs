@@ -137,10 +137,14 @@ async fn an_erasure_removes_a_persons_payloads_everywhere_and_their_pending_deli
     );
     let failing_attempt = delivery_of(&app, &as_trigger, sub_failing).await;
     // Its failed attempt is logged, with the answer's excerpt.
-    wait_for(Duration::from_secs(10), "the failed attempt logged", || async {
-        let detail = app.delivery(&token, sub_failing, &failing_attempt).await.1;
-        (detail["attempts"][0]["responseExcerpt"] == "not now, try later").then_some(())
-    })
+    wait_for(
+        Duration::from_secs(10),
+        "the failed attempt logged",
+        || async {
+            let detail = app.delivery(&token, sub_failing, &failing_attempt).await.1;
+            (detail["attempts"][0]["responseExcerpt"] == "not now, try later").then_some(())
+        },
+    )
     .await;
     let sent_before = bodies_with(&failing, &marker);
     assert_eq!(sent_before, 1, "one failed attempt before the erasure");
@@ -286,7 +290,13 @@ async fn an_erasure_removes_a_persons_payloads_everywhere_and_their_pending_deli
         .erase(json!({"marketplaceId": MARKETPLACE, "userId": USER}), &[])
         .await;
     assert_eq!(status, 200, "{again}");
-    assert_eq!((again["eventsErased"].clone(), again["deliveriesCancelled"].clone()), (json!(0), json!(0)));
+    assert_eq!(
+        (
+            again["eventsErased"].clone(),
+            again["deliveriesCancelled"].clone()
+        ),
+        (json!(0), json!(0))
+    );
     let (_, audit) = app.erasure(again["erasureId"].as_str().unwrap()).await;
     assert_eq!(audit["requester"], "internal token", "{audit}");
 }
@@ -297,7 +307,10 @@ async fn bad_erasure_requests_get_a_json_400_naming_what_is_wrong_and_an_unknown
     let cases = [
         (json!({"marketplaceId": 1}), "userId"),
         (json!({"userId": 777}), "marketplaceId"),
-        (json!({"marketplaceId": "1", "userId": 777}), "marketplaceId"),
+        (
+            json!({"marketplaceId": "1", "userId": 777}),
+            "marketplaceId",
+        ),
         (json!({"marketplaceId": 1, "userId": 77.7}), "userId"),
         (
             json!({"marketplaceId": 1, "userId": 777, "email": "a@b.c"}),
@@ -337,14 +350,27 @@ async fn in_a_cluster_the_node_owning_the_endpoint_drops_what_another_node_erase
     let b = TestApp::spawn_cluster_node(&db, "erase-b", &args).await;
     let receiver = Receiver::start().await;
     let token = a.token(MARKETPLACE, 1).await;
-    a.subscribe_ok(&token, CONFIRM_FINAL_GRADES, &receiver.url(), "cluster-erasure-secret-1")
-        .await;
-    let owner_name = wait_for(Duration::from_secs(30), "an owner of the endpoint", || async {
-        let listed = a.endpoint_with_url(&receiver.url()).await?;
-        listed["ownerNode"].as_str().map(str::to_string)
-    })
+    a.subscribe_ok(
+        &token,
+        CONFIRM_FINAL_GRADES,
+        &receiver.url(),
+        "cluster-erasure-secret-1",
+    )
     .await;
-    let (owner, other) = if owner_name == "erase-a" { (&a, &b) } else { (&b, &a) };
+    let owner_name = wait_for(
+        Duration::from_secs(30),
+        "an owner of the endpoint",
+        || async {
+            let listed = a.endpoint_with_url(&receiver.url()).await?;
+            listed["ownerNode"].as_str().map(str::to_string)
+        },
+    )
+    .await;
+    let (owner, other) = if owner_name == "erase-a" {
+        (&a, &b)
+    } else {
+        (&b, &a)
+    };
     let endpoint = owner.endpoint_id(&receiver.url()).await;
     owner
         .patch_endpoint_ok(&endpoint, json!({"paused": true}))
@@ -383,7 +409,11 @@ async fn in_a_cluster_the_node_owning_the_endpoint_drops_what_another_node_erase
     receiver
         .wait_for_context_ids(&two, Duration::from_secs(20))
         .await;
-    assert_eq!(bodies_with(&receiver, &marker), 0, "nothing erased was sent");
+    assert_eq!(
+        bodies_with(&receiver, &marker),
+        0,
+        "nothing erased was sent"
+    );
     assert!(receiver.deliveries_of(1).is_empty());
 }
 
@@ -396,7 +426,12 @@ async fn an_attempt_in_flight_during_the_erasure_keeps_no_answer_excerpt() {
     slow.set_verification_reply(Reply::status(200));
     let token = app.token(MARKETPLACE, 1).await;
     let sub = app
-        .subscribe_ok(&token, CONFIRM_FINAL_GRADES, &slow.url(), "in-flight-secret-0123")
+        .subscribe_ok(
+            &token,
+            CONFIRM_FINAL_GRADES,
+            &slow.url(),
+            "in-flight-secret-0123",
+        )
         .await;
     let erased = event_id(
         &app.push_event_ok(&named_event(
@@ -413,14 +448,23 @@ async fn an_attempt_in_flight_during_the_erasure_keeps_no_answer_excerpt() {
         .await;
 
     assert_eq!(status, 200, "{done}");
-    assert_eq!(done["deliveriesCancelled"], 1, "in flight, still pending: {done}");
+    assert_eq!(
+        done["deliveriesCancelled"], 1,
+        "in flight, still pending: {done}"
+    );
     let id = delivery_of(&app, &erased, sub).await;
     let detail = wait_for(Duration::from_secs(20), "the attempt logged", || async {
         let detail = app.delivery(&token, sub, &id).await.1;
-        detail["attempts"].as_array().is_some_and(|a| !a.is_empty()).then_some(detail)
+        detail["attempts"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+            .then_some(detail)
     })
     .await;
     assert_eq!(detail["attempts"][0]["statusCode"], 200, "{detail}");
-    assert!(detail["attempts"][0]["responseExcerpt"].is_null(), "{detail}");
+    assert!(
+        detail["attempts"][0]["responseExcerpt"].is_null(),
+        "{detail}"
+    );
     assert!(detail["payload"].is_null(), "{detail}");
 }

@@ -69,8 +69,8 @@ use crate::store::endpoints::HealthRow;
 pub use job::Job;
 use messages::Resume;
 pub use messages::{
-    AddSubscription, BeginDrain, Cancel, EndpointDied, Enqueue, ForgetSubscription, InFlight, Owner,
-    Poke, Recheck, Replayed, Retired, SetPolicy, StopNow, drain,
+    AddSubscription, BeginDrain, Cancel, EndpointDied, Enqueue, ForgetSubscription, InFlight,
+    Owner, Poke, Recheck, Replayed, Retired, SetPolicy, StopNow, drain,
 };
 pub use policy::EndpointPolicy;
 pub use settings::DeliverySettings;

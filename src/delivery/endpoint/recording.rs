@@ -35,10 +35,7 @@ impl EndpointActor {
     /// flight when its delivery was cancelled by an erasure keeps no
     /// answer excerpt (the erasure removed the others).
     pub(super) fn record(&mut self, mut record: Record, ctx: &mut Context<Self>) {
-        if self
-            .cancelled
-            .contains(record.attempt.delivery_id.as_str())
-        {
+        if self.cancelled.contains(record.attempt.delivery_id.as_str()) {
             record.attempt.response_excerpt = None;
         }
         self.records.push(record);
