@@ -160,6 +160,28 @@ pub struct ServeArgs {
     #[arg(long, env = "HOOKRELAY_HISTORY_RETENTION", default_value = "7d", value_parser = parse_duration)]
     pub history_retention: Duration,
 
+    /// URL that receives hookrelay's own lifecycle notices (endpoint.failing,
+    /// endpoint.paused, endpoint.recovered, subscription.expiring,
+    /// endpoint.dead, subscription.auto_removed), delivered like any
+    /// delivery: durable, signed, retried. Its endpoint is never removed.
+    /// The notices are listed at GET /internal/v1/notices with or without it.
+    #[arg(
+        long,
+        env = "HOOKRELAY_OPERATOR_WEBHOOK",
+        requires = "operator_webhook_secret"
+    )]
+    pub operator_webhook: Option<String>,
+
+    /// Secret that signs the notices sent to --operator-webhook (at least 16
+    /// characters, or a `whsec_` key of at least 16 bytes).
+    #[arg(
+        long,
+        env = "HOOKRELAY_OPERATOR_WEBHOOK_SECRET",
+        hide_env_values = true,
+        requires = "operator_webhook"
+    )]
+    pub operator_webhook_secret: Option<String>,
+
     /// On SIGTERM, how long in-flight deliveries may take to finish.
     #[arg(long, env = "HOOKRELAY_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
@@ -271,6 +293,28 @@ mod tests {
         assert!(serve_args(&[]).adaptive_concurrency);
         assert!(!serve_args(&["--adaptive-concurrency", "false"]).adaptive_concurrency);
         assert!(serve_args(&["--adaptive-concurrency", "true"]).adaptive_concurrency);
+    }
+
+    #[test]
+    fn the_operator_webhook_needs_its_secret_and_the_secret_its_webhook() {
+        use clap::Parser;
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["hookrelay", "serve"];
+            argv.extend_from_slice(extra);
+            Cli::try_parse_from(argv).map(|_| ())
+        };
+        assert!(parse(&["--operator-webhook", "https://ops.example.com/h"]).is_err());
+        assert!(parse(&["--operator-webhook-secret", "0123456789abcdef"]).is_err());
+        let both = serve_args(&[
+            "--operator-webhook",
+            "https://ops.example.com/h",
+            "--operator-webhook-secret",
+            "0123456789abcdef",
+        ]);
+        assert_eq!(
+            both.operator_webhook.as_deref(),
+            Some("https://ops.example.com/h")
+        );
     }
 
     #[test]

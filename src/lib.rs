@@ -15,6 +15,7 @@ pub mod event;
 pub mod ingest;
 pub mod json;
 pub mod metrics;
+pub mod notice;
 pub mod router;
 pub mod routing;
 pub mod server;

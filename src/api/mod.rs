@@ -15,6 +15,7 @@ pub mod event_lookup;
 pub mod feed;
 pub mod framing;
 pub mod internal;
+pub mod notices;
 pub mod openapi;
 pub mod page;
 pub mod public;

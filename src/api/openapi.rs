@@ -28,7 +28,7 @@ use utoipa::{IntoResponses, Modify, OpenApi, ToSchema};
 use super::resource::Resource;
 use super::{
     batch, dead_letters, deliveries, endpoint_list, endpoint_policy, erasure, event_lookup, feed,
-    internal, public, subscription_changes, subscription_search,
+    internal, notices, public, subscription_changes, subscription_search,
 };
 use crate::error::ApiError;
 
@@ -147,6 +147,7 @@ pub struct PublicApi;
         dead_letters::replay_dead_letter,
         subscription_search::search,
         event_lookup::event,
+        notices::list_notices,
         erasure::erase,
         erasure::get,
         document,

@@ -78,6 +78,9 @@ pub struct Health {
     pub last_success_at: Option<DateTime<Utc>>,
     pub last_failure_at: Option<DateTime<Utc>>,
     pub last_failure_reason: Option<String>,
+    /// Never dies (the operator webhook's own endpoint): what would kill it
+    /// starts the count of failed checks again instead.
+    pub spare: bool,
 }
 
 impl Default for Health {
@@ -89,6 +92,7 @@ impl Default for Health {
             last_success_at: None,
             last_failure_at: None,
             last_failure_reason: None,
+            spare: false,
         }
     }
 }
@@ -229,6 +233,10 @@ impl Health {
     }
 
     fn die(&mut self, reason: String) -> Effect {
+        if self.spare {
+            self.failed_verifications = 0;
+            return Effect::Nothing;
+        }
         self.state = State::Dead;
         Effect::Die(reason)
     }
@@ -343,6 +351,26 @@ mod tests {
             Effect::Nothing
         );
         assert_eq!(h.failed_verifications, 0);
+    }
+
+    #[test]
+    fn a_spare_endpoint_never_dies_and_counts_its_checks_again() {
+        let mut h = Health {
+            spare: true,
+            ..Health::default()
+        };
+        for _ in 0..3 {
+            assert_eq!(
+                h.check_answered(now(), Some("500"), false, &POLICY),
+                Effect::Nothing
+            );
+        }
+        assert_eq!(h.failed_verifications, 0);
+        assert_eq!(
+            h.delivery_failed(now(), "410", true, &POLICY),
+            Effect::Nothing
+        );
+        assert_ne!(h.state, State::Dead);
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod budget;
 pub mod endpoint;
 pub mod excerpt;
 pub mod health;
+pub mod notices;
 pub mod pace;
 pub mod recorder;
 pub mod retry;

@@ -6,6 +6,11 @@
 //! delivery is sent again (at-least-once). After each write it tells the
 //! endpoint actors which of their finished deliveries are now recorded
 //! (`Recorded`), so they need remember them only that long.
+//!
+//! Lifecycle notices (`Notify`) are stored with the same writes; when an
+//! operator webhook is set, each gets its delivery there in the same
+//! transaction, and the recorder reports those upward (`NoticesQueued`) to
+//! be handed to that endpoint's actor.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,10 +18,13 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
+use super::endpoint::Job;
+use crate::notice::Draft;
 use crate::store::Store;
 use crate::store::deliveries::{self, Completion};
 use crate::store::endpoints::{self, HealthRow};
 use crate::store::models::NewAttempt;
+use crate::store::notices::{self, OperatorRoute, QueuedNotice};
 
 /// Longest time an outcome waits before it is written.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(20);
@@ -55,6 +63,18 @@ type Ack = (Recipient<Recorded>, Vec<Arc<str>>);
 #[rtype(result = "()")]
 pub struct SaveHealth(pub i64, pub HealthRow);
 
+/// Lifecycle notices to store, in order (`crate::notice`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Notify(pub Vec<Draft>);
+
+/// Reported upward once notices are stored: their deliveries to the
+/// operator webhook (endpoint id, URL, the delivery), in order, for that
+/// endpoint's actor.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct NoticesQueued(pub Vec<(i64, String, Job)>);
+
 /// Writes everything buffered; answers once it is stored (used on shutdown).
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -65,21 +85,41 @@ pub struct Recorder {
     completions: Vec<Completion>,
     attempts: Vec<NewAttempt>,
     health: HashMap<i64, HealthRow>,
+    notices: Vec<Draft>,
+    /// Where notices are delivered, when an operator webhook is set.
+    operator: Option<Arc<OperatorRoute>>,
+    /// Who hands notices' deliveries to their actor (the router).
+    queued: Recipient<NoticesQueued>,
     acks: Vec<Ack>,
     writing: bool,
     timer: Option<SpawnHandle>,
 }
 
 /// One write's rows.
-type Batch = (Vec<Completion>, Vec<NewAttempt>, Vec<(i64, HealthRow)>);
+#[derive(Clone)]
+struct Batch {
+    completions: Vec<Completion>,
+    attempts: Vec<NewAttempt>,
+    health: Vec<(i64, HealthRow)>,
+    notices: Vec<Draft>,
+}
 
 impl Recorder {
-    pub fn new(store: Store) -> Recorder {
+    /// A recorder writing to `store`; notices go to `operator` when set,
+    /// and their deliveries are reported to `queued`.
+    pub fn new(
+        store: Store,
+        operator: Option<OperatorRoute>,
+        queued: Recipient<NoticesQueued>,
+    ) -> Recorder {
         Recorder {
             store,
             completions: Vec::new(),
             attempts: Vec::new(),
             health: HashMap::new(),
+            notices: Vec::new(),
+            operator: operator.map(Arc::new),
+            queued,
             acks: Vec::new(),
             writing: false,
             timer: None,
@@ -93,7 +133,11 @@ impl Recorder {
         &mut self,
         ctx: &mut Context<Self>,
     ) -> Option<impl ActorFuture<Self, Output = ()> + 'static> {
-        if self.completions.is_empty() && self.attempts.is_empty() && self.health.is_empty() {
+        if self.completions.is_empty()
+            && self.attempts.is_empty()
+            && self.health.is_empty()
+            && self.notices.is_empty()
+        {
             // Nothing to write: the outcomes of what the actors ask about
             // were written by an earlier write (or need none).
             for (to, ids) in self.acks.drain(..) {
@@ -105,37 +149,42 @@ impl Recorder {
             ctx.cancel_future(t);
         }
         self.writing = true;
-        let batch: Arc<Batch> = Arc::new((
-            std::mem::take(&mut self.completions),
-            std::mem::take(&mut self.attempts),
-            std::mem::take(&mut self.health).into_iter().collect(),
-        ));
+        let batch: Arc<Batch> = Arc::new(Batch {
+            completions: std::mem::take(&mut self.completions),
+            attempts: std::mem::take(&mut self.attempts),
+            health: std::mem::take(&mut self.health).into_iter().collect(),
+            notices: std::mem::take(&mut self.notices),
+        });
         let acks = std::mem::take(&mut self.acks);
         let (store, written) = (self.store.clone(), batch.clone());
+        let operator = self.operator.clone();
         let write = async move {
             store
                 .run_background(move |conn| {
-                    deliveries::record(conn, &written.0, &written.1)?;
-                    endpoints::save_health(conn, &written.2)
+                    deliveries::record(conn, &written.completions, &written.attempts)?;
+                    endpoints::save_health(conn, &written.health)?;
+                    notices::insert(conn, &written.notices, operator.as_deref())
                 })
                 .await
         };
         Some(write.into_actor(self).map(move |result, act, _| {
             act.writing = false;
             match result {
-                Ok(()) => {
+                Ok(queued) => {
                     for (to, ids) in acks {
                         to.do_send(Recorded(ids));
                     }
+                    act.hand_over(queued);
                 }
                 Err(e) => {
                     log::error!("could not record delivery outcomes ({e}); retrying");
                     crate::metrics::internal_error(crate::metrics::ErrorSite::Recorder);
-                    let (completions, attempts, health) =
-                        Arc::try_unwrap(batch).unwrap_or_else(|shared| (*shared).clone());
-                    act.completions.splice(0..0, completions);
-                    act.attempts.splice(0..0, attempts);
-                    for (id, row) in health {
+                    let batch = Arc::try_unwrap(batch).unwrap_or_else(|shared| (*shared).clone());
+                    act.completions.splice(0..0, batch.completions);
+                    act.attempts.splice(0..0, batch.attempts);
+                    // Stored twice is harmless: a stored notice is skipped.
+                    act.notices.splice(0..0, batch.notices);
+                    for (id, row) in batch.health {
                         // A newer one may have come meanwhile.
                         act.health.entry(id).or_insert(row);
                     }
@@ -143,6 +192,29 @@ impl Recorder {
                 }
             }
         }))
+    }
+
+    /// Reports the notices' deliveries to the operator webhook upward.
+    fn hand_over(&self, queued: Vec<QueuedNotice>) {
+        let Some(route) = &self.operator else {
+            return;
+        };
+        if queued.is_empty() {
+            return;
+        }
+        let jobs = queued
+            .into_iter()
+            .map(|q| {
+                let job = Job::new(
+                    Arc::from(q.delivery_id),
+                    q.subscription_id,
+                    route.secrets.clone(),
+                    bytes::Bytes::from(q.body),
+                );
+                (q.endpoint_id, q.endpoint_url, job)
+            })
+            .collect();
+        self.queued.do_send(NoticesQueued(jobs));
     }
 
     /// Starts one write of what is buffered, unless one is running already.
@@ -163,7 +235,10 @@ impl Recorder {
 
     fn schedule(&mut self, ctx: &mut Context<Self>) {
         if self.timer.is_none()
-            && !(self.completions.is_empty() && self.acks.is_empty() && self.health.is_empty())
+            && !(self.completions.is_empty()
+                && self.acks.is_empty()
+                && self.health.is_empty()
+                && self.notices.is_empty())
         {
             self.timer = Some(ctx.run_later(FLUSH_EVERY, |act, ctx| {
                 act.timer = None;
@@ -205,6 +280,20 @@ impl Handler<SaveHealth> for Recorder {
 
     fn handle(&mut self, msg: SaveHealth, ctx: &mut Self::Context) {
         self.health.insert(msg.0, msg.1);
+        self.schedule(ctx);
+    }
+}
+
+impl Handler<Notify> for Recorder {
+    type Result = ();
+
+    fn handle(&mut self, msg: Notify, ctx: &mut Self::Context) {
+        // Ids in the order notices are written, one write at a time: a
+        // reader paging by id never skips one stored later.
+        self.notices.extend(msg.0.into_iter().map(|mut draft| {
+            draft.stamp();
+            draft
+        }));
         self.schedule(ctx);
     }
 }

@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 
 use super::messages::{
     CancelDeliveries, Committed, DeliveriesCancelled, EndpointAddr, EndpointDied, Endpoints,
-    LeasesAcquired, LeasesLost, Publish, ReleaseEndpoints, Replay, Retired, RoutesChanged,
-    StartMore, WorkArrived,
+    LeasesAcquired, LeasesLost, NoticesQueued, Publish, ReleaseEndpoints, Replay, Retired,
+    RoutesChanged, StartMore, WorkArrived,
 };
-use crate::delivery::endpoint::{self, EndpointActor, Enqueue};
+use crate::delivery::endpoint::{self, EndpointActor, Enqueue, Job};
 use crate::delivery::recorder::Flush;
 use crate::metrics::{self, ErrorSite};
 use crate::store::events::PreparedEvent;
@@ -86,19 +86,38 @@ impl Handler<Replay> for Router {
     type Result = ();
 
     fn handle(&mut self, msg: Replay, ctx: &mut Self::Context) {
-        if !self.learn_endpoint(msg.endpoint_id, &msg.endpoint_url) {
+        self.hand_back(msg.endpoint_id, &msg.endpoint_url, msg.job, ctx);
+    }
+}
+
+impl Handler<NoticesQueued> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: NoticesQueued, ctx: &mut Self::Context) {
+        for (endpoint_id, url, job) in msg.0 {
+            self.hand_back(endpoint_id, &url, job, ctx);
+        }
+    }
+}
+
+impl Router {
+    /// Gives a delivery that is pending in the database (a replayed dead
+    /// letter, a notice for the operator webhook) to its endpoint's actor,
+    /// or tells the node that owns the endpoint to read its queue.
+    fn hand_back(&mut self, endpoint_id: i64, url: &str, job: Job, ctx: &mut Context<Self>) {
+        if !self.learn_endpoint(endpoint_id, url) {
             return;
         }
-        match self.actor(msg.endpoint_id) {
-            Some(addr) => addr.do_send(endpoint::Replayed(msg.job)),
+        match self.actor(endpoint_id) {
+            Some(addr) => addr.do_send(endpoint::Replayed(job)),
             None => {
                 // Another node owns it: tell it to read its queue.
                 let store = self.store.clone();
-                let ids = vec![msg.endpoint_id];
+                let ids = vec![endpoint_id];
                 let notify = async move { store.run(move |conn| leases::notify(conn, &ids)).await };
                 ctx.spawn(notify.into_actor(self).map(|result, _, _| {
                     if let Err(e) = result {
-                        log::error!("could not notify the owner of a replayed delivery: {e}");
+                        log::error!("could not notify the owner of a pending delivery: {e}");
                         metrics::internal_error(ErrorSite::Router);
                     }
                 }));

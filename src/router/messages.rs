@@ -9,6 +9,7 @@ use actix::prelude::*;
 use crate::delivery::endpoint::{EndpointActor, Job};
 
 pub use crate::delivery::endpoint::{EndpointDied, Retired};
+pub use crate::delivery::recorder::NoticesQueued;
 
 pub use crate::cluster::lease::{LeasesAcquired, LeasesLost, ReleaseEndpoints};
 pub use crate::cluster::{DeliveriesCancelled, PolicyChanged, PolicySet, WorkArrived};

@@ -54,6 +54,8 @@ pub enum StartError {
     GroupCommit(std::io::Error),
     #[error("could not install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error("--operator-webhook{0}")]
+    OperatorWebhook(String),
 }
 
 /// Opens the database (migrating it) and seeds the default event types.
@@ -97,13 +99,32 @@ fn configure_process(args: &ServeArgs) -> Arc<str> {
     node_id
 }
 
-/// Opens the store (migrating it) and reads what the node starts from.
+/// `--operator-webhook` and its secret, checked: the URL (normalized) and
+/// the secret, when set.
+fn operator_webhook(args: &ServeArgs) -> Result<Option<(String, String)>, StartError> {
+    let (Some(url), Some(secret)) = (&args.operator_webhook, &args.operator_webhook_secret) else {
+        return Ok(None);
+    };
+    let url = crate::endpoint_url::EndpointUrl::parse(url)
+        .map_err(|e| StartError::OperatorWebhook(format!(": {e}")))?;
+    crate::signing::Secret::parse_new(secret)
+        .map_err(|e| StartError::OperatorWebhook(format!("-secret: {e}")))?;
+    Ok(Some((url.as_str().to_string(), secret.clone())))
+}
+
+/// Opens the store (migrating it), installs the operator webhook's route
+/// and reads what the node starts from.
 async fn open(args: &ServeArgs, node_id: &str) -> Result<(Store, Loaded), StartError> {
     let url = args.database.database_url.clone();
     let (pool_size, sync) = (args.db_pool_size, args.sqlite_synchronous);
+    let webhook = operator_webhook(args)?;
     let (store, loaded) = tokio::task::spawn_blocking(move || {
         let store = open_store_with(&url, pool_size, sync)?;
-        let loaded = load(&store)?;
+        let operator = store::notices::install_operator(
+            &mut store.conn()?,
+            webhook.as_ref().map(|(u, s)| (u.as_str(), s.as_str())),
+        )?;
+        let loaded = load(&store, operator)?;
         Ok::<_, StoreError>((store, loaded))
     })
     .await
@@ -151,10 +172,11 @@ fn start_actors(
 ) -> Result<StartedNode, StartError> {
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let arbiters: Vec<Arbiter> = (0..threads).map(|_| Arbiter::new()).collect();
-    let recorder = Recorder::new(store.clone()).start();
-    let catalog = Catalog::new(loaded.catalog);
     let router_ctx = Context::<Router>::new();
     let me = router_ctx.address();
+    let operator_endpoint = loaded.operator.as_ref().map(|o| o.endpoint_id);
+    let recorder = Recorder::new(store.clone(), loaded.operator, me.clone().recipient()).start();
+    let catalog = Catalog::new(loaded.catalog);
     let ingest = start_ingest(store, loaded.routing_version, &loaded.routes, &me)?;
     let stop_listener = Arc::new(AtomicBool::new(false));
     let ownership = match store.backend() {
@@ -173,7 +195,7 @@ fn start_actors(
     let deps = Deps {
         store: store.clone(),
         recorder: recorder.clone(),
-        settings: delivery_settings(args),
+        settings: delivery_settings(args, operator_endpoint),
         arbiters: arbiters.iter().map(Arbiter::handle).collect(),
     };
     let (on_loaded, loaded_rx) = oneshot::channel();
@@ -222,7 +244,7 @@ fn start_ingest(
 }
 
 /// What the delivery of every endpoint actor is bounded by.
-fn delivery_settings(args: &ServeArgs) -> Arc<DeliverySettings> {
+fn delivery_settings(args: &ServeArgs, operator_endpoint: Option<i64>) -> Arc<DeliverySettings> {
     Arc::new(DeliverySettings {
         timeout: args.delivery_timeout,
         retry_schedule: args.retry_schedule.0.clone(),
@@ -235,6 +257,7 @@ fn delivery_settings(args: &ServeArgs) -> Arc<DeliverySettings> {
             pause_after_failures: args.pause_after_failures,
             dead_after_failed_verifications: args.dead_after_failed_verifications,
         },
+        operator_endpoint,
     })
 }
 
@@ -390,10 +413,15 @@ struct Loaded {
     health: Vec<(i64, store::endpoints::HealthRow)>,
     /// Endpoints' policies other than the default.
     policies: Vec<(i64, store::endpoints::PolicyRow)>,
+    /// Where lifecycle notices are delivered, when an operator webhook is set.
+    operator: Option<store::notices::OperatorRoute>,
 }
 
 /// Reads what a node starts from, in one connection.
-fn load(store: &Store) -> Result<Loaded, StoreError> {
+fn load(
+    store: &Store,
+    operator: Option<store::notices::OperatorRoute>,
+) -> Result<Loaded, StoreError> {
     let mut conn = store.conn()?;
     let catalog = store::catalog::list(&mut conn)?;
     // The version first: the routes read after it reflect it (or newer
@@ -414,6 +442,7 @@ fn load(store: &Store) -> Result<Loaded, StoreError> {
         backlog,
         health,
         policies,
+        operator,
     })
 }
 

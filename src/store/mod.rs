@@ -13,6 +13,7 @@ pub mod events;
 pub mod history;
 pub mod leases;
 pub mod models;
+pub mod notices;
 pub mod prepared;
 pub mod routing;
 pub mod schema;
@@ -652,8 +653,12 @@ mod tests {
             .unwrap();
     }
 
-    /// Rows as the previous release wrote them (before the routing
-    /// version): a token, an endpoint, an active subscription, an event and
+    /// The first migration of this release: the previous release had every
+    /// one before it.
+    const THIS_RELEASE: &str = "2026-12-06-000008";
+
+    /// Rows as an earlier release wrote them (they fit every schema since
+    /// the first): a token, an endpoint, an active subscription, an event and
     /// its pending delivery.
     const PREVIOUS_RELEASE_ROWS: &str = "
         INSERT INTO tokens (token_hash, marketplace_id, user_id, created_at)
@@ -676,7 +681,7 @@ mod tests {
         MigrationSource::<DB>::migrations(&source)
             .unwrap()
             .iter()
-            .filter(|m| m.name().to_string().as_str() < "2026-12-01")
+            .filter(|m| m.name().to_string().as_str() < THIS_RELEASE)
             .count()
     }
 
@@ -730,6 +735,21 @@ mod tests {
         let (as_of, changes) = routing::catch_up(conn, 0).unwrap().unwrap();
         assert_eq!((as_of, changes.len()), (2, 1));
         assert!(!changes[0].subscription.active);
+        // The notices table is new and empty, and takes a notice.
+        assert!(notices::list(conn, None, 10).unwrap().is_empty());
+        let draft = crate::notice::Draft::new(
+            crate::notice::Kind::Failing,
+            1,
+            "https://example.com/h",
+            crate::notice::Scope::Ids(vec![1]),
+            "test".into(),
+        );
+        let mut draft = draft;
+        draft.stamp();
+        assert!(notices::insert(conn, &[draft], None).unwrap().is_empty());
+        let listed = notices::list(conn, None, 10).unwrap();
+        assert_eq!(listed.len(), 1);
+        assert!(listed[0].body.contains("\"marketplaceId\":7"));
     }
 
     #[test]

@@ -117,6 +117,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    notices (id) {
+        id -> Text,
+        kind -> Text,
+        endpoint_id -> BigInt,
+        body -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     routing_version (id) {
         id -> Integer,
         version -> BigInt,
@@ -145,6 +155,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     event_types,
     events,
     nodes,
+    notices,
     routing_version,
     subscriptions,
     tokens,

@@ -39,6 +39,7 @@ mod ingest_batches;
 mod internal_api;
 mod limits;
 mod mass_failure;
+mod notices;
 mod openapi;
 mod outage;
 mod outage_calls;

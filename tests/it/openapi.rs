@@ -46,6 +46,7 @@ const INTERNAL_ROUTES: &[(&str, &str)] = &[
     ("get", "/internal/v1/dead-letters"),
     ("post", "/internal/v1/dead-letters/{id}/replay"),
     ("get", "/internal/v1/subscriptions"),
+    ("get", "/internal/v1/notices"),
     ("get", "/internal/v1/events/{eventId}"),
     ("post", "/internal/v1/erasure"),
     ("get", "/internal/v1/erasure/{erasureId}"),

@@ -10,6 +10,7 @@ use chrono::Utc;
 
 use super::{AFTER_DB_ERROR, EndpointActor, EndpointDied, Resume};
 use crate::delivery::health::{Effect, State};
+use crate::delivery::notices::Before;
 use crate::delivery::retry;
 use crate::delivery::sender::{self, Attempt};
 use crate::metrics::METRICS;
@@ -145,12 +146,14 @@ impl EndpointActor {
     /// Takes the answer to a verification call.
     fn checked(&mut self, kind: Check, attempt: Attempt, ctx: &mut Context<Self>) {
         self.metrics.verification(attempt.succeeded());
+        let seen = Before::of(&self.health);
         let effect = self.observe_check(kind, &attempt, ctx);
         if let Some(error) = &attempt.error {
             log::info!("endpoint {}: {} failed: {error}", self.id, kind.name());
         }
         let paused_before = self.health.state == State::Paused;
         self.apply(effect, ctx);
+        self.announce(seen);
         if self.health.state == State::Dead {
             return;
         }
@@ -221,7 +224,7 @@ impl EndpointActor {
         ctx.spawn(
             bury.into_actor(self)
                 .map(move |result, act, ctx| match result {
-                    Ok(subscription_ids) => act.buried(subscription_ids, ctx),
+                    Ok(subscription_ids) => act.buried(subscription_ids, &reason, ctx),
                     Err(e) => {
                         log::error!(
                             "endpoint {}: could not remove its subscriptions: {e}; retrying",
@@ -234,8 +237,9 @@ impl EndpointActor {
         );
     }
 
-    /// Its subscriptions are removed: tell the owner and stop.
-    fn buried(&mut self, subscription_ids: Vec<i64>, ctx: &mut Context<Self>) {
+    /// Its subscriptions are removed: announce it, tell the owner and stop.
+    fn buried(&mut self, subscription_ids: Vec<i64>, reason: &str, ctx: &mut Context<Self>) {
+        self.announce_death(&subscription_ids, reason);
         METRICS
             .auto_unsubscribed
             .inc_by(subscription_ids.len() as u64);

@@ -32,10 +32,12 @@
 //! - `window`: the in-memory window onto the durable queue
 //! - `pacing`: the concurrency window and token bucket applied (`delivery::pace`)
 //! - `checks`: verification calls, probes, health effects and death
+//! - `announce`: the lifecycle notices a health change gives, to the recorder
 //! - `cancel`: deliveries cancelled under it (an erasure) dropped and never sent
 //! - `actor`: the `Actor` impl and the message handlers
 
 mod actor;
+mod announce;
 mod cancel;
 mod checks;
 mod job;
@@ -157,10 +159,14 @@ impl EndpointActor {
         saved: Option<HealthRow>,
         policy: EndpointPolicy,
     ) -> EndpointActor {
-        let (health, next_check_at) = match saved {
+        let (mut health, next_check_at) = match saved {
             Some(row) => restore(row),
             None => (Health::default(), None),
         };
+        // The operator webhook's endpoint is never removed (and announces
+        // nothing about itself), and gets its notices in order.
+        health.spare = settings.operator_endpoint == Some(id);
+        let policy = policy.for_endpoint(id, &settings);
         let window = Window::new(
             policy.max_in_flight(&settings),
             settings.adaptive_concurrency,
@@ -227,6 +233,7 @@ fn restore(row: HealthRow) -> (Health, Option<DateTime<Utc>>) {
         last_success_at: row.last_success_at.map(|t| t.and_utc()),
         last_failure_at: row.last_failure_at.map(|t| t.and_utc()),
         last_failure_reason: row.last_failure_reason,
+        spare: false,
     };
     (health, row.next_verification_at.map(|t| t.and_utc()))
 }

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 
 use super::{EndpointActor, Job, SAVE_SUCCESS_EVERY};
 use crate::delivery::health::{Effect, State};
+use crate::delivery::notices::Before;
 use crate::delivery::recorder::Record;
 use crate::delivery::retry::{self, Situation, Step};
 use crate::delivery::sender::Attempt;
@@ -31,6 +32,7 @@ impl EndpointActor {
         let now = Utc::now();
         let row = self.attempt_row(&job, &attempt, now);
         let before = self.health_counts();
+        let seen = Before::of(&self.health);
         let effect = self.observe(&attempt, now);
         let decision = retry::next_step(
             &attempt,
@@ -62,6 +64,7 @@ impl EndpointActor {
             self.health_changed(ctx);
         }
         self.apply(effect, ctx);
+        self.announce(seen);
         self.pump(ctx);
     }
 

@@ -75,6 +75,7 @@ impl EndpointActor {
     /// Applies an operator's new policy: the window's bound and the bucket
     /// follow it at once.
     pub(super) fn apply_policy(&mut self, policy: EndpointPolicy, ctx: &mut Context<Self>) {
+        let policy = policy.for_endpoint(self.id, &self.settings);
         self.policy = policy;
         self.window.set_max(policy.max_in_flight(&self.settings));
         let rate = self.bucket.as_ref().map(Bucket::rate);

@@ -27,6 +27,16 @@ impl EndpointPolicy {
         self.max_in_flight.unwrap_or(settings.max_in_flight)
     }
 
+    /// The policy endpoint `id` runs with: the operator webhook's endpoint
+    /// sends one notice at a time (in order) unless an operator set
+    /// otherwise.
+    pub fn for_endpoint(mut self, id: i64, settings: &DeliverySettings) -> EndpointPolicy {
+        if settings.operator_endpoint == Some(id) && self.max_in_flight.is_none() {
+            self.max_in_flight = Some(1);
+        }
+        self
+    }
+
     /// The request timeout, this endpoint's or the global one.
     pub fn timeout(&self, settings: &DeliverySettings) -> Duration {
         self.timeout.unwrap_or(settings.timeout)
@@ -51,7 +61,24 @@ mod tests {
                 pause_after_failures: 5,
                 dead_after_failed_verifications: 3,
             },
+            operator_endpoint: None,
         }
+    }
+
+    #[test]
+    fn the_operator_webhook_sends_one_at_a_time_unless_an_operator_says_otherwise() {
+        let settings = DeliverySettings {
+            operator_endpoint: Some(9),
+            ..settings()
+        };
+        let default = EndpointPolicy::default();
+        assert_eq!(default.for_endpoint(9, &settings).max_in_flight, Some(1));
+        assert_eq!(default.for_endpoint(8, &settings).max_in_flight, None);
+        let set = EndpointPolicy {
+            max_in_flight: Some(4),
+            ..default
+        };
+        assert_eq!(set.for_endpoint(9, &settings).max_in_flight, Some(4));
     }
 
     #[test]

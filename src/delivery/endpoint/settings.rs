@@ -17,4 +17,7 @@ pub struct DeliverySettings {
     pub probe_interval: Duration,
     pub probe_max_interval: Duration,
     pub policy: Policy,
+    /// The endpoint of `--operator-webhook`, when one is set: it never dies
+    /// and gives no notices about itself.
+    pub operator_endpoint: Option<i64>,
 }

@@ -21,8 +21,9 @@
 //! `backends` (SQLite or PostgreSQL), `receiver`, `prometheus`,
 //! `capacity` (a receiver serving at most N at once), `subscription_changes` (moving a subscription, rotating its secret, the
 //! test event; the Standard Webhooks reference verifier) and `deliveries`
-//! (a subscription's deliveries, resend, the catch-up feed, event lookup)
-//! and `erasure` (erasure by data subject, byte search of SQLite files).
+//! (a subscription's deliveries, resend, the catch-up feed, event lookup),
+//! `notices` (the lifecycle notices listed and received) and `erasure`
+//! (erasure by data subject, byte search of SQLite files).
 //! Everything is
 //! re-exported here, so a test module needs only `use crate::helpers::*;`.
 #![allow(dead_code)]
@@ -37,6 +38,7 @@ mod documents;
 mod endpoint_policy;
 mod erasure;
 mod http;
+mod notices;
 mod poll;
 mod prometheus;
 mod receiver;
@@ -49,6 +51,7 @@ pub use builders::*;
 pub use documents::*;
 pub use erasure::*;
 pub use http::*;
+pub use notices::*;
 pub use poll::*;
 pub use prometheus::*;
 pub use receiver::*;
