@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod config;
 pub mod delivery;
 pub mod endpoint_url;
+pub mod erasure;
 pub mod error;
 pub mod event;
 pub mod ingest;

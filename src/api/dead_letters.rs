@@ -40,9 +40,9 @@ pub struct DeadLetter {
     pub attempts: i32,
     pub endpoint: String,
     pub endpoint_id: i64,
-    /// The event as stored.
-    #[schema(value_type = Object)]
-    pub event: Value,
+    /// The event as stored; null once its payload was erased on request.
+    #[schema(value_type = Option<Object>)]
+    pub event: Option<Value>,
     pub event_id: String,
     /// RFC 3339 UTC.
     pub failed_at: String,
@@ -57,7 +57,8 @@ impl From<DeadLetterRow> for DeadLetter {
             attempts: r.attempts,
             endpoint: r.endpoint_url,
             endpoint_id: r.endpoint_id,
-            event: serde_json::from_str::<Value>(&r.body).unwrap_or(Value::String(r.body)),
+            event: (!crate::erasure::is_erased(&r.body))
+                .then(|| serde_json::from_str::<Value>(&r.body).unwrap_or(Value::String(r.body))),
             event_id: r.event_id,
             failed_at: format_time(r.failed_at),
             id: r.id,
@@ -138,6 +139,7 @@ fn replay_refused(id: &str, refused: ReplayRefused) -> ApiError {
         ReplayRefused::NotFound | ReplayRefused::NotFinished(_) => {
             ApiError::NotFound(format!("there is no dead letter `{}`", super::quote(id)))
         }
+        ReplayRefused::Erased => payload_erased(id),
         ReplayRefused::SubscriptionInactive => ApiError::unprocessable(
             ErrorCode::SubscriptionInactive,
             format!(
@@ -146,6 +148,17 @@ fn replay_refused(id: &str, refused: ReplayRefused) -> ApiError {
             ),
         ),
     }
+}
+
+/// The refusal to send again a delivery whose payload was erased.
+pub(super) fn payload_erased(id: &str) -> ApiError {
+    ApiError::unprocessable(
+        ErrorCode::PayloadErased,
+        format!(
+            "the payload of delivery `{}` was erased on request (POST /internal/v1/erasure); there is nothing left to send",
+            super::quote(id)
+        ),
+    )
 }
 
 /// Hands a delivery put back in its queue (`deliveries::replay`, `resend`)

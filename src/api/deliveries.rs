@@ -138,9 +138,9 @@ impl From<AttemptRow> for AttemptView {
 pub struct DeliveryDetail {
     #[serde(flatten)]
     pub delivery: Delivery,
-    /// The body as sent.
-    #[schema(value_type = serde_json::Value)]
-    pub payload: Box<RawValue>,
+    /// The body as sent; null once its payload was erased on request.
+    #[schema(value_type = Option<serde_json::Value>)]
+    pub payload: Option<Box<RawValue>>,
     /// Oldest first.
     pub attempts: Vec<AttemptView>,
 }
@@ -153,10 +153,17 @@ pub struct Resent {
 }
 
 /// A stored body as JSON (it was checked when accepted; should it not
-/// parse, it is given as a JSON string).
-pub fn payload(body: String) -> Box<RawValue> {
-    RawValue::from_string(body.clone())
-        .unwrap_or_else(|_| serde_json::value::to_raw_value(&body).expect("a string serializes"))
+/// parse, it is given as a JSON string); `None` once it was erased on
+/// request (`crate::erasure::ERASED_BODY`).
+pub fn payload(body: String) -> Option<Box<RawValue>> {
+    if crate::erasure::is_erased(&body) {
+        return None;
+    }
+    Some(
+        RawValue::from_string(body.clone()).unwrap_or_else(|_| {
+            serde_json::value::to_raw_value(&body).expect("a string serializes")
+        }),
+    )
 }
 
 /// `?status=&limit=&cursor=` of the deliveries list.
@@ -355,6 +362,7 @@ pub(crate) async fn resend(
         Ok(found) => found,
         Err(ReplayRefused::NotFound) => return Err(no_delivery(&id, sub)),
         Err(ReplayRefused::NotFinished(stored)) => return Err(not_resendable(&id, &stored)),
+        Err(ReplayRefused::Erased) => return Err(super::dead_letters::payload_erased(&id)),
         Err(ReplayRefused::SubscriptionInactive) => {
             return Err(ApiError::unprocessable(
                 ErrorCode::SubscriptionInactive,
@@ -470,7 +478,8 @@ mod tests {
 
     #[test]
     fn a_stored_body_is_given_as_its_json_or_else_as_a_string() {
-        assert_eq!(payload(r#"{"a": 1}"#.into()).get(), r#"{"a": 1}"#);
-        assert_eq!(payload("not json".into()).get(), r#""not json""#);
+        assert_eq!(payload(r#"{"a": 1}"#.into()).unwrap().get(), r#"{"a": 1}"#);
+        assert_eq!(payload("not json".into()).unwrap().get(), r#""not json""#);
+        assert!(payload(crate::erasure::ERASED_BODY.into()).is_none());
     }
 }

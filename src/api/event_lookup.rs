@@ -40,8 +40,9 @@ pub struct EventView {
     pub event: String,
     pub marketplace_id: i64,
     pub accepted_at: String,
-    #[schema(value_type = serde_json::Value)]
-    pub payload: Box<RawValue>,
+    /// The event as accepted; null once its payload was erased on request.
+    #[schema(value_type = Option<serde_json::Value>)]
+    pub payload: Option<Box<RawValue>>,
     pub deliveries: Vec<EventDelivery>,
 }
 

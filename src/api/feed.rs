@@ -13,7 +13,8 @@
 //! several nodes, which also covers their clock skew): once a page was
 //! served, nothing can commit behind its cursor, and paging with
 //! `?after=<cursor>` never repeats or skips an event. The newest few
-//! seconds appear on the next call.
+//! seconds appear on the next call. An event whose payload was erased on
+//! request (`crate::erasure`) is no longer served.
 
 use std::time::Duration;
 
@@ -87,9 +88,15 @@ impl From<FeedRow> for FeedEvent {
             event_id: r.event_id,
             cursor: encode_cursor(&r.cursor),
             accepted_at: format_time(r.accepted_at),
-            payload: payload(r.body),
+            // The feed leaves erased payloads out (`history::feed`).
+            payload: payload(r.body).unwrap_or_else(null),
         }
     }
+}
+
+/// JSON `null`.
+fn null() -> Box<RawValue> {
+    RawValue::from_string("null".into()).expect("null is JSON")
 }
 
 /// `GET /v1/subscription/{id}/events`.

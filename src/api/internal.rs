@@ -43,6 +43,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .post(dead_letters::replay_dead_letter),
         Resource::at("/internal/v1/subscriptions").get(subscription_search::search),
         Resource::at("/internal/v1/notices").get(super::notices::list_notices),
+        Resource::at("/internal/v1/erasure").post(super::erasure::erase),
+        Resource::at("/internal/v1/erasure/{erasureId}").get(super::erasure::get),
     ] {
         cfg.service(resource.done());
     }

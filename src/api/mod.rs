@@ -10,6 +10,7 @@ pub mod dead_letters;
 pub mod deliveries;
 pub mod endpoint_list;
 pub mod endpoint_policy;
+pub mod erasure;
 pub mod event_lookup;
 pub mod feed;
 pub mod framing;

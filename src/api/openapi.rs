@@ -27,8 +27,8 @@ use utoipa::{IntoResponses, Modify, OpenApi, ToSchema};
 
 use super::resource::Resource;
 use super::{
-    batch, dead_letters, deliveries, endpoint_list, endpoint_policy, event_lookup, feed, internal,
-    notices, public, subscription_changes, subscription_search,
+    batch, dead_letters, deliveries, endpoint_list, endpoint_policy, erasure, event_lookup, feed,
+    internal, notices, public, subscription_changes, subscription_search,
 };
 use crate::error::ApiError;
 
@@ -148,6 +148,8 @@ pub struct PublicApi;
         subscription_search::search,
         event_lookup::event,
         notices::list_notices,
+        erasure::erase,
+        erasure::get,
         document,
         docs_index,
         docs_file,

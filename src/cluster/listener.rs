@@ -4,7 +4,8 @@
 //! `hookrelay_leases` (leases were freed or the fair shares changed: the
 //! lease manager runs a round now) and `hookrelay_policy` (an endpoint's
 //! new policy: the router hands it to its actor, before the work notified
-//! after it). It
+//! after it) and `hookrelay_cancel` (endpoints some of whose pending
+//! deliveries were cancelled by an erasure: their actors re-check). It
 //! reconnects by itself; missed notifications are caught by `sync` and the
 //! periodic lease rounds.
 
@@ -17,9 +18,9 @@ use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection};
 
 use super::lease::LeasesMoved;
-use super::{PolicySet, WorkArrived};
+use super::{DeliveriesCancelled, PolicySet, WorkArrived};
 use crate::store::endpoints::{POLICY_CHANNEL, parse_policy_payload};
-use crate::store::leases::{LEASES_CHANNEL, WORK_CHANNEL};
+use crate::store::leases::{CANCEL_CHANNEL, LEASES_CHANNEL, WORK_CHANNEL};
 
 /// Who hears of what.
 #[derive(Clone)]
@@ -27,6 +28,7 @@ pub struct Listeners {
     pub work: Recipient<WorkArrived>,
     pub leases: Recipient<LeasesMoved>,
     pub policy: Recipient<PolicySet>,
+    pub cancelled: Recipient<DeliveriesCancelled>,
 }
 
 /// How often the connection is checked for notifications.
@@ -53,7 +55,7 @@ pub fn spawn(url: String, to: Listeners, stop: Arc<AtomicBool>) {
 fn listen(url: &str, to: &Listeners, stop: &AtomicBool) -> Result<(), String> {
     let mut conn = PgConnection::establish(url).map_err(|e| e.to_string())?;
     conn.batch_execute(&format!(
-        "LISTEN {WORK_CHANNEL}; LISTEN {LEASES_CHANNEL}; LISTEN {POLICY_CHANNEL}"
+        "LISTEN {WORK_CHANNEL}; LISTEN {LEASES_CHANNEL}; LISTEN {POLICY_CHANNEL}; LISTEN {CANCEL_CHANNEL}"
     ))
     .map_err(|e| e.to_string())?;
     // Whatever moved while this connection was not listening.
@@ -61,12 +63,14 @@ fn listen(url: &str, to: &Listeners, stop: &AtomicBool) -> Result<(), String> {
     while !stop.load(Ordering::Relaxed) {
         let mut ids = Vec::new();
         let mut policies = Vec::new();
+        let mut cancelled = Vec::new();
         let mut leases_moved = false;
         for notification in conn.notifications_iter() {
             let notification = notification.map_err(|e| e.to_string())?;
             match notification.channel.as_str() {
                 LEASES_CHANNEL => leases_moved = true,
                 POLICY_CHANNEL => policies.extend(parse_policy_payload(&notification.payload)),
+                CANCEL_CHANNEL => cancelled.extend(endpoint_ids(&notification.payload)),
                 _ => ids.extend(endpoint_ids(&notification.payload)),
             }
         }
@@ -75,8 +79,13 @@ fn listen(url: &str, to: &Listeners, stop: &AtomicBool) -> Result<(), String> {
         }
         if !policies.is_empty() {
             to.policy.do_send(PolicySet(policies));
-        } else if ids.is_empty() && !leases_moved {
+        } else if ids.is_empty() && cancelled.is_empty() && !leases_moved {
             std::thread::sleep(POLL);
+        }
+        if !cancelled.is_empty() {
+            cancelled.sort_unstable();
+            cancelled.dedup();
+            to.cancelled.do_send(DeliveriesCancelled(cancelled));
         }
         if !ids.is_empty() {
             ids.sort_unstable();

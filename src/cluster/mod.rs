@@ -48,6 +48,12 @@ impl Ownership {
 #[rtype(result = "()")]
 pub struct WorkArrived(pub Vec<i64>);
 
+/// Deliveries of these endpoints were cancelled on another node (an
+/// erasure; told by NOTIFY): their actors here re-check what they hold.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct DeliveriesCancelled(pub Vec<i64>);
+
 /// The policies of these endpoints changed on another node (found by the
 /// fallback poll): their actors here reload them.
 #[derive(Message)]

@@ -39,6 +39,8 @@ pub enum ErrorCode {
     DuplicateSubscription,
     /// A resend of a delivery that is still being sent.
     DeliveryPending,
+    /// A resend or replay of a delivery whose payload was erased.
+    PayloadErased,
     /// An idempotency key was used for another event.
     IdempotencyConflict,
     Unauthorized,
@@ -79,6 +81,7 @@ impl ErrorCode {
             ErrorCode::SubscriptionInactive => "subscription_inactive",
             ErrorCode::DuplicateSubscription => "duplicate_subscription",
             ErrorCode::DeliveryPending => "delivery_pending",
+            ErrorCode::PayloadErased => "payload_erased",
             ErrorCode::IdempotencyConflict => "idempotency_conflict",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::NotFound => "not_found",

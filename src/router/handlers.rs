@@ -3,9 +3,12 @@
 use actix::prelude::*;
 
 use super::Router;
+use std::collections::BTreeMap;
+
 use super::messages::{
-    Committed, EndpointAddr, EndpointDied, Endpoints, LeasesAcquired, LeasesLost, NoticesQueued,
-    Publish, ReleaseEndpoints, Replay, Retired, RoutesChanged, StartMore, WorkArrived,
+    CancelDeliveries, Committed, DeliveriesCancelled, EndpointAddr, EndpointDied, Endpoints,
+    LeasesAcquired, LeasesLost, NoticesQueued, Publish, ReleaseEndpoints, Replay, Retired,
+    RoutesChanged, StartMore, WorkArrived,
 };
 use crate::delivery::endpoint::{self, EndpointActor, Enqueue, Job};
 use crate::delivery::recorder::Flush;
@@ -219,6 +222,60 @@ impl Handler<WorkArrived> for Router {
     }
 }
 
+impl Handler<CancelDeliveries> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: CancelDeliveries, ctx: &mut Self::Context) {
+        let mut elsewhere = Vec::new();
+        for (endpoint_id, ids) in by_endpoint(msg.0) {
+            match self.actors.get(&endpoint_id) {
+                Some(addr) if addr.connected() => addr.do_send(endpoint::Cancel(ids)),
+                // Not running here: owning every endpoint, nothing holds
+                // them (a later start reads only pending rows); in a
+                // cluster its owner, if any, is told to re-check.
+                _ if self.ownership.owns_all() => {}
+                _ => elsewhere.push(endpoint_id),
+            }
+        }
+        if elsewhere.is_empty() {
+            return;
+        }
+        let store = self.store.clone();
+        let notify = async move {
+            store
+                .run(move |conn| leases::notify_cancelled(conn, &elsewhere))
+                .await
+        };
+        ctx.spawn(notify.into_actor(self).map(|result, _, _| {
+            if let Err(e) = result {
+                log::error!("could not tell other nodes of cancelled deliveries: {e}");
+                metrics::internal_error(ErrorSite::Router);
+            }
+        }));
+    }
+}
+
+/// Cancelled deliveries (endpoint id, delivery id) grouped by endpoint.
+fn by_endpoint(cancelled: Vec<(i64, String)>) -> BTreeMap<i64, Vec<String>> {
+    let mut grouped: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    for (endpoint_id, id) in cancelled {
+        grouped.entry(endpoint_id).or_default().push(id);
+    }
+    grouped
+}
+
+impl Handler<DeliveriesCancelled> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: DeliveriesCancelled, _ctx: &mut Self::Context) {
+        for id in msg.0 {
+            if let Some(addr) = self.actors.get(&id) {
+                addr.do_send(endpoint::Recheck);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,6 +303,18 @@ mod tests {
     fn only_endpoints_whose_actors_run_elsewhere_are_notified_once_each() {
         let events = [event(&[3, 1, 2]), event(&[3, 4])];
         assert_eq!(remote_endpoints(&events, |id| id == 2), vec![1, 3, 4]);
+    }
+
+    #[test]
+    fn cancelled_deliveries_are_grouped_by_their_endpoint() {
+        let grouped = by_endpoint(vec![
+            (2, "b".to_string()),
+            (1, "a".to_string()),
+            (2, "c".to_string()),
+        ]);
+        assert_eq!(grouped[&1], vec!["a".to_string()]);
+        assert_eq!(grouped[&2], vec!["b".to_string(), "c".to_string()]);
+        assert_eq!(grouped.len(), 2);
     }
 
     #[test]

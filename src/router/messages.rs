@@ -12,7 +12,7 @@ pub use crate::delivery::endpoint::{EndpointDied, Retired};
 pub use crate::delivery::recorder::NoticesQueued;
 
 pub use crate::cluster::lease::{LeasesAcquired, LeasesLost, ReleaseEndpoints};
-pub use crate::cluster::{PolicyChanged, PolicySet, WorkArrived};
+pub use crate::cluster::{DeliveriesCancelled, PolicyChanged, PolicySet, WorkArrived};
 pub use crate::ingest::Publish;
 pub use crate::ingest::group_commit::Committed;
 pub use crate::routing::RoutesChanged;
@@ -25,6 +25,13 @@ pub struct Replay {
     pub endpoint_url: String,
     pub job: Job,
 }
+
+/// Deliveries were cancelled in the database (an erasure), each given as
+/// (endpoint id, delivery id): the actors holding them drop them, here or,
+/// in a cluster, on the node that owns their endpoint.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CancelDeliveries(pub Vec<(i64, String)>);
 
 /// An endpoint's policy was changed (and stored) on this node: its actor
 /// applies it at once, and later starts of it begin with it.

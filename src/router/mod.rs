@@ -36,7 +36,9 @@ use crate::store::endpoints::{HealthRow, PolicyRow};
 use crate::store::subscriptions::RouteRow;
 
 use messages::StartMore;
-pub use messages::{ApplyPolicy, EndpointAddr, EndpointDied, Endpoints, Replay, Retired};
+pub use messages::{
+    ApplyPolicy, CancelDeliveries, EndpointAddr, EndpointDied, Endpoints, Replay, Retired,
+};
 
 /// The router of one node; see the module documentation.
 pub struct Router {

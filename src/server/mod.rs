@@ -291,6 +291,7 @@ fn start_cluster(args: &ServeArgs, cluster: ClusterStart, router: &Addr<Router>)
             work: router.clone().recipient(),
             leases: leases.clone().recipient(),
             policy: router.clone().recipient(),
+            cancelled: router.clone().recipient(),
         },
         cluster.stop_listener.clone(),
     );

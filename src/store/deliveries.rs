@@ -305,6 +305,8 @@ pub enum ReplayRefused {
     SubscriptionInactive,
     /// It is not in a state it may be sent again from (its stored status).
     NotFinished(String),
+    /// Its event's payload was erased (`crate::erasure`): nothing to send.
+    Erased,
 }
 
 /// Puts a dead letter back in its endpoint's queue with a fresh retry
@@ -343,14 +345,22 @@ fn requeue(
 ) -> Result<Result<(JobRow, i64, String), ReplayRefused>, StoreError> {
     let at = now();
     Ok(crate::db_transaction!(conn, c => {
-        let found: Option<(i64, i64, bool, String, String)> = deliveries::table
+        let found: Option<(i64, i64, bool, String, String, bool)> = deliveries::table
             .inner_join(subscriptions::table)
+            .inner_join(events::table)
             .inner_join(endpoints::table.on(endpoints::id.eq(deliveries::endpoint_id)))
             .filter(deliveries::id.eq(id))
-            .select((deliveries::subscription_id, deliveries::endpoint_id, subscriptions::active, endpoints::url, deliveries::status))
+            .select((
+                deliveries::subscription_id,
+                deliveries::endpoint_id,
+                subscriptions::active,
+                endpoints::url,
+                deliveries::status,
+                events::body.eq(crate::erasure::ERASED_BODY),
+            ))
             .first(c)
             .optional()?;
-        let Some((owner, endpoint_id, active, url, status)) = found else {
+        let Some((owner, endpoint_id, active, url, status, erased)) = found else {
             return Ok(Err(ReplayRefused::NotFound));
         };
         if subscription_id.is_some_and(|s| s != owner) {
@@ -361,6 +371,9 @@ fn requeue(
         }
         if !active {
             return Ok(Err(ReplayRefused::SubscriptionInactive));
+        }
+        if erased {
+            return Ok(Err(ReplayRefused::Erased));
         }
         // A first attempt kept on the row goes into the attempt log first.
         let kept: Option<super::history::KeptRow> = deliveries::table

@@ -296,7 +296,8 @@ pub struct FeedWindow {
 }
 
 /// The events routed to a subscription after the delivery id `after`,
-/// oldest first (what the history cleanup has left).
+/// oldest first (what the history cleanup has left), leaving out those
+/// whose payload was erased on request.
 pub fn feed(
     conn: &mut Conn,
     subscription_id: i64,
@@ -311,6 +312,7 @@ pub fn feed(
         .filter(deliveries::id.gt(after))
         .filter(deliveries::created_at.ge(from))
         .filter(deliveries::created_at.lt(until))
+        .filter(events::body.ne(crate::erasure::ERASED_BODY))
         .order(deliveries::id)
         .limit(limit)
         .select((deliveries::id, events::id, events::created_at, events::body))

@@ -313,6 +313,35 @@ pub fn notify_work(c: &mut PgConnection, endpoint_ids: &[i64]) -> QueryResult<()
     Ok(())
 }
 
+/// The channel that tells the owners of endpoints that some of their
+/// pending deliveries were cancelled (an erasure): payload as
+/// `WORK_CHANNEL`'s.
+pub const CANCEL_CHANNEL: &str = "hookrelay_cancel";
+
+/// Tells the owners of `endpoint_ids` that deliveries of theirs were
+/// cancelled, so that they drop those they hold. Nothing to do on SQLite,
+/// where this node owns everything.
+pub fn notify_cancelled(conn: &mut Conn, endpoint_ids: &[i64]) -> Result<(), StoreError> {
+    let Conn::Pg(c) = conn else {
+        return Ok(());
+    };
+    let mut ids: Vec<i64> = endpoint_ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    for chunk in ids.chunks(400) {
+        let payload = chunk
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        sql_query("SELECT pg_notify($1, $2)")
+            .bind::<Text, _>(CANCEL_CHANNEL)
+            .bind::<Text, _>(payload)
+            .execute(&mut **c)?;
+    }
+    Ok(())
+}
+
 /// Notifies the owners of `endpoint_ids` now, outside a commit (after a
 /// replay). Nothing to do on SQLite, where this node owns everything.
 pub fn notify(conn: &mut Conn, endpoint_ids: &[i64]) -> Result<(), StoreError> {

@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod db_time;
 pub mod deliveries;
 pub mod endpoints;
+pub mod erasures;
 pub mod events;
 pub mod history;
 pub mod leases;
@@ -726,6 +727,8 @@ mod tests {
             vec![(1, endpoints::PolicyRow::default())]
         );
         assert!(endpoints::policies_set(conn).unwrap().is_empty());
+        // The erasure audit table exists, empty.
+        assert!(erasures::get(conn, "none").unwrap().is_none());
         // A change after the upgrade moves the version and stamps its row.
         let removed = subscriptions::deactivate(conn, &[1], "test").unwrap();
         assert_eq!(removed, 1);

@@ -67,6 +67,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    erasures (id) {
+        id -> Text,
+        requested_at -> Timestamp,
+        completed_at -> Nullable<Timestamp>,
+        requester -> Text,
+        marketplace_id -> BigInt,
+        events_erased -> BigInt,
+        deliveries_cancelled -> BigInt,
+        attempts_cleared -> BigInt,
+    }
+}
+
+diesel::table! {
     event_types (name) {
         name -> Text,
         description -> Text,
@@ -141,6 +154,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     attempts,
     deliveries,
     endpoints,
+    erasures,
     event_types,
     events,
     nodes,

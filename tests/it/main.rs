@@ -31,6 +31,7 @@ mod delivery;
 mod endpoint_metrics;
 mod endpoint_policy;
 mod endpoint_safety;
+mod erasure;
 mod harness;
 mod health;
 mod ingest;

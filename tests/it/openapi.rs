@@ -48,6 +48,8 @@ const INTERNAL_ROUTES: &[(&str, &str)] = &[
     ("get", "/internal/v1/subscriptions"),
     ("get", "/internal/v1/notices"),
     ("get", "/internal/v1/events/{eventId}"),
+    ("post", "/internal/v1/erasure"),
+    ("get", "/internal/v1/erasure/{erasureId}"),
     ("get", "/openapi.json"),
     ("get", "/docs"),
     ("get", "/docs/{file}"),

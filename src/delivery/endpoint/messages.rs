@@ -33,6 +33,18 @@ pub struct AddSubscription {
 #[rtype(result = "()")]
 pub struct ForgetSubscription(pub i64);
 
+/// These deliveries were cancelled in the database (an erasure): drop
+/// them from memory and never start them, not even a retry already waiting.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Cancel(pub Vec<String>);
+
+/// Deliveries held here may have been cancelled on another node: ask the
+/// database which of them are no longer pending, and drop those (`Cancel`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Recheck;
+
 /// Stop starting requests (shutdown). Answers the number still in flight.
 #[derive(Message)]
 #[rtype(result = "u32")]

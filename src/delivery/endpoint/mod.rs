@@ -33,10 +33,12 @@
 //! - `pacing`: the concurrency window and token bucket applied (`delivery::pace`)
 //! - `checks`: verification calls, probes, health effects and death
 //! - `announce`: the lifecycle notices a health change gives, to the recorder
+//! - `cancel`: deliveries cancelled under it (an erasure) dropped and never sent
 //! - `actor`: the `Actor` impl and the message handlers
 
 mod actor;
 mod announce;
+mod cancel;
 mod checks;
 mod job;
 mod messages;
@@ -69,8 +71,8 @@ use crate::store::endpoints::HealthRow;
 pub use job::Job;
 use messages::Resume;
 pub use messages::{
-    AddSubscription, BeginDrain, EndpointDied, Enqueue, ForgetSubscription, InFlight, Owner, Poke,
-    Replayed, Retired, SetPolicy, StopNow, drain,
+    AddSubscription, BeginDrain, Cancel, EndpointDied, Enqueue, ForgetSubscription, InFlight,
+    Owner, Poke, Recheck, Replayed, Retired, SetPolicy, StopNow, drain,
 };
 pub use policy::EndpointPolicy;
 pub use settings::DeliverySettings;
@@ -105,6 +107,12 @@ pub struct EndpointActor {
     recently_done: HashSet<Arc<str>>,
     /// Of those, the ones not yet passed to the recorder.
     released: Vec<Arc<str>>,
+    /// Deliveries cancelled in the database while in flight or waiting for
+    /// a retry: never started again (`Cancel`).
+    cancelled: HashSet<Arc<str>>,
+    /// A `Recheck` is being read; another was asked for meanwhile.
+    rechecking: bool,
+    recheck_again: bool,
     /// How many requests may be in flight now (within `maxInFlight`).
     window: Window,
     /// The smoothed latency of good answers (what "fast" means).
@@ -181,6 +189,9 @@ impl EndpointActor {
             records_timer: None,
             recently_done: HashSet::new(),
             released: Vec::new(),
+            cancelled: HashSet::new(),
+            rechecking: false,
+            recheck_again: false,
             window,
             latency: Latency::default(),
             bucket,

@@ -31,8 +31,13 @@ impl EndpointActor {
         }
     }
 
-    /// Queues a finished attempt for the recorder.
-    pub(super) fn record(&mut self, record: Record, ctx: &mut Context<Self>) {
+    /// Queues a finished attempt for the recorder. An attempt that was in
+    /// flight when its delivery was cancelled by an erasure keeps no
+    /// answer excerpt (the erasure removed the others).
+    pub(super) fn record(&mut self, mut record: Record, ctx: &mut Context<Self>) {
+        if self.cancelled.contains(record.attempt.delivery_id.as_str()) {
+            record.attempt.response_excerpt = None;
+        }
         self.records.push(record);
         if self.records.len() >= RECORD_AT || self.draining {
             self.send_records(ctx);

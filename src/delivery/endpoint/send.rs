@@ -113,6 +113,12 @@ impl EndpointActor {
             self.slots_used -= 1;
             return;
         }
+        if self.cancelled_before_start(&job) {
+            // Cancelled (an erasure) while it waited: never sent.
+            self.pump(ctx);
+            self.retire_if_unused(ctx);
+            return;
+        }
         if self.removed_subscriptions.contains(&job.subscription_id) {
             // Its subscription was removed while it waited (its row was
             // cancelled with the subscription).

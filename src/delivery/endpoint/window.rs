@@ -69,6 +69,7 @@ impl EndpointActor {
         for id in recorded {
             self.recently_done.remove(&id);
         }
+        self.prune_cancelled();
         self.shrink_when_idle();
     }
 

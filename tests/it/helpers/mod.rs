@@ -22,7 +22,8 @@
 //! `capacity` (a receiver serving at most N at once), `subscription_changes` (moving a subscription, rotating its secret, the
 //! test event; the Standard Webhooks reference verifier) and `deliveries`
 //! (a subscription's deliveries, resend, the catch-up feed, event lookup),
-//! `notices` (the lifecycle notices listed and received).
+//! `notices` (the lifecycle notices listed and received) and `erasure`
+//! (erasure by data subject, byte search of SQLite files).
 //! Everything is
 //! re-exported here, so a test module needs only `use crate::helpers::*;`.
 #![allow(dead_code)]
@@ -35,6 +36,7 @@ mod capacity;
 mod deliveries;
 mod documents;
 mod endpoint_policy;
+mod erasure;
 mod http;
 mod notices;
 mod poll;
@@ -47,6 +49,7 @@ pub use app::*;
 pub use backends::*;
 pub use builders::*;
 pub use documents::*;
+pub use erasure::*;
 pub use http::*;
 pub use notices::*;
 pub use poll::*;
