@@ -13,6 +13,7 @@ pub mod history;
 pub mod leases;
 pub mod models;
 pub mod prepared;
+pub mod retention;
 pub mod routing;
 pub mod schema;
 pub mod subscriptions;
