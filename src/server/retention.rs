@@ -1,8 +1,9 @@
 //! The retention loop: one pass of `store::retention` every
 //! `--retention-interval` (the first right after start), its batches run
-//! one at a time on the background pool with a short pause after each one
-//! that wrote, so that ingest and the recorder get SQLite's writer between
-//! them. Logs a summary per pass that removed something, counts what it
+//! one at a time on the background pool (without an `fsync` inside
+//! SQLite's write lock: `Store::run_background_unsynced`) with a short
+//! pause after each one that wrote, so that ingest and the recorder get
+//! SQLite's writer between them. Logs a summary per pass that removed something, counts what it
 //! removed (`hookrelay_history_removed_total`) and its failures
 //! (`hookrelay_internal_errors_total{where="cleanup"}`). A failed pass is
 //! logged and tried again at the next interval; what it removed stays
@@ -77,7 +78,7 @@ async fn pass(store: &Store, cut: Cutoffs) -> Result<(Removed, String), (Removed
     loop {
         let (c, s) = (cut.clone(), step.clone());
         let (removed, next) = match store
-            .run_background(move |conn| run_step(conn, &c, &s))
+            .run_background_unsynced(move |conn| run_step(conn, &c, &s))
             .await
         {
             Ok(done) => done,
