@@ -15,8 +15,10 @@ use crate::metrics;
 use crate::store::retention::{Cutoffs, Removed, Step, run_step};
 use crate::store::{Store, StoreError};
 
-/// The pause after a batch that wrote: long enough for the writes waiting
-/// behind it (a group commit takes about a millisecond) to go first.
+/// The shortest pause after a batch that wrote: long enough for the
+/// writes waiting behind it (a group commit takes about a millisecond) to
+/// go first. The pause is at least as long as the batch took, so that
+/// retention takes at most half of the database's time (and its disk).
 const PAUSE_AFTER_WRITE: Duration = Duration::from_millis(3);
 
 /// How long history and idempotency keys are kept, and how often a pass
@@ -77,6 +79,7 @@ async fn pass(store: &Store, cut: Cutoffs) -> Result<(Removed, String), (Removed
     let mut step = Step::first();
     loop {
         let (c, s) = (cut.clone(), step.clone());
+        let began = Instant::now();
         let (removed, next) = match store
             .run_background_unsynced(move |conn| run_step(conn, &c, &s))
             .await
@@ -91,7 +94,7 @@ async fn pass(store: &Store, cut: Cutoffs) -> Result<(Removed, String), (Removed
         }
         step = next;
         if removed.total() > 0 {
-            tokio::time::sleep(PAUSE_AFTER_WRITE).await;
+            tokio::time::sleep(began.elapsed().max(PAUSE_AFTER_WRITE)).await;
         }
     }
 }

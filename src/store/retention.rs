@@ -27,6 +27,9 @@
 //!   to the next pass as `Cutoffs::keys_from`), so a pass reads only the
 //!   events that aged past the cut since the last one.
 //!
+//! After a batch that wrote, SQLite's WAL is checkpointed passively by
+//! the batch's own connection (see `checkpoint`).
+//!
 //! Each step reads its candidates first (readers never wait for SQLite's
 //! writer) and writes only when there is something to remove, re-checking
 //! the condition in the write itself; nothing is removed that a concurrent
@@ -189,7 +192,22 @@ pub fn run_step(
         Step::Keys { after } => old_keys(conn, after, &cut.keys_cut)?,
         Step::Done { .. } => (Seen::default(), Removed::default()),
     };
+    if removed.total() > 0 {
+        checkpoint(conn)?;
+    }
     Ok((removed, step.next(&seen, removed.total(), cut)))
+}
+
+/// SQLite: copies what the batch wrote to the WAL into the database file
+/// now (a passive checkpoint: it takes no write lock), so that the
+/// automatic checkpoint, which runs inside whichever commit finds the WAL
+/// long, does not fall to an ingest commit. PostgreSQL: nothing.
+fn checkpoint(conn: &mut Conn) -> Result<(), StoreError> {
+    use diesel::connection::SimpleConnection;
+    if let Conn::Sqlite(c) = conn {
+        c.batch_execute("PRAGMA wal_checkpoint(PASSIVE);")?;
+    }
+    Ok(())
 }
 
 /// Removes up to a batch of attempts made before `before`, oldest first.
