@@ -182,6 +182,11 @@ pub struct ServeArgs {
     )]
     pub operator_webhook_secret: Option<String>,
 
+    /// How often history past its retention is removed (in small batches;
+    /// the first pass runs right after start). Shorter mainly for tests.
+    #[arg(long, env = "HOOKRELAY_RETENTION_INTERVAL", default_value = "10m", value_parser = parse_interval)]
+    pub retention_interval: Duration,
+
     /// On SIGTERM, how long in-flight deliveries may take to finish.
     #[arg(long, env = "HOOKRELAY_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
@@ -240,6 +245,17 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("`{s}` is not a duration ({e}); write it like 250ms, 10s, 1m or 8h"))
 }
 
+/// Parses a duration that must be more than zero (how often something
+/// runs).
+pub fn parse_interval(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err(format!(
+            "`{s}` is no interval: write a duration above zero, like 250ms, 10s or 10m"
+        )),
+        d => Ok(d),
+    }
+}
+
 /// Parses a comma-separated list of durations; an empty string means no retry.
 pub fn parse_schedule(s: &str) -> Result<RetrySchedule, String> {
     if s.trim().is_empty() {
@@ -261,6 +277,18 @@ mod tests {
         assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
         assert_eq!(parse_duration("8h").unwrap(), Duration::from_secs(8 * 3600));
         assert!(parse_duration("ten seconds").unwrap_err().contains("250ms"));
+    }
+
+    #[test]
+    fn an_interval_is_a_duration_above_zero() {
+        assert_eq!(parse_interval("10m").unwrap(), Duration::from_secs(600));
+        assert!(parse_interval("0s").unwrap_err().contains("above zero"));
+        assert!(parse_interval("soon").is_err());
+        assert_eq!(serve_args(&[]).retention_interval, Duration::from_secs(600));
+        assert_eq!(
+            serve_args(&["--retention-interval", "200ms"]).retention_interval,
+            Duration::from_millis(200)
+        );
     }
 
     #[test]

@@ -61,6 +61,11 @@ pub(super) const STORAGE_TROUBLE: Family = Family {
     help: "Times the database stopped answering or storing (kind: unreachable, writes_failing); while it lasts pushes answer 503 and /health is not ready.",
     labels: &["kind"],
 };
+pub(super) const HISTORY_REMOVED: Family = Family {
+    name: "hookrelay_history_removed_total",
+    help: "History removed past --history-retention (what: attempt, delivery, event) and idempotency keys forgotten past --idempotency-retention (what: idempotency_key).",
+    labels: &["what"],
+};
 pub(super) const ROUTING_CATCH_UPS: Family = Family {
     name: "hookrelay_routing_catch_ups_total",
     help: "Groups of events routed again while being stored, because a subscription changed (on any node) after they were routed.",

@@ -33,6 +33,8 @@ pub struct Metrics {
     pub commit_failures: IntCounter,
     /// Times the database got into trouble, by kind.
     pub storage_trouble: IntCounterVec,
+    /// Rows removed by retention, by what (`history_removed`).
+    history_removed: IntCounterVec,
     /// Groups of events routed again because the routing version moved.
     pub routing_catch_ups: IntCounter,
     pub group_commit_events: Histogram,
@@ -51,6 +53,36 @@ fn internal_errors(r: &Registry) -> IntCounterVec {
         counter.with_label_values(&[site.label()]);
     }
     counter
+}
+
+/// What retention removes, each with a series at 0 from the start.
+const HISTORY_KINDS: [&str; 5] = ["attempt", "delivery", "event", "idempotency_key", "notice"];
+
+fn history_removed_counter(r: &Registry) -> IntCounterVec {
+    let counter = counter_vec(r, &HISTORY_REMOVED);
+    for what in HISTORY_KINDS {
+        counter.with_label_values(&[what]);
+    }
+    counter
+}
+
+/// Counts what one retention batch removed.
+pub fn history_removed(removed: &crate::store::retention::Removed) {
+    let counts = [
+        removed.attempts,
+        removed.deliveries,
+        removed.events,
+        removed.keys,
+        removed.notices,
+    ];
+    for (what, n) in HISTORY_KINDS.iter().zip(counts) {
+        if n > 0 {
+            METRICS
+                .history_removed
+                .with_label_values(&[what])
+                .inc_by(n as u64);
+        }
+    }
 }
 
 /// The registry, whose series all carry the `node` label when one is set.
@@ -81,6 +113,7 @@ impl Metrics {
             ingest_rejected: counter_vec(&r, &EVENTS_REJECTED),
             commit_failures: counter(&r, &COMMIT_FAILURES),
             storage_trouble: counter_vec(&r, &STORAGE_TROUBLE),
+            history_removed: history_removed_counter(&r),
             routing_catch_ups: counter(&r, &ROUTING_CATCH_UPS),
             group_commit_events: histogram(&r, &GROUP_COMMIT_EVENTS, &GROUP_COMMIT_BUCKETS),
             internal_errors: internal_errors(&r),
@@ -117,7 +150,7 @@ pub enum ErrorSite {
     /// An endpoint actor could not read or change its deliveries or
     /// subscriptions.
     Endpoint,
-    /// The history cleanup failed.
+    /// A retention pass (the history cleanup) failed.
     Cleanup,
     /// `/metrics` could not be encoded.
     Metrics,

@@ -8,6 +8,7 @@
 //! leases over).
 
 mod listeners;
+mod retention;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,8 +34,6 @@ use crate::store::subscriptions::RouteRow;
 use crate::store::{self, Backend, SqliteSync, Store, StoreError};
 use listeners::{Listeners, bind_listeners};
 
-/// How often old history is cleaned up.
-const CLEANUP_EVERY: Duration = Duration::from_secs(600);
 /// How often a database in trouble is tried again.
 const PROBE_STORAGE_EVERY: Duration = Duration::from_secs(1);
 
@@ -331,14 +330,17 @@ fn app_state(args: &ServeArgs, store: &Store, node: &StartedNode, node_id: Arc<s
     }
 }
 
-/// The history cleanup, and the probe that finds the database working
+/// The retention passes (history cleanup), and the probe that finds the database working
 /// again after trouble.
 fn spawn_maintenance(args: &ServeArgs, store: &Store) {
     actix_rt::spawn(watch_storage(store.clone()));
-    actix_rt::spawn(cleanup_loop(
+    actix_rt::spawn(retention::run(
         store.clone(),
-        args.history_retention,
-        args.idempotency_retention,
+        retention::Retention {
+            history: args.history_retention,
+            keys: args.idempotency_retention,
+            every: args.retention_interval,
+        },
     ));
 }
 
@@ -465,33 +467,5 @@ async fn watch_storage(store: Store) {
     loop {
         tick.tick().await;
         store.probe().await;
-    }
-}
-
-/// Removes history older than the retention settings, periodically.
-async fn cleanup_loop(store: Store, history: Duration, keys: Duration) {
-    let mut tick = tokio::time::interval(CLEANUP_EVERY);
-    loop {
-        tick.tick().await;
-        let now = chrono::Utc::now();
-        let history_before = (now
-            - chrono::Duration::from_std(history).unwrap_or(chrono::Duration::days(7)))
-        .naive_utc();
-        let keys_before = (now
-            - chrono::Duration::from_std(keys).unwrap_or(chrono::Duration::days(1)))
-        .naive_utc();
-        match store
-            .run_background(move |conn| {
-                store::deliveries::cleanup(conn, history_before, keys_before)
-            })
-            .await
-        {
-            Ok(0) => {}
-            Ok(n) => log::info!("cleanup removed {n} rows of old history"),
-            Err(e) => {
-                log::error!("history cleanup failed: {e}");
-                metrics::internal_error(metrics::ErrorSite::Cleanup);
-            }
-        }
     }
 }

@@ -1,6 +1,7 @@
 //! Queries on `deliveries` and `attempts`: paging an endpoint's pending queue
 //! (with bodies and secrets) into its actor, recording outcomes and attempts
-//! in batches, dead letters and their replay, and the retention cleanup.
+//! in batches, dead letters and their replay and resends (retention is
+//! `store::retention`).
 
 use chrono::NaiveDateTime;
 use diesel::dsl::exists;
@@ -415,48 +416,6 @@ fn requeue(
     })?)
 }
 
-/// Removes history older than `history_before` (attempts, finished
-/// deliveries and events left without deliveries) and forgets idempotency
-/// keys older than `keys_before`. Returns the number of rows removed. Ids are
-/// time-ordered, so every cut-off is a primary-key range.
-pub fn cleanup(
-    conn: &mut Conn,
-    history_before: NaiveDateTime,
-    keys_before: NaiveDateTime,
-) -> Result<usize, StoreError> {
-    let cut = super::id_floor(history_before.and_utc());
-    // Deliveries are created with their event; an hour covers clock skew.
-    let deliveries_cut = super::id_floor(history_before.and_utc() + chrono::Duration::hours(1));
-    let keys_cut = super::id_floor(keys_before.and_utc());
-    Ok(crate::db_run!(conn, c => {
-        let mut removed = diesel::delete(attempts::table.filter(attempts::attempted_at.lt(history_before))).execute(c)?;
-        removed += diesel::delete(
-            deliveries::table
-                .filter(deliveries::id.lt(&cut))
-                .filter(deliveries::status.eq_any([SUCCEEDED, CANCELLED, DEAD])),
-        )
-        .execute(c)?;
-        removed += diesel::delete(
-            events::table.filter(events::id.lt(&cut)).filter(
-                events::id.ne_all(
-                    deliveries::table
-                        .filter(deliveries::id.lt(&deliveries_cut))
-                        .select(deliveries::event_id),
-                ),
-            ),
-        )
-        .execute(c)?;
-        diesel::update(
-            events::table
-                .filter(events::id.lt(&keys_cut))
-                .filter(events::idempotency_key.is_not_null()),
-        )
-        .set(events::idempotency_key.eq(None::<String>))
-        .execute(c)?;
-        Ok::<_, diesel::result::Error>(removed)
-    })?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -565,51 +524,5 @@ mod tests {
             ("d1", 0, endpoint)
         );
         assert_eq!(pending_page(conn, endpoint, None, 10).unwrap().len(), 1);
-    }
-
-    #[test]
-    fn cleanup_removes_old_finished_history_and_keeps_what_is_pending() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().join("c.db").to_str().unwrap(), 2).unwrap();
-        let conn = &mut store.conn().unwrap();
-        let endpoint = subscriptions::endpoint_id_for(conn, "http://example.com/").unwrap();
-        subscriptions::insert(conn, 1, 1, "qti_export_ready", endpoint, "secret").unwrap();
-        let old = chrono::Utc::now() - chrono::Duration::days(30);
-        let id = |n: u32| format!("{}{n:04}", &crate::store::id_floor(old)[..32]);
-        let mut batch = vec![
-            PreparedEvent::fixed(
-                event(&id(1), old.naive_utc(), Some("k1")),
-                vec![delivery(&id(2), &id(1), endpoint, old.naive_utc())],
-            ),
-            PreparedEvent::fixed(
-                event(&id(3), old.naive_utc(), None),
-                vec![delivery(&id(4), &id(3), endpoint, old.naive_utc())],
-            ),
-        ];
-        store_batch(conn, &mut batch, &[], &mut FixedRoutes).unwrap();
-        record(
-            conn,
-            &[Completion::Succeeded {
-                id: id(2),
-                attempts: 1,
-            }],
-            &[],
-        )
-        .unwrap();
-        let day_ago = (chrono::Utc::now() - chrono::Duration::days(1)).naive_utc();
-        let removed = cleanup(conn, day_ago, day_ago).unwrap();
-        assert_eq!(removed, 2, "the finished delivery and its event");
-        let pending = pending_page(conn, endpoint, None, 10).unwrap();
-        assert_eq!(pending.len(), 1, "the pending delivery and its event stay");
-        assert_eq!(pending[0].id, id(4));
-        // The key of the removed event is forgotten: it can be used again.
-        let mut again = vec![PreparedEvent::fixed(
-            event(&id(5), day_ago, Some("k1")),
-            vec![],
-        )];
-        assert_eq!(
-            store_batch(conn, &mut again, &[], &mut FixedRoutes).unwrap(),
-            vec![crate::store::events::Stored::New]
-        );
     }
 }

@@ -15,6 +15,7 @@ pub mod leases;
 pub mod models;
 pub mod notices;
 pub mod prepared;
+pub mod retention;
 pub mod routing;
 pub mod schema;
 pub mod subscriptions;
@@ -30,7 +31,8 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
-/// Connections for `write_unsynced` (the group-commit thread, plus a spare).
+/// Connections for `write_unsynced` (the group-commit thread, plus a spare,
+/// which retention batches use).
 const WAL_SYNC_POOL_SIZE: u32 = 2;
 
 /// How long a SQLite connection waits for a lock before giving up.
@@ -534,6 +536,28 @@ impl Store {
             .await
             .map_err(|_| StoreError::TaskFailed)?;
         self.run(f).await
+    }
+
+    /// `run_background` for writes that need not be durable at once: a
+    /// retention batch lost to a power cut is simply done again by the
+    /// next pass. On SQLite with `synchronous = FULL` they commit through
+    /// `write_unsynced`, so that no `fsync` runs inside SQLite's write lock
+    /// while ingest waits for it; the next sync of the WAL (the group
+    /// commit's, or any other commit's) makes them durable.
+    pub async fn run_background_unsynced<F, R>(&self, f: F) -> Result<R, StoreError>
+    where
+        F: FnOnce(&mut Conn) -> Result<R, StoreError> + Send + 'static,
+        R: Send + 'static,
+    {
+        let _turn = self
+            .background
+            .acquire()
+            .await
+            .map_err(|_| StoreError::TaskFailed)?;
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.write_unsynced(f))
+            .await
+            .map_err(|_| StoreError::TaskFailed)?
     }
 
     /// Runs the write `f` on the current thread (a blocking one). Its

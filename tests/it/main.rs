@@ -47,6 +47,7 @@ mod outage_verdict;
 mod pacing;
 mod postgres;
 mod private_pg;
+mod retention;
 mod self_service_deliveries;
 mod self_service_secrets;
 mod storage;

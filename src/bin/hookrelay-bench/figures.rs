@@ -70,6 +70,15 @@ pub struct Sizes {
     pub pacing_rate: u32,
     /// …for this long.
     pub pacing_secs: f64,
+    /// Figure 12: finished deliveries (each with its event and one
+    /// attempt) past retention in the seeded database…
+    pub retention_rows: usize,
+    /// …open-loop pushes per second (fan-out 1) while they are cleaned…
+    pub retention_rate: u32,
+    /// …for this long…
+    pub retention_secs: f64,
+    /// …and the cleaning fails after this long.
+    pub retention_clean_deadline_secs: f64,
 }
 
 impl Sizes {
@@ -99,6 +108,10 @@ impl Sizes {
             handover_settle_secs: 3.0,
             pacing_rate: 100,
             pacing_secs: 5.0,
+            retention_rows: 1_000_000,
+            retention_rate: 500,
+            retention_secs: 30.0,
+            retention_clean_deadline_secs: 900.0,
         }
     }
 
@@ -122,6 +135,10 @@ impl Sizes {
             handover_settle_secs: 0.5,
             pacing_rate: 20,
             pacing_secs: 0.5,
+            retention_rows: 5_000,
+            retention_rate: 100,
+            retention_secs: 1.0,
+            retention_clean_deadline_secs: 30.0,
             ..Sizes::full()
         }
     }

@@ -21,6 +21,7 @@ mod postgres;
 mod receiver;
 mod recovery;
 mod report;
+mod retention;
 mod seed;
 
 /// The same allocator as hookrelay, so that the baselines (the loopback
@@ -66,9 +67,9 @@ struct Args {
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     runs: u32,
 
-    /// Only these figures (1-11), comma separated. Figures 9 and 10 need
+    /// Only these figures (1-12), comma separated. Figures 9 and 10 need
     /// a PostgreSQL URL; figure 9 brings figure 1 (its baseline) along.
-    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=11))]
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=12))]
     figures: Vec<u8>,
 
     /// A PostgreSQL server for figures 9 and 10, as a URL of a database
@@ -149,6 +150,7 @@ fn run_figure(bench: &Bench, figure: u8, postgres: Option<&str>) -> Result<Measu
         (7, _) => memory::memory(bench),
         (8, _) => recovery::recovery(bench),
         (11, _) => pacing::pacing(bench),
+        (12, _) => retention::retention(bench),
         (9, Some(url)) => postgres::postgres(bench, url),
         (_, Some(url)) => handover::handover(bench, url),
         (_, None) => Err(format!("figure {figure} needs --postgres URL")),
@@ -194,7 +196,7 @@ fn bench(args: Args) -> Result<bool, String> {
     };
     let runs = if args.smoke { 1 } else { args.runs };
     let mut selected: Vec<u8> = if args.figures.is_empty() {
-        (1..=11).collect()
+        (1..=12).collect()
     } else {
         args.figures.clone()
     };
@@ -371,7 +373,8 @@ fn bench(args: Args) -> Result<bool, String> {
         "hookrelay_args": format!(
             "serve --database-url <temp>/bench.db --public-addr 127.0.0.1:0 --internal-addr 127.0.0.1:0 \
              --allow-private-endpoints --max-in-flight-per-endpoint {} (figure 7 adds --verify-interval 8h; \
-             figures 9 and 10 use --database-url postgres://…/hr_bench_… --node-id a|b|c --lease-ttl 3s)",
+             figure 12 --history-retention 1d (cleaning) or --history-retention 30d --idempotency-retention 30d (idle) \
+             on a seeded file; figures 9 and 10 use --database-url postgres://…/hr_bench_… --node-id a|b|c --lease-ttl 3s)",
             bench.launch.max_in_flight),
         "postgres": postgres.map(hookrelay::store::redact),
         "skipped": skipped,
