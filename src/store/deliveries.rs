@@ -173,10 +173,11 @@ impl RecorderWrites for diesel::PgConnection {
         use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamp};
         for chunk in kept.chunks(500) {
             diesel::sql_query(format!(
-                "UPDATE deliveries AS d SET status = '{SUCCEEDED}', attempts = 1, updated_at = $1, \
+                "UPDATE deliveries AS d SET status = CASE WHEN d.status = '{PENDING}' THEN '{SUCCEEDED}' ELSE d.status END, \
+                 attempts = 1, updated_at = $1, \
                  first_status_code = f.code, first_duration_ms = f.ms, first_excerpt = f.excerpt \
                  FROM unnest($2::text[], $3::int4[], $4::int8[], $5::text[]) AS f(id, code, ms, excerpt) \
-                 WHERE d.id = f.id AND d.status = '{PENDING}'"
+                 WHERE d.id = f.id"
             ))
             .bind::<Timestamp, _>(at)
             .bind::<Array<Text>, _>(chunk.iter().map(|k| k.id).collect::<Vec<_>>())

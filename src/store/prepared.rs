@@ -112,9 +112,10 @@ fn insert_chunk<R: InsertRow, const N: usize>(
 
 /// `UPDATE deliveries SET status = 'succeeded', attempts = 1, updated_at = ?,
 /// first_status_code = ?, first_duration_ms = ?, first_excerpt = ?
-/// WHERE id = ? AND status = 'pending'`: a delivery answered 2xx at its
-/// first attempt, which is kept on its row (a delivery cancelled meanwhile
-/// stays cancelled).
+/// WHERE id = ?`: a delivery answered 2xx at its first attempt, which is
+/// kept on its row. Only a pending one becomes succeeded: one cancelled
+/// while the request was in flight (its subscription removed, its event
+/// erased) stays cancelled, with its attempt kept.
 pub struct FirstAttemptSucceeded<'a> {
     pub kept: &'a KeptAttempt<'a>,
     pub at: &'a DbTime,
@@ -127,8 +128,9 @@ impl QueryId for FirstAttemptSucceeded<'_> {
 
 impl QueryFragment<Sqlite> for FirstAttemptSucceeded<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
-        out.push_sql("UPDATE deliveries SET status = ");
-        out.push_bind_param::<Text, _>(SUCCEEDED)?;
+        out.push_sql(&format!(
+            "UPDATE deliveries SET status = CASE WHEN status = '{PENDING}' THEN '{SUCCEEDED}' ELSE status END"
+        ));
         out.push_sql(", attempts = 1, updated_at = ");
         out.push_bind_param::<Timestamp, _>(self.at)?;
         out.push_sql(", first_status_code = ");
@@ -138,9 +140,7 @@ impl QueryFragment<Sqlite> for FirstAttemptSucceeded<'_> {
         out.push_sql(", first_excerpt = ");
         out.push_bind_param::<Nullable<Text>, _>(&self.kept.excerpt)?;
         out.push_sql(" WHERE id = ");
-        out.push_bind_param::<Text, _>(self.kept.id)?;
-        out.push_sql(&format!(" AND status = '{PENDING}'"));
-        Ok(())
+        out.push_bind_param::<Text, _>(self.kept.id)
     }
 }
 

@@ -98,8 +98,8 @@ async fn finished_history_past_retention_is_removed_and_pending_deliveries_stay_
     assert!(removed_total(&app, "delivery").await >= 2.0);
     assert!(removed_total(&app, "event").await >= 2.0);
     assert!(
-        removed_total(&app, "attempt").await >= 2.0,
-        "the attempts of both went with them"
+        removed_total(&app, "attempt").await >= 1.0,
+        "the failed one's logged attempts went with it (a first-try success keeps its attempt on its own row)"
     );
 
     // The held one was past retention during that pass, and stays.
