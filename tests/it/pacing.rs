@@ -1,7 +1,8 @@
 //! Pacing: the adaptive concurrency window finds a receiver's capacity. A
 //! receiver serving at most 3 deliveries at once (429 to the rest) gets
-//! every delivery, none dead-lettered, with few 429s once the window has
-//! settled; a fast receiver is driven at the full `maxInFlight` at once.
+//! every delivery, none dead-lettered, never more than 3 requests open
+//! once the window has settled (it probes above only after a quiet spell
+//! of seconds); a fast receiver is driven at the full `maxInFlight` at once.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -57,17 +58,19 @@ async fn the_window_converges_on_a_receiver_that_serves_three_at_once() {
     receiver.wait_for_context_ids(&all, SOON).await;
     let settled = receiver.capacity_stats();
     eprintln!(
-        "warm-up: {warm_up:?}; settled: {settled:?}; all 300 in {:?}",
+        "warm-up: {warm_up:?}; settled: {settled:?}; 429s after convergence: {} of {} served; all 300 in {:?}",
+        settled.refused,
+        settled.served,
         started.elapsed()
     );
 
     assert!(
-        settled.peak_open <= 4,
-        "once settled, hookrelay keeps at most 3 requests open, probing one more now and then: {settled:?}"
+        settled.peak_open <= 3,
+        "once settled, hookrelay keeps at most 3 requests open: {settled:?}"
     );
     assert!(
-        settled.refused * 4 <= settled.served,
-        "once settled, few deliveries are refused: {settled:?}"
+        settled.refused * 20 <= settled.served,
+        "once settled, hardly any delivery is refused: {settled:?}"
     );
     let (status, body) = app.dead_letters(&[]).await;
     assert_eq!(status, 200, "{body}");

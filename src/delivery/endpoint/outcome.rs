@@ -22,13 +22,20 @@ use crate::store::models::NewAttempt;
 type Counts = (State, u32, u32);
 
 impl EndpointActor {
-    /// Takes the answer to a delivery request.
-    pub(super) fn finish(&mut self, mut job: Job, attempt: Attempt, ctx: &mut Context<Self>) {
+    /// Takes the answer to a delivery request (`probe`: it was sent above
+    /// the level the window remembers, see `pacing.rs`).
+    pub(super) fn finish(
+        &mut self,
+        mut job: Job,
+        attempt: Attempt,
+        probe: bool,
+        ctx: &mut Context<Self>,
+    ) {
         self.in_flight -= 1;
         self.metrics
             .attempt(attempt.outcome, attempt.duration.as_secs_f64());
         job.attempts += 1;
-        self.pace_after(&attempt);
+        self.pace_after(&attempt, probe);
         let now = Utc::now();
         let row = self.attempt_row(&job, &attempt, now);
         let before = self.health_counts();
@@ -42,6 +49,7 @@ impl EndpointActor {
                 schedule: &self.settings.retry_schedule,
                 now,
                 unit: retry::unit_random(),
+                probe,
             },
         );
         if let Some(wait) = decision.hold_endpoint_for {

@@ -2,14 +2,16 @@
 //! while the concurrency window has room and the token bucket (when the
 //! policy sets `maxPerSecond`) has a token; when the bucket is empty one
 //! timer wakes the send loop when the next token is due. Answers feed the
-//! window; a policy change re-bounds both at once.
+//! window (not while it is at rest: at its bound, no congestion
+//! remembered, and the answer good); a policy change re-bounds both at
+//! once.
 
 use std::time::Instant;
 
 use actix::prelude::*;
 
 use super::{EndpointActor, EndpointPolicy};
-use crate::delivery::pace::{Bucket, Signal, signal};
+use crate::delivery::pace::{Bucket, Congestion, Signal, signal};
 use crate::delivery::sender::Attempt;
 use crate::metrics::AttemptOutcome;
 
@@ -61,14 +63,33 @@ impl EndpointActor {
         }
     }
 
-    /// Tells the window what an answer says about the endpoint's capacity.
-    pub(super) fn pace_after(&mut self, attempt: &Attempt) {
-        let fast = attempt.succeeded() && self.latency.observe(attempt.duration);
+    /// Whether a request starting now (the `level`-th in flight) probes
+    /// above the level the receiver last refused at.
+    pub(super) fn probing(&self, level: u32) -> bool {
+        self.window.probing(level)
+    }
+
+    /// Tells the window what an answer says about the endpoint's capacity;
+    /// `probe`: the request was sent as a probe. Good answers to a window
+    /// at rest are skipped (the cheap check first).
+    pub(super) fn pace_after(&mut self, attempt: &Attempt, probe: bool) {
         let timed_out = matches!(attempt.outcome, AttemptOutcome::Timeout);
+        let refused = matches!(attempt.status, Some(429) | Some(503));
+        if self.window.at_rest() && !timed_out && !refused {
+            return;
+        }
+        let fast = attempt.succeeded() && self.latency.observe(attempt.duration);
         match signal(attempt.status, timed_out, fast) {
-            Signal::Widen => self.window.widen(),
+            Signal::Widen => self.window.widen(Instant::now()),
             Signal::Steady => self.window.steady(),
-            Signal::Narrow => self.window.narrow(),
+            Signal::Narrow => self.window.narrow(
+                Congestion {
+                    others: self.in_flight,
+                    instant: !timed_out && self.latency.is_instant(attempt.duration),
+                    probe,
+                },
+                Instant::now(),
+            ),
         }
     }
 

@@ -29,26 +29,26 @@ impl EndpointActor {
     }
 
     /// Starts deliveries while slots are free, the concurrency window has
-    /// room and a token is there, and refills the in-memory window.
+    /// room and a token is there, and refills the in-memory window. The
+    /// gauges are set once, at the end.
     pub(super) fn pump(&mut self, ctx: &mut Context<Self>) {
-        self.update_gauges();
-        if !self.sending_allowed() || self.held_back(ctx) {
-            return;
+        if self.sending_allowed() && !self.held_back(ctx) {
+            let max_in_flight = self.policy.max_in_flight(&self.settings);
+            while self.slots_used < max_in_flight
+                && self.window_has_room()
+                && !self.queue.is_empty()
+                && self.token_ready(ctx)
+            {
+                let Some(job) = self.queue.pop_front() else {
+                    break;
+                };
+                self.slots_used += 1;
+                self.start(job, ctx);
+            }
+            self.refill(ctx);
+            self.shrink_when_idle();
         }
-        while self.slots_used < self.policy.max_in_flight(&self.settings)
-            && self.window_has_room()
-            && !self.queue.is_empty()
-            && self.token_ready(ctx)
-        {
-            let Some(job) = self.queue.pop_front() else {
-                break;
-            };
-            self.slots_used += 1;
-            self.start(job, ctx);
-        }
-        self.refill(ctx);
         self.update_gauges();
-        self.shrink_when_idle();
     }
 
     /// Whether a receiver's `Retry-After` still holds every request back;
@@ -144,6 +144,7 @@ impl EndpointActor {
     /// Makes the request; its answer goes to `finish`.
     fn post(&mut self, job: Job, ctx: &mut Context<Self>) {
         self.in_flight += 1;
+        let probe = self.probing(self.in_flight);
         let url = self.url.clone();
         let timeout = self.policy.timeout(&self.settings);
         let body = job.body.clone();
@@ -160,7 +161,7 @@ impl EndpointActor {
         ctx.spawn(
             request
                 .into_actor(self)
-                .map(move |attempt, act, ctx| act.finish(job, attempt, ctx)),
+                .map(move |attempt, act, ctx| act.finish(job, attempt, probe, ctx)),
         );
     }
 

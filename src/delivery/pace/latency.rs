@@ -3,6 +3,8 @@
 //! weighted moving average); an answer is fast while it takes at most
 //! twice that (plus a little, so that a sub-millisecond endpoint's jitter
 //! is no alarm): the window widens only while latency is not rising sharply.
+//! A refusal is instant while it takes at most half the average (or a
+//! couple of milliseconds): the receiver did not work on it, it was full.
 
 use std::time::Duration;
 
@@ -12,6 +14,8 @@ const WEIGHT: f64 = 0.2;
 const RISE: f64 = 2.0;
 /// And up to this much over it, however small the average.
 const SLACK: Duration = Duration::from_millis(5);
+/// A refusal this fast is instant, whatever the average (none seen yet).
+const INSTANT: Duration = Duration::from_millis(2);
 
 /// The smoothed latency of the endpoint's good answers.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -35,6 +39,15 @@ impl Latency {
     pub fn is_fast(&self, took: Duration) -> bool {
         self.average
             .is_none_or(|avg| took.as_secs_f64() <= avg * RISE + SLACK.as_secs_f64())
+    }
+
+    /// Whether a refusal that took `took` came at once: within half the
+    /// average of good answers, or within `INSTANT`.
+    pub fn is_instant(&self, took: Duration) -> bool {
+        let limit = self.average.map_or(INSTANT.as_secs_f64(), |avg| {
+            (avg / 2.0).max(INSTANT.as_secs_f64())
+        });
+        took.as_secs_f64() <= limit
     }
 
     /// The average so far, if any answer was seen.
@@ -103,6 +116,19 @@ mod tests {
         l.observe(ms(200));
         let avg = l.average().unwrap().as_secs_f64();
         assert!((avg - 0.120).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_refusal_within_half_the_average_or_two_milliseconds_is_instant() {
+        let mut l = Latency::default();
+        assert!(l.is_instant(ms(2)));
+        assert!(!l.is_instant(ms(3)));
+        l.observe(ms(20));
+        assert!(l.is_instant(ms(10)));
+        assert!(!l.is_instant(ms(11)));
+        let mut tiny = Latency::default();
+        tiny.observe(Duration::from_micros(300));
+        assert!(tiny.is_instant(Duration::from_micros(900)));
     }
 
     #[test]

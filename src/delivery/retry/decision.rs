@@ -11,6 +11,7 @@
 //!           └─ otherwise ───────────────────────────► retry after the schedule's step,
 //!                                                      longer if the receiver asked
 //!  429 / 503 with Retry-After, 429 without: every request to the endpoint waits too
+//!  (not for a 429 without Retry-After to a window probe: the window narrows instead)
 //! ```
 
 use std::time::Duration;
@@ -41,6 +42,10 @@ pub struct Situation<'a> {
     pub now: DateTime<Utc>,
     /// A random number in [0, 1) that picks the jitter.
     pub unit: f64,
+    /// The request was an adaptive window's probe above the level the
+    /// receiver last refused at: a 429 to it without `Retry-After` narrows
+    /// the window and holds nothing else back.
+    pub probe: bool,
 }
 
 /// What happens to the delivery.
@@ -78,8 +83,9 @@ pub fn next_step(attempt: &Attempt, situation: &Situation) -> Decision {
     }
     let asked = asked_wait(attempt, situation);
     let too_many = attempt.status == Some(429);
-    let hold_endpoint_for =
-        asked.or_else(|| too_many.then(|| slowed_down(first_step(situation.schedule))));
+    let hold_endpoint_for = asked.or_else(|| {
+        (too_many && !situation.probe).then(|| slowed_down(first_step(situation.schedule)))
+    });
     let step = match situation.state {
         State::Dead => Step::Release,
         State::Paused => Step::Hold,
@@ -160,6 +166,7 @@ mod tests {
             now: now(),
             // No jitter: the step itself.
             unit: 0.5,
+            probe: false,
         }
     }
 
@@ -252,6 +259,29 @@ mod tests {
         let d = next_step(&answered(429, None), &situation(2, State::Failing));
         assert_eq!(d.step, retry(120));
         assert_eq!(d.hold_endpoint_for, Some(Duration::from_secs(20)));
+    }
+
+    #[test]
+    fn a_429_without_retry_after_to_a_window_probe_holds_nothing_else_back() {
+        let probe = Situation {
+            probe: true,
+            ..situation(2, State::Failing)
+        };
+        let d = next_step(&answered(429, None), &probe);
+        assert_eq!(d.step, retry(120));
+        assert_eq!(d.hold_endpoint_for, None);
+    }
+
+    #[test]
+    fn a_retry_after_is_honoured_even_for_a_window_probe() {
+        let probe = Situation {
+            probe: true,
+            ..situation(1, State::Failing)
+        };
+        let d = next_step(&answered(429, Some("30")), &probe);
+        assert_eq!(d.hold_endpoint_for, Some(Duration::from_secs(30)));
+        let d = next_step(&answered(503, Some("45")), &probe);
+        assert_eq!(d.hold_endpoint_for, Some(Duration::from_secs(45)));
     }
 
     #[test]
