@@ -77,11 +77,14 @@ ip netns exec "$NS" "$BIN" serve --database-url "$DB" --public-addr "$PUBLIC" --
   >"$WORK/serve.log" 2>&1 &
 SERVER_PID=$!
 
-# Ready when /health answers 200, within 30 s.
+# Ready when the receiver answers and /health answers 200, within 30 s
+# (a subscription made before the receiver listens fails its
+# verification call).
 deadline=$((SECONDS + 30))
-until in_ns curl -sf "http://$INTERNAL/health" >/dev/null; do
+until in_ns curl -sf -X POST "http://127.0.0.1:9000/ok" >/dev/null \
+  && in_ns curl -sf "http://$INTERNAL/health" >/dev/null; do
   if [ "$SECONDS" -ge "$deadline" ] || ! kill -0 "$SERVER_PID" 2>/dev/null; then
-    echo "hookrelay did not become ready; its log:" >&2
+    echo "hookrelay or the receiver did not become ready; hookrelay's log:" >&2
     cat "$WORK/serve.log" >&2
     exit 1
   fi
@@ -92,7 +95,7 @@ done
 # event type, a subscription at each receiver path and a removed one, an
 # event delivered to one and dead-lettered at the other.
 call() { # call <token> <method> <url> [<json body>]
-  in_ns curl -sf -X "$2" "$3" -H "Authorization: Bearer $1" \
+  in_ns curl -sS --fail-with-body -X "$2" "$3" -H "Authorization: Bearer $1" \
     -H "Content-Type: application/json" ${4:+-d "$4"}
 }
 call "$INTERNAL_TOKEN" PUT "http://$INTERNAL/internal/v1/event-types/revision_status_updated" \
