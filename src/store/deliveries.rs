@@ -191,9 +191,8 @@ impl RecorderWrites for diesel::PgConnection {
 
     fn insert_attempts(&mut self, rows: &[&NewAttempt]) -> QueryResult<()> {
         for chunk in rows.chunks(1000) {
-            let owned: Vec<NewAttempt> = chunk.iter().map(|r| (*r).clone()).collect();
             diesel::insert_into(attempts::table)
-                .values(&owned)
+                .values(chunk.to_vec())
                 .execute(self)?;
         }
         Ok(())

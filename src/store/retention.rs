@@ -119,6 +119,16 @@ pub struct Seen {
     pub last: Option<String>,
 }
 
+impl Seen {
+    /// What a batch of `rows` saw: their number and the last one's id.
+    fn of<T>(rows: &[T], id: impl Fn(&T) -> &str) -> Seen {
+        Seen {
+            rows: rows.len(),
+            last: rows.last().map(|r| id(r).to_string()),
+        }
+    }
+}
+
 impl Step {
     /// The first step of a pass.
     pub fn first() -> Step {
@@ -227,10 +237,7 @@ fn old_notices(conn: &mut Conn, cut: &str) -> Result<(Seen, Removed), StoreError
         .select(notices::id)
         .limit(batch)
         .load(c))?;
-    let seen = Seen {
-        rows: ids.len(),
-        last: ids.last().cloned(),
-    };
+    let seen = Seen::of(&ids, String::as_str);
     if ids.is_empty() {
         return Ok((seen, Removed::default()));
     }
@@ -293,10 +300,7 @@ fn finished_deliveries(
         .select((deliveries::id, deliveries::status))
         .limit(batch)
         .load(c))?;
-    let seen = Seen {
-        rows: rows.len(),
-        last: rows.last().map(|(id, _)| id.clone()),
-    };
+    let seen = Seen::of(&rows, |(id, _)| id.as_str());
     let finished: Vec<&str> = rows
         .iter()
         .filter(|(_, status)| FINISHED.contains(&status.as_str()))
@@ -345,10 +349,7 @@ fn orphan_events(conn: &mut Conn, after: &str, cut: &str) -> Result<(Seen, Remov
         .select(events::id)
         .limit(batch)
         .load(c))?;
-    let seen = Seen {
-        rows: ids.len(),
-        last: ids.last().cloned(),
-    };
+    let seen = Seen::of(&ids, String::as_str);
     if ids.is_empty() {
         return Ok((seen, Removed::default()));
     }
@@ -392,10 +393,7 @@ fn old_keys(conn: &mut Conn, after: &str, cut: &str) -> Result<(Seen, Removed), 
         .select((events::id, events::idempotency_key.is_not_null()))
         .limit(batch)
         .load(c))?;
-    let seen = Seen {
-        rows: rows.len(),
-        last: rows.last().map(|(id, _)| id.clone()),
-    };
+    let seen = Seen::of(&rows, |(id, _)| id.as_str());
     let keyed: Vec<&str> = rows
         .iter()
         .filter(|(_, keyed)| *keyed)
