@@ -169,3 +169,29 @@ fn the_prometheus_parser_refuses_malformed_text() {
         );
     }
 }
+
+#[actix_rt::test]
+async fn the_browser_renders_pages_as_wide_as_its_viewport_says() {
+    for viewport in [Viewport::Desktop, Viewport::Phone] {
+        let Some(browser) = Browser::start(viewport).await else {
+            return;
+        };
+        browser
+            .goto(
+                "data:text/html,<!doctype html><meta name=viewport content='width=device-width'>\
+                 <title>t</title><p id=hello>hello</p><div style='height:3000px'></div>",
+            )
+            .await;
+        assert_eq!(browser.text("p#hello").await, "hello");
+        let inner = browser.execute("return window.innerWidth;", vec![]).await;
+        assert_eq!(inner, viewport.width(), "{viewport:?}: window.innerWidth");
+        let png = browser.png().await;
+        let (width, height) = png_size(&png).expect("a PNG");
+        assert_eq!(width, viewport.width(), "{viewport:?}");
+        assert!(
+            height >= 3000,
+            "{viewport:?}: the screenshot covers the whole page, not only the viewport: {height} px"
+        );
+        browser.close().await;
+    }
+}

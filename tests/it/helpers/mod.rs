@@ -23,7 +23,9 @@
 //! test event; the Standard Webhooks reference verifier) and `deliveries`
 //! (a subscription's deliveries, resend, the catch-up feed, event lookup),
 //! `notices` (the lifecycle notices listed and received) and `erasure`
-//! (erasure by data subject, byte search of SQLite files).
+//! (erasure by data subject, byte search of SQLite files), and `browser`
+//! (headless Chromium through `chromedriver` for the console and portal
+//! tests; they pass as skipped, saying so once, where there is none).
 //! Everything is
 //! re-exported here, so a test module needs only `use crate::helpers::*;`.
 #![allow(dead_code)]
@@ -31,6 +33,7 @@
 mod api;
 mod app;
 mod backends;
+mod browser;
 mod builders;
 mod capacity;
 mod deliveries;
@@ -47,6 +50,7 @@ mod subscription_changes;
 
 pub use app::*;
 pub use backends::*;
+pub use browser::*;
 pub use builders::*;
 pub use documents::*;
 pub use erasure::*;
