@@ -18,19 +18,19 @@ use crate::signing::Secret;
 use crate::store::deliveries::{self, DeadLetterRow, ReplayRefused};
 
 /// `?endpoint=&subscription=&limit=&cursor=` of the dead letters.
-#[derive(Deserialize, IntoParams)]
+#[derive(Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct DeadLetterQuery {
     /// Only those of this endpoint (its id).
-    endpoint: Option<i64>,
+    pub endpoint: Option<i64>,
     /// Only those of this subscription (its id).
-    subscription: Option<i64>,
+    pub subscription: Option<i64>,
     /// Items per page, 1 to 1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
-    limit: Option<i64>,
+    pub limit: Option<i64>,
     /// The `nextCursor` of the previous page.
-    cursor: Option<String>,
+    pub cursor: Option<String>,
 }
 
 /// A delivery that exhausted its retries.
@@ -94,6 +94,14 @@ pub(crate) async fn list_dead_letters(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let query: DeadLetterQuery = page::query(req.query_string())?;
+    Ok(HttpResponse::Ok().json(page_of(&state, query).await?))
+}
+
+/// One page of dead letters (the web console calls this too).
+pub(crate) async fn page_of(
+    state: &State,
+    query: DeadLetterQuery,
+) -> Result<DeadLetterList, ApiError> {
     let limit = page::limit_within(query.limit, page::DEFAULT_LIMIT, page::MAX_LIMIT)?;
     let after = page::decode_cursor(query.cursor.as_deref())?;
     let (endpoint, subscription) = (query.endpoint, query.subscription);
@@ -104,10 +112,10 @@ pub(crate) async fn list_dead_letters(
         })
         .await?;
     let next_cursor = next_cursor(&mut rows, limit, |r| r.id.clone());
-    Ok(HttpResponse::Ok().json(DeadLetterList {
+    Ok(DeadLetterList {
         dead_letters: rows.into_iter().map(DeadLetter::from).collect(),
         next_cursor,
-    }))
+    })
 }
 
 #[utoipa::path(post, path = "/internal/v1/dead-letters/{id}/replay", tag = "dead letters",
@@ -119,7 +127,12 @@ pub(crate) async fn replay_dead_letter(
     state: State,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = id.into_inner();
+    Ok(HttpResponse::Accepted().json(replay_one(&state, id.into_inner()).await?))
+}
+
+/// Puts dead letter `id` back in its endpoint's queue (the web console
+/// calls this too).
+pub(crate) async fn replay_one(state: &State, id: String) -> Result<Replayed, ApiError> {
     let lookup = id.clone();
     let outcome = state
         .store
@@ -127,11 +140,11 @@ pub(crate) async fn replay_dead_letter(
         .await?;
     let (row, endpoint_id, endpoint_url) =
         outcome.map_err(|refused| replay_refused(&id, refused))?;
-    send_again(&state, &row, endpoint_id, endpoint_url)?;
-    Ok(HttpResponse::Accepted().json(Replayed {
+    send_again(state, &row, endpoint_id, endpoint_url)?;
+    Ok(Replayed {
         id: row.id,
         status: "pending",
-    }))
+    })
 }
 
 fn replay_refused(id: &str, refused: ReplayRefused) -> ApiError {

@@ -194,7 +194,7 @@ pub(super) fn query<T: serde::de::DeserializeOwned>(req: &HttpRequest) -> Result
 }
 
 /// The status filter of a list, if one is given.
-fn status_filter(text: Option<&str>) -> Result<Option<DeliveryStatus>, ApiError> {
+pub(crate) fn status_filter(text: Option<&str>) -> Result<Option<DeliveryStatus>, ApiError> {
     match text {
         None | Some("") => Ok(None),
         Some(t) => DeliveryStatus::parse(t).map(Some).ok_or_else(|| {
@@ -230,7 +230,7 @@ pub(super) fn page_limit(limit: Option<i64>, default: i64) -> Result<i64, ApiErr
 }
 
 /// The id of a subscription of the caller's, or 404.
-pub(super) async fn owned(state: &State, caller: Caller, raw: &str) -> Result<i64, ApiError> {
+pub(crate) async fn owned(state: &State, caller: Caller, raw: &str) -> Result<i64, ApiError> {
     let id = path_id(raw, "subscription")?;
     let found = state
         .store
@@ -267,6 +267,18 @@ pub(crate) async fn list(
     let limit = page_limit(q.limit, DEFAULT_PAGE)?;
     let before = delivery_cursor(q.cursor.as_deref())?;
     let sub = owned(&state, caller, &path).await?;
+    Ok(HttpResponse::Ok().json(page_of(&state, sub, status, before, limit).await?))
+}
+
+/// One page of subscription `sub`'s deliveries, newest first, before the
+/// delivery id `before` (the web portal calls this too).
+pub(crate) async fn page_of(
+    state: &State,
+    sub: i64,
+    status: Option<DeliveryStatus>,
+    before: Option<String>,
+    limit: i64,
+) -> Result<DeliveryList, ApiError> {
     let (mut rows, last) = state
         .store
         .run(move |conn| {
@@ -283,10 +295,10 @@ pub(crate) async fn list(
             Delivery::of(r, l)
         })
         .collect();
-    Ok(HttpResponse::Ok().json(DeliveryList {
+    Ok(DeliveryList {
         deliveries,
         next_cursor: next,
-    }))
+    })
 }
 
 #[utoipa::path(get, path = "/v1/subscription/{id}/deliveries/{deliveryId}", tag = "deliveries",
@@ -301,6 +313,16 @@ pub(crate) async fn get(
 ) -> Result<HttpResponse, ApiError> {
     let (raw, id) = path.into_inner();
     let sub = owned(&state, caller, &raw).await?;
+    Ok(HttpResponse::Ok().json(detail_of(&state, sub, id).await?))
+}
+
+/// Delivery `id` of subscription `sub` with its payload and attempts (the
+/// web portal calls this too).
+pub(crate) async fn detail_of(
+    state: &State,
+    sub: i64,
+    id: String,
+) -> Result<DeliveryDetail, ApiError> {
     let lookup = id.clone();
     let found = state
         .store
@@ -318,11 +340,11 @@ pub(crate) async fn get(
         at: a.at,
         status_code: a.status_code,
     });
-    Ok(HttpResponse::Ok().json(DeliveryDetail {
+    Ok(DeliveryDetail {
         delivery: Delivery::of(row, last.as_ref()),
         payload: payload(body),
         attempts: attempts.into_iter().map(AttemptView::from).collect(),
-    }))
+    })
 }
 
 /// The refusal of a resend of a delivery in `stored` status.
@@ -353,6 +375,12 @@ pub(crate) async fn resend(
 ) -> Result<HttpResponse, ApiError> {
     let (raw, id) = path.into_inner();
     let sub = owned(&state, caller, &raw).await?;
+    Ok(HttpResponse::Accepted().json(resend_of(&state, sub, id).await?))
+}
+
+/// Sends delivery `id` of subscription `sub` again (the web portal calls
+/// this too).
+pub(crate) async fn resend_of(state: &State, sub: i64, id: String) -> Result<Resent, ApiError> {
     let lookup = id.clone();
     let outcome = state
         .store
@@ -370,10 +398,10 @@ pub(crate) async fn resend(
             ));
         }
     };
-    super::dead_letters::send_again(&state, &row, endpoint_id, endpoint_url)?;
-    Ok(HttpResponse::Accepted().json(Resent {
+    super::dead_letters::send_again(state, &row, endpoint_id, endpoint_url)?;
+    Ok(Resent {
         delivery_id: row.id,
-    }))
+    })
 }
 
 #[cfg(test)]

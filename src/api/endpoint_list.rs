@@ -65,7 +65,7 @@ pub struct EndpointList {
     pub next_cursor: Option<String>,
 }
 
-pub(super) type Row = (endpoints::EndpointRow, i64);
+pub(crate) type Row = (endpoints::EndpointRow, i64);
 
 #[utoipa::path(get, path = "/internal/v1/endpoints", tag = "endpoints",
     security(("bearer" = [])), params(PageQuery),
@@ -92,7 +92,7 @@ pub(crate) async fn list_endpoints(
 
 /// The views of stored endpoints, each as listed: with the live figures of
 /// those whose actors run here.
-pub(super) async fn views(state: &State, rows: Vec<Row>) -> Vec<EndpointView> {
+pub(crate) async fn views(state: &State, rows: Vec<Row>) -> Vec<EndpointView> {
     let statuses = live_statuses(state, &rows).await;
     let single_node = state.ownership.owns_all();
     rows.into_iter()

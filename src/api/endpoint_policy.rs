@@ -167,11 +167,25 @@ pub(crate) async fn patch_endpoint(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let raw = id.into_inner();
-    let no_such = || ApiError::NotFound(format!("there is no endpoint `{}`", super::quote(&raw)));
-    let id: i64 = raw.parse().map_err(|_| no_such())?;
+    let id: i64 = raw.parse().map_err(|_| no_endpoint(&raw))?;
     let body = read_json(&req, payload, &state.settings).await?;
     let change =
         parse_change(&body).map_err(|m| ApiError::bad_request(ErrorCode::InvalidField, m))?;
+    Ok(HttpResponse::Ok().json(change_policy(&state, id, change).await?))
+}
+
+fn no_endpoint(raw: &str) -> ApiError {
+    ApiError::NotFound(format!("there is no endpoint `{}`", super::quote(raw)))
+}
+
+/// Stores a policy change of endpoint `id`, hands it to its actor, and
+/// answers the endpoint as listed (the web console calls this too).
+pub(crate) async fn change_policy(
+    state: &State,
+    id: i64,
+    change: PolicyChange,
+) -> Result<EndpointView, ApiError> {
+    let no_such = || no_endpoint(&id.to_string());
     let stored = state
         .store
         .run(move |conn| {
@@ -191,8 +205,7 @@ pub(crate) async fn patch_endpoint(
         .run(move |conn| endpoints::one(conn, id))
         .await?
         .ok_or_else(no_such)?;
-    let view = views(&state, vec![row]).await.pop().ok_or_else(no_such)?;
-    Ok(HttpResponse::Ok().json(view))
+    views(state, vec![row]).await.pop().ok_or_else(no_such)
 }
 
 #[cfg(test)]

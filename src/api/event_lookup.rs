@@ -55,7 +55,12 @@ pub(crate) async fn event(
     state: State,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = id.into_inner();
+    Ok(HttpResponse::Ok().json(event_of(&state, id.into_inner()).await?))
+}
+
+/// Event `id` as accepted, with its deliveries (the web console calls
+/// this too).
+pub(crate) async fn event_of(state: &State, id: String) -> Result<EventView, ApiError> {
     let lookup = id.clone();
     let found = state
         .store
@@ -73,7 +78,7 @@ pub(crate) async fn event(
             "there is no event `{id}` (events are kept for --history-retention)"
         )));
     };
-    Ok(HttpResponse::Ok().json(EventView {
+    Ok(EventView {
         event_id: event.id,
         event: event.event,
         marketplace_id: event.marketplace_id,
@@ -86,5 +91,5 @@ pub(crate) async fn event(
                 EventDelivery::of(d, l)
             })
             .collect(),
-    }))
+    })
 }

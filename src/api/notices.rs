@@ -40,7 +40,7 @@ pub struct NoticeList {
 
 /// A stored notice as listed (a body that no longer reads is logged and
 /// skipped, never a 500 for the whole page).
-fn listed(row: NoticeRow) -> Option<Notice> {
+pub(crate) fn listed(row: NoticeRow) -> Option<Notice> {
     match serde_json::from_str(&row.body) {
         Ok(notice) => Some(notice),
         Err(e) => {

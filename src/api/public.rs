@@ -47,14 +47,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 pub struct CreateSubscription {
     /// A subscribable event type (`GET /v1/subscription/events`).
     #[schema(pattern = "^[a-z][a-z0-9_]{0,63}$")]
-    event: String,
+    pub event: String,
     /// A public `https://` (or `http://`) URL that answers a signed
     /// verification POST with a 2xx.
     #[schema(format = "uri")]
-    endpoint: String,
+    pub endpoint: String,
     /// The signing secret: at least 16 characters, or a `whsec_` key.
     #[schema(min_length = 16)]
-    secret: String,
+    pub secret: String,
 }
 
 /// A subscription as its owner sees it (never its secret).
@@ -189,14 +189,23 @@ pub(crate) async fn create(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let body: CreateSubscription = typed(read_json(&req, payload, &state.settings).await?)?;
+    Ok(HttpResponse::Created().json(create_for(&state, caller, body).await?))
+}
+
+/// Creates a subscription for `caller` (the web portal calls this too).
+pub(crate) async fn create_for(
+    state: &State,
+    caller: Caller,
+    body: CreateSubscription,
+) -> Result<SubscriptionView, ApiError> {
     let (secret, endpoint) = parse_create(&body)?;
-    check_event_type(&state, &body.event).await?;
+    check_event_type(state, &body.event).await?;
     let max = i64::from(state.settings.max_subscriptions_per_token);
     // Before the verification call: nothing is sent for a refused create.
     // (Checked again when storing, against concurrent creates.)
-    check_room(&state, caller, &body.event, &endpoint, max).await?;
-    verify_endpoint(&state, &endpoint, &secret).await?;
-    let row = store_subscription(&state, caller, body.event, endpoint, secret, max).await?;
+    check_room(state, caller, &body.event, &endpoint, max).await?;
+    verify_endpoint(state, &endpoint, &secret).await?;
+    let row = store_subscription(state, caller, body.event, endpoint, secret, max).await?;
     log::info!(
         "subscription {} created: marketplace {} user {} event {} endpoint {}",
         row.subscription.id,
@@ -209,8 +218,8 @@ pub(crate) async fn create(
     let answer = SubscriptionView::from(&row);
     // Every event stored from now on, on any node, is routed to it (the
     // insert was a routing change); this also starts its endpoint here.
-    catch_up(&state).await;
-    Ok(HttpResponse::Created().json(answer))
+    catch_up(state).await;
+    Ok(answer)
 }
 
 /// The secret and the endpoint URL of a create, each parsed.
@@ -388,7 +397,7 @@ pub struct EndpointHealth {
 }
 
 impl EndpointHealth {
-    fn of(status: Option<crate::delivery::endpoint::EndpointStatus>) -> Self {
+    pub fn of(status: Option<crate::delivery::endpoint::EndpointStatus>) -> Self {
         match status {
             Some(s) => EndpointHealth {
                 consecutive_failures: Some(s.consecutive_failures),
@@ -425,22 +434,26 @@ pub(crate) async fn get(
         })
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("there is no subscription {id} of yours")))?;
-    let health = match state
-        .router
-        .send(EndpointAddr(row.subscription.endpoint_id))
-        .await
-    {
-        Ok(Some(addr)) => addr.send(Status).await.ok(),
-        _ => None,
-    };
+    let health = EndpointHealth::of(live_status(&state, row.subscription.endpoint_id).await);
     let view = SubscriptionView::from(&row);
     Ok(HttpResponse::Ok().json(SubscriptionDetail {
         endpoint: view.endpoint,
-        endpoint_health: EndpointHealth::of(health),
+        endpoint_health: health,
         event: view.event,
         last_modified: view.last_modified,
         subscription_id: view.subscription_id,
     }))
+}
+
+/// The live figures of an endpoint whose actor runs on this node.
+pub(crate) async fn live_status(
+    state: &State,
+    endpoint_id: i64,
+) -> Option<crate::delivery::endpoint::EndpointStatus> {
+    match state.router.send(EndpointAddr(endpoint_id)).await {
+        Ok(Some(addr)) => addr.send(Status).await.ok(),
+        _ => None,
+    }
 }
 
 #[utoipa::path(delete, path = "/v1/subscription/{id}", tag = "subscriptions",
@@ -454,6 +467,12 @@ pub(crate) async fn delete(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path_id(&id, "subscription")?;
+    delete_for(&state, caller, id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Removes the caller's subscription `id` (the web portal calls this too).
+pub(crate) async fn delete_for(state: &State, caller: Caller, id: i64) -> Result<(), ApiError> {
     let removed = state
         .store
         .run(move |conn| {
@@ -472,8 +491,8 @@ pub(crate) async fn delete(
     }
     // Every event stored from now on, on any node, skips it (the delete
     // was a routing change); this also updates this node's table now.
-    catch_up(&state).await;
-    Ok(HttpResponse::NoContent().finish())
+    catch_up(state).await;
+    Ok(())
 }
 
 /// Brings this node's routing table up to date after a subscription

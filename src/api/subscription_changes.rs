@@ -74,7 +74,11 @@ pub struct TestResult {
 }
 
 /// The caller's active subscription `raw_id`, or 404.
-async fn owned(state: &State, caller: Caller, raw_id: &str) -> Result<RouteRow, ApiError> {
+pub(crate) async fn owned(
+    state: &State,
+    caller: Caller,
+    raw_id: &str,
+) -> Result<RouteRow, ApiError> {
     let id = path_id(raw_id, "subscription")?;
     state
         .store
@@ -106,12 +110,23 @@ pub async fn patch(
 ) -> Result<HttpResponse, ApiError> {
     let row = owned(&state, caller, &id).await?;
     let body: SubscriptionPatch = typed(read_json(&req, payload, &state.settings).await?)?;
+    Ok(HttpResponse::Ok().json(apply_patch(&state, caller, row, body).await?))
+}
+
+/// Applies a `PATCH` to the caller's subscription `row` (the web portal
+/// calls this too).
+pub async fn apply_patch(
+    state: &State,
+    caller: Caller,
+    row: RouteRow,
+    body: SubscriptionPatch,
+) -> Result<SubscriptionView, ApiError> {
     let Some(raw) = body.endpoint else {
-        return Ok(HttpResponse::Ok().json(SubscriptionView::from(&row)));
+        return Ok(SubscriptionView::from(&row));
     };
     let endpoint = parse_endpoint(&raw)?;
     if endpoint.as_str() == row.endpoint_url {
-        return Ok(HttpResponse::Ok().json(SubscriptionView::from(&row)));
+        return Ok(SubscriptionView::from(&row));
     }
     let (sub_id, event, url) = (
         row.subscription.id,
@@ -128,15 +143,15 @@ pub async fn patch(
         return Err(duplicate(other));
     }
     let secrets = stored_secrets(&row)?;
-    verify_endpoint(&state, &endpoint, &secrets.current).await?;
-    let moved = move_to(&state, caller, sub_id, endpoint.as_str().to_string()).await?;
+    verify_endpoint(state, &endpoint, &secrets.current).await?;
+    let moved = move_to(state, caller, sub_id, endpoint.as_str().to_string()).await?;
     log::info!(
         "subscription {sub_id} moved by its owner from endpoint {} to endpoint {}",
         row.subscription.endpoint_id,
         moved.subscription.endpoint_id
     );
-    catch_up(&state).await;
-    Ok(HttpResponse::Ok().json(SubscriptionView::from(&moved)))
+    catch_up(state).await;
+    Ok(SubscriptionView::from(&moved))
 }
 
 /// Stores the move (the endpoint row created or revived as for a create).
@@ -188,6 +203,17 @@ pub async fn rotate_secret(
 ) -> Result<HttpResponse, ApiError> {
     let row = owned(&state, caller, &id).await?;
     let body: SecretRotation = typed(read_json(&req, payload, &state.settings).await?)?;
+    Ok(HttpResponse::Ok().json(rotate(&state, caller, row, body).await?))
+}
+
+/// Rotates the secret of the caller's subscription `row` (the web portal
+/// calls this too).
+pub async fn rotate(
+    state: &State,
+    caller: Caller,
+    row: RouteRow,
+    body: SecretRotation,
+) -> Result<SecretRotated, ApiError> {
     let secret = parse_new_secret(&body.secret)?;
     let window = previous_window(body.previous_secret_valid_for.as_deref())
         .map_err(|m| ApiError::bad_request(ErrorCode::InvalidField, m))?;
@@ -202,11 +228,11 @@ pub async fn rotate_secret(
         .ok_or_else(|| not_found(sub_id))?;
     log::info!("subscription {sub_id}: secret rotated by its owner");
     // Every node signs with the new secret from now on (a routing change).
-    catch_up(&state).await;
-    Ok(HttpResponse::Ok().json(SecretRotated {
+    catch_up(state).await;
+    Ok(SecretRotated {
         subscription: SubscriptionView::from(&rotated),
         previous_secret_valid_until: super::format_time(until),
-    }))
+    })
 }
 
 /// How long a replaced secret keeps signing: `raw` (a duration like `24h`)
@@ -239,7 +265,13 @@ pub async fn send_test(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let row = owned(&state, caller, &id).await?;
-    let secrets = stored_secrets(&row)?;
+    Ok(HttpResponse::Ok().json(test_event(&state, &row).await?))
+}
+
+/// Sends the test event to subscription `row`'s endpoint and says what it
+/// did (the web portal calls this too).
+pub async fn test_event(state: &State, row: &RouteRow) -> Result<TestResult, ApiError> {
+    let secrets = stored_secrets(row)?;
     let endpoint = parse_endpoint(&row.endpoint_url)?;
     let body = example_event(&row.subscription.event, row.subscription.marketplace_id).to_body();
     let message_id = format!("test_{}", uuid::Uuid::now_v7().simple());
@@ -251,12 +283,12 @@ pub async fn send_test(
         state.settings.verification_timeout,
     )
     .await;
-    Ok(HttpResponse::Ok().json(TestResult {
+    Ok(TestResult {
         ok: attempt.succeeded(),
         status_code: attempt.status,
         duration_ms: u64::try_from(attempt.duration.as_millis()).unwrap_or(u64::MAX),
         error: attempt.error,
-    }))
+    })
 }
 
 /// A valid event of type `event` in `marketplace_id`, about nothing:

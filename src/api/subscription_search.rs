@@ -22,21 +22,21 @@ pub enum SubscriptionState {
 }
 
 /// The filters of the search; none given: every subscription.
-#[derive(Deserialize, IntoParams)]
+#[derive(Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 pub struct SearchQuery {
-    marketplace_id: Option<i64>,
-    user_id: Option<i64>,
+    pub marketplace_id: Option<i64>,
+    pub user_id: Option<i64>,
     /// An endpoint's id, or its URL exactly as subscribed.
-    endpoint: Option<String>,
+    pub endpoint: Option<String>,
     #[param(inline)]
-    state: Option<SubscriptionState>,
+    pub state: Option<SubscriptionState>,
     /// Items per page, 1 to 1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
-    limit: Option<i64>,
+    pub limit: Option<i64>,
     /// The `nextCursor` of the previous page.
-    cursor: Option<String>,
+    pub cursor: Option<String>,
 }
 
 /// A subscription as operators see it (never its secret).
@@ -129,18 +129,26 @@ pub(crate) async fn search(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let query: SearchQuery = page::query(req.query_string())?;
+    Ok(HttpResponse::Ok().json(search_page(&state, &query).await?))
+}
+
+/// One page of the search (the web console calls this too).
+pub(crate) async fn search_page(
+    state: &State,
+    query: &SearchQuery,
+) -> Result<OperatorSubscriptionList, ApiError> {
     let limit = page::limit_within(query.limit, page::DEFAULT_LIMIT, page::MAX_LIMIT)?;
     let after = page::id_cursor(query.cursor.as_deref())?;
-    let search = search_of(&query)?;
+    let search = search_of(query)?;
     let mut rows = state
         .store
         .run(move |conn| subscriptions::search(conn, &search, after, limit + 1))
         .await?;
     let next_cursor = next_cursor(&mut rows, limit, |r| r.subscription.id.to_string());
-    Ok(HttpResponse::Ok().json(OperatorSubscriptionList {
+    Ok(OperatorSubscriptionList {
         next_cursor,
         subscriptions: rows.into_iter().map(OperatorSubscription::from).collect(),
-    }))
+    })
 }
 
 #[cfg(test)]

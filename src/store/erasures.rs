@@ -277,6 +277,24 @@ pub fn complete(conn: &mut Conn, id: &str) -> Result<Option<ErasureRow>, StoreEr
     get(conn, id)
 }
 
+/// The newest `limit` audit rows, newest first (the web console).
+pub fn latest(conn: &mut Conn, limit: i64) -> Result<Vec<ErasureRow>, StoreError> {
+    Ok(crate::db_run!(conn, c => erasures::table
+        .select((
+            erasures::id,
+            erasures::requested_at,
+            erasures::completed_at,
+            erasures::requester,
+            erasures::marketplace_id,
+            erasures::events_erased,
+            erasures::deliveries_cancelled,
+            erasures::attempts_cleared,
+        ))
+        .order(erasures::requested_at.desc())
+        .limit(limit)
+        .load(c))?)
+}
+
 /// An erasure's audit row.
 pub fn get(conn: &mut Conn, id: &str) -> Result<Option<ErasureRow>, StoreError> {
     Ok(crate::db_run!(conn, c => erasures::table

@@ -20,6 +20,7 @@ pub mod routing;
 pub mod schema;
 pub mod subscriptions;
 pub mod tokens;
+pub mod ui_sessions;
 
 use std::time::Duration;
 

@@ -165,6 +165,15 @@ pub fn list(
         .load(c))?)
 }
 
+/// The newest `limit` notices, newest first (the web console).
+pub fn latest(conn: &mut Conn, limit: i64) -> Result<Vec<NoticeRow>, StoreError> {
+    Ok(crate::db_run!(conn, c => notices::table
+        .select((notices::id, notices::body))
+        .order(notices::id.desc())
+        .limit(limit)
+        .load(c))?)
+}
+
 /// Makes the reserved subscription of `--operator-webhook` match the
 /// configuration (`webhook`: URL and secret): created, its secret
 /// replaced, or, when the webhook moved or is no longer set, the old one

@@ -146,6 +146,17 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    ui_sessions (id_hash) {
+        id_hash -> Text,
+        audience -> Text,
+        token_hash -> Text,
+        csrf -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(deliveries -> events (event_id));
 diesel::joinable!(deliveries -> subscriptions (subscription_id));
 diesel::joinable!(subscriptions -> endpoints (endpoint_id));
@@ -162,4 +173,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     routing_version,
     subscriptions,
     tokens,
+    ui_sessions,
 );
