@@ -16,6 +16,10 @@
 //! `cluster_handover`. The `outage` tests start a private PostgreSQL server
 //! of their own (`private_pg`) from the machine's packages and pass as
 //! skipped when there are none.
+//! The `ui` (operator console) and `portal` (subscriber portal) tests drive
+//! headless Chromium through `chromedriver` (helpers/browser.rs); without
+//! both programs they pass as skipped and say so once. Their screenshots go
+//! to `target/ui-screenshots/` (or `$CARGO_TARGET_DIR/ui-screenshots/`).
 //! A failing test prints the tail of the server log and keeps its temp dir
 //! (and its PostgreSQL database).
 
@@ -45,6 +49,7 @@ mod outage;
 mod outage_calls;
 mod outage_verdict;
 mod pacing;
+mod portal;
 mod postgres;
 mod private_pg;
 mod retention;
@@ -54,6 +59,7 @@ mod storage;
 mod subscription_refusals;
 mod subscription_search;
 mod subscriptions;
+mod ui;
 mod verification;
 
 /// Says which backend this run uses (and whether the PostgreSQL runs are

@@ -11,9 +11,10 @@
 //! browser reaches nothing but 127.0.0.1: every other address goes to a
 //! proxy that does not exist.
 //!
-//! Without `chromium` or `chromedriver` on the machine, [`Browser::start`]
-//! answers `None`, and the test passes as skipped; the first one prints
-//! once why (`.ci/run` installs both, so CI always runs them).
+//! Without `chromium` or `chromedriver` on the machine (or with
+//! `HOOKRELAY_TEST_BROWSER=off`), [`Browser::start`] answers `None`, and
+//! the test passes as skipped; the first one prints once why (`.ci/run`
+//! installs both, so CI always runs them).
 //!
 //! Helpers: `goto`, `fill`, `click`, `submit` (click and wait for the next
 //! page), waits on a selector's text with a deadline (never a fixed
@@ -79,12 +80,20 @@ fn find_program(program: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// Set to `off` to skip the browser tests on a machine that has a browser.
+pub const BROWSER_ENV: &str = "HOOKRELAY_TEST_BROWSER";
+
 /// Why the browser tests cannot run on this machine, or `None` when
-/// `chromium` and `chromedriver` are both there. Looked up once.
+/// `chromium` and `chromedriver` are both there (and [`BROWSER_ENV`] is
+/// not `off`). Looked up once.
 pub fn browser_missing() -> Option<&'static str> {
     static MISSING: OnceLock<Option<String>> = OnceLock::new();
     MISSING
         .get_or_init(|| {
+            let setting = std::env::var(BROWSER_ENV).unwrap_or_default();
+            if matches!(setting.trim(), "off" | "0" | "false" | "no") {
+                return Some(format!("{BROWSER_ENV}={setting}"));
+            }
             let missing: Vec<&str> = [CHROMIUM, CHROMEDRIVER]
                 .into_iter()
                 .filter(|p| find_program(p).is_none())
@@ -639,6 +648,53 @@ impl Browser {
             }
             sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Reads the text of `css` over and over, without reloading, until it
+    /// is exactly `last` or `deadline` passes; answers each distinct
+    /// text in the order seen (to show a page's live refresh).
+    pub async fn watch_text(&self, css: &str, last: &str, deadline: Duration) -> Vec<String> {
+        let started = Instant::now();
+        let mut seen: Vec<String> = Vec::new();
+        loop {
+            if let Some(element) = self.try_find(css).await
+                && let Ok(text) = element.text().await
+            {
+                let text = text.trim().to_string();
+                if seen.last() != Some(&text) {
+                    seen.push(text.clone());
+                }
+                if text == last {
+                    return seen;
+                }
+            }
+            if started.elapsed() > deadline {
+                panic!(
+                    "waited {deadline:?} until {css:?} reads {last:?}; it read {seen:?}; {}",
+                    self.context().await
+                );
+            }
+            sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Runs the asynchronous `script` in the page: its last argument is
+    /// the callback that answers.
+    pub async fn execute_async(&self, script: &str, args: Vec<Value>) -> Value {
+        self.client
+            .execute_async(script, args)
+            .await
+            .unwrap_or_else(|e| panic!("running {script:?}: {e}"))
+    }
+
+    /// `name=value` of the cookie `name`, for a `Cookie` header; panics
+    /// when the browser has no such cookie.
+    pub async fn cookie_header(&self, name: &str) -> String {
+        let cookie = self
+            .cookie(name)
+            .await
+            .unwrap_or_else(|| panic!("the browser has no cookie {name}"));
+        format!("{}={}", cookie.name(), cookie.value())
     }
 
     /// The cookie `name` the browser holds for the page now shown.

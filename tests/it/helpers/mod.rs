@@ -25,7 +25,9 @@
 //! `notices` (the lifecycle notices listed and received) and `erasure`
 //! (erasure by data subject, byte search of SQLite files), and `browser`
 //! (headless Chromium through `chromedriver` for the console and portal
-//! tests; they pass as skipped, saying so once, where there is none).
+//! tests; they pass as skipped, saying so once, where there is none) with
+//! `ui_http` (the same pages through a plain HTTP client with the
+//! browser's session cookie: status codes, redirects, forms without CSRF).
 //! Everything is
 //! re-exported here, so a test module needs only `use crate::helpers::*;`.
 #![allow(dead_code)]
@@ -47,6 +49,7 @@ mod prometheus;
 mod receiver;
 mod signatures;
 mod subscription_changes;
+mod ui_http;
 
 pub use app::*;
 pub use backends::*;
