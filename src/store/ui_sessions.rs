@@ -89,7 +89,15 @@ mod tests {
         let conn = &mut store.conn().unwrap();
         let later = now() + chrono::Duration::hours(1);
         insert(conn, "a", "portal", "t", "c", later).unwrap();
-        insert(conn, "old", "portal", "t", "c", now() - chrono::Duration::seconds(1)).unwrap();
+        insert(
+            conn,
+            "old",
+            "portal",
+            "t",
+            "c",
+            now() - chrono::Duration::seconds(1),
+        )
+        .unwrap();
         let found = find(conn, "a", "portal").unwrap().unwrap();
         assert_eq!((found.token_hash.as_str(), found.csrf.as_str()), ("t", "c"));
         assert_eq!(find(conn, "a", "console").unwrap(), None, "other audience");
