@@ -5,10 +5,13 @@
 //! refresh script embedded in the binary (`assets`); they work without
 //! script and need nothing from elsewhere. Sessions, their cookies and
 //! CSRF tokens are `session`; the frame of a page and the message after an
-//! action are `page`; errors are answered in `error`. The pages call the
+//! action are `page`; errors are answered in `error`; charts are drawn
+//! server-side as SVG (`charts`) from this node's last hour
+//! (`crate::metrics::recent`). The pages call the
 //! same functions as the JSON API, so both behave alike.
 
 pub mod assets;
+pub mod charts;
 pub mod console;
 pub mod error;
 pub mod form;
