@@ -89,6 +89,34 @@ pub fn pretty_json(payload: Option<&serde_json::value::RawValue>) -> String {
     }
 }
 
+/// An hour of per-minute figures summed up: attempts, the share that
+/// succeeded, and the worst minute's p99 (percentiles of different
+/// minutes do not add up, so the hour's worst is what is shown).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HourSummary {
+    pub attempts: u64,
+    pub success_rate: String,
+    pub worst_p99: String,
+}
+
+/// Sums up an hour of `(attempts by outcome, p99)` minutes; success is the
+/// first outcome (`crate::metrics::recent::OUTCOMES`).
+pub fn hour_summary<'a>(minutes: impl Iterator<Item = (&'a [u64; 5], Option<f64>)>) -> HourSummary {
+    let (mut attempts, mut succeeded, mut worst) = (0u64, 0u64, None::<f64>);
+    for (counts, p99) in minutes {
+        attempts += counts.iter().sum::<u64>();
+        succeeded += counts[0];
+        if let Some(p) = p99.filter(|p| p.is_finite()) {
+            worst = Some(worst.map_or(p, |w: f64| w.max(p)));
+        }
+    }
+    HourSummary {
+        attempts,
+        success_rate: percent(succeeded, attempts),
+        worst_p99: millis(worst),
+    }
+}
+
 /// A count or nothing (a figure only the owning node knows).
 pub fn count<T: std::fmt::Display>(n: Option<T>) -> String {
     n.map(|n| n.to_string()).unwrap_or_default()
@@ -131,6 +159,24 @@ mod tests {
         assert_eq!(ago(before(3 * 86_400), now), "3 d ago");
         assert_eq!(ago(before(-5), now), "0 s ago");
         assert_eq!(ago(None, now), "");
+    }
+
+    #[test]
+    fn an_hour_sums_its_attempts_and_keeps_its_worst_p99() {
+        let minutes = [
+            ([3, 1, 0, 0, 0], Some(12.0)),
+            ([0; 5], None),
+            ([4, 0, 0, 0, 0], Some(40.0)),
+        ];
+        let summary = hour_summary(minutes.iter().map(|(a, p)| (a, *p)));
+        assert_eq!(summary.attempts, 8);
+        assert_eq!(summary.success_rate, "87.5 %");
+        assert_eq!(summary.worst_p99, "40 ms");
+        let idle = hour_summary(std::iter::empty());
+        assert_eq!(
+            (idle.success_rate.as_str(), idle.worst_p99.as_str()),
+            ("", "")
+        );
     }
 
     #[test]

@@ -15,8 +15,10 @@ use crate::api::endpoint_policy::{PolicyChange, change_policy, parse_change};
 use crate::api::subscription_search::{
     OperatorSubscription, SearchQuery, SubscriptionState, search_page,
 };
+use crate::metrics::recent::{self, Minute};
 use crate::store::endpoints::{self, ShownState};
 use crate::store::history;
+use crate::ui::charts;
 use crate::ui::error::UiError;
 use crate::ui::form::Fields;
 use crate::ui::page::{self, Chrome, Flash};
@@ -40,12 +42,18 @@ pub struct Line {
     pub last_status: String,
     pub last_failure: String,
     pub last_failure_reason: String,
+    /// Of this node's last hour.
+    pub success_rate: String,
+    pub worst_p99: String,
 }
 
 impl Line {
-    fn of(v: &EndpointView) -> Line {
+    fn of(v: &EndpointView, hour: &[Minute]) -> Line {
         let now = Utc::now();
+        let summary = text::hour_summary(hour.iter().map(|m| (&m.attempts, m.p99_ms)));
         Line {
+            success_rate: summary.success_rate,
+            worst_p99: summary.worst_p99,
             id: v.id,
             url: v.url.clone(),
             state: v.state.clone(),
@@ -114,7 +122,13 @@ pub async fn list(
             format!("/ui/endpoints?state={filter_text}&after={id}")
         }
     });
-    let lines = views(&state, rows).await.iter().map(Line::of).collect();
+    let ids: Vec<i64> = rows.iter().map(|(r, _)| r.id).collect();
+    let hours = recent::endpoint_hours(&ids);
+    let lines = views(&state, rows)
+        .await
+        .iter()
+        .map(|v| Line::of(v, hours.get(&v.id).map_or(&[][..], Vec::as_slice)))
+        .collect();
     let body = EndpointsPage {
         chrome: Chrome::new(&req, &session, "Endpoints", "/ui/endpoints").live(),
         filter: filter_text,
@@ -145,6 +159,8 @@ struct EndpointPage {
     subscriptions: Vec<OperatorSubscription>,
     more_subscriptions: bool,
     refreshed_at: String,
+    /// Inline SVG: attempts by outcome, latency, queue depth.
+    charts: Vec<(&'static str, String)>,
 }
 
 /// What an operator reads about one endpoint, in order.
@@ -247,9 +263,19 @@ pub async fn one(
             excerpt: a.response_excerpt.unwrap_or_default(),
         })
         .collect();
+    let hour = recent::endpoint_hour(id);
+    let charts = vec![
+        (
+            "Attempts by outcome per minute",
+            charts::attempts_by_outcome(&hour),
+        ),
+        ("Latency p50 and p99 (ms)", charts::latency(&hour)),
+        ("Queue depth", charts::queue_depth(&hour)),
+    ];
     let body = EndpointPage {
         chrome: Chrome::new(&req, &session, format!("Endpoint {id}"), "/ui/endpoints").live(),
-        line: Line::of(&view),
+        line: Line::of(&view, &hour),
+        charts,
         facts: facts_of(&view),
         view,
         failures,

@@ -9,10 +9,12 @@ use askama::Template;
 use crate::api::State;
 use crate::delivery::endpoint::shown_state;
 use crate::delivery::health::State as Health;
+use crate::metrics::recent;
 use crate::store::overview::{self, COUNT_UP_TO, Status};
 use crate::ui::error::{SignInPage, UiError};
 use crate::ui::page::{self, Chrome};
 use crate::ui::session::{self, Audience};
+use crate::ui::{charts, text};
 
 #[derive(Template)]
 #[template(path = "console/overview.html", config = "src/ui/askama.toml")]
@@ -22,6 +24,9 @@ struct Overview {
     states: Vec<(&'static str, i64)>,
     pending: String,
     dead_letters: String,
+    /// This node's last hour: `(label, value)` cards and inline SVG charts.
+    hour: Vec<(&'static str, String)>,
+    charts: Vec<(&'static str, String)>,
 }
 
 /// A bounded count as shown: `10000+` past the bound.
@@ -72,11 +77,41 @@ pub async fn page(req: HttpRequest, state: State) -> Result<HttpResponse, UiErro
         })
         .await?;
     let chrome = Chrome::new(&req, &session, "Overview", "/ui/");
+    let minutes = recent::node_hour();
+    let summary = text::hour_summary(minutes.iter().map(|m| (&m.attempts, m.p99_ms)));
+    let hour = vec![
+        (
+            "events in",
+            minutes.iter().map(|m| m.events_in).sum::<u64>().to_string(),
+        ),
+        (
+            "deliveries out",
+            minutes.iter().map(|m| m.delivered).sum::<u64>().to_string(),
+        ),
+        ("attempts succeeded", summary.success_rate),
+        ("p99 latency (worst minute)", summary.worst_p99),
+    ];
+    let charts = vec![
+        (
+            "Events in and deliveries out per minute",
+            charts::node_traffic(&minutes),
+        ),
+        (
+            "Attempts that succeeded",
+            charts::node_success_ratio(&minutes),
+        ),
+        (
+            "Delivery latency p50 and p99 (ms)",
+            charts::node_latency(&minutes),
+        ),
+    ];
     let body = Overview {
         chrome,
         states: by_shown_state(&states),
         pending: bounded(pending),
         dead_letters: bounded(dead),
+        hour,
+        charts,
     };
     let mut answer = page::show(&req, Audience::Console, &body);
     if let Some(cookie) = new_cookie {
