@@ -22,3 +22,4 @@ pub mod server;
 pub mod signing;
 pub mod store;
 pub mod token;
+pub mod ui;

@@ -209,7 +209,7 @@ pub(crate) fn status_filter(text: Option<&str>) -> Result<Option<DeliveryStatus>
 
 /// The delivery id in an opaque cursor (`page.rs`; every `nextCursor` of
 /// these lists holds one); none or empty: the start.
-pub(super) fn delivery_cursor(cursor: Option<&str>) -> Result<Option<String>, ApiError> {
+pub(crate) fn delivery_cursor(cursor: Option<&str>) -> Result<Option<String>, ApiError> {
     match decode_cursor(cursor)? {
         None => Ok(None),
         Some(id) if is_delivery_id(&id) => Ok(Some(id)),

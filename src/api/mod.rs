@@ -92,7 +92,8 @@ impl AppState {
 
 /// Makes every error answer JSON `{"error","message"}`, also those the
 /// framework writes itself (a malformed path or query, a body it could not
-/// read): an answer of 400 or more without a JSON body gets one.
+/// read): an answer of 400 or more without a JSON (or, from the web UI,
+/// HTML) body gets one.
 pub fn json_errors<B: actix_web::body::MessageBody + 'static>()
 -> actix_web::middleware::ErrorHandlers<B> {
     actix_web::middleware::ErrorHandlers::new().default_handler(json_error_body)
@@ -102,12 +103,13 @@ fn json_error_body<B>(
     res: actix_web::dev::ServiceResponse<B>,
 ) -> actix_web::Result<actix_web::middleware::ErrorHandlerResponse<B>> {
     use actix_web::middleware::ErrorHandlerResponse;
-    let is_json = res
+    // JSON already, or a page of the web UI (which answers in HTML).
+    let answered = res
         .headers()
         .get(actix_web::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if is_json {
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
+    if answered {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }
     let status = res.status();

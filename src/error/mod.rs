@@ -139,7 +139,7 @@ impl ApiError {
     }
 
     /// Logs an internal error with its whole cause chain, and counts it.
-    fn report(&self) {
+    pub(crate) fn report(&self) {
         if let ApiError::Internal { place, source } = self {
             log::error!(
                 "internal error in {place}: {}",

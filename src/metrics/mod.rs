@@ -1,13 +1,15 @@
 //! Prometheus metrics: the process-wide registry and its families
 //! (`families.rs`, DESIGN.md section 3; per endpoint, label `endpoint` =
 //! endpoint id, never its URL), the per-endpoint gauge table (`gauges.rs`),
-//! `EndpointMetrics` (`endpoint.rs`), the handles an endpoint actor resolves
+//! `EndpointMetrics` (`endpoint.rs`), the last hour per minute for the
+//! web UI (`recent.rs`), the handles an endpoint actor resolves
 //! once so that recording costs an atomic add, and the count of internal
 //! errors by `ErrorSite`. Scraping reads only memory.
 
 mod endpoint;
 mod families;
 mod gauges;
+pub mod recent;
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, OnceLock};

@@ -1,4 +1,5 @@
-//! The two HTTP listeners of a node, public and internal: bound by one
+//! The two HTTP listeners of a node, public (the API and the subscriber
+//! portal) and internal (ingest, operations and the console): bound by one
 //! helper each with its routes and the same limits, each connection's
 //! stream wrapped so that what the HTTP layer refuses by itself is
 //! answered in JSON too (`api::framing`).
@@ -30,8 +31,8 @@ pub(super) fn bind_listeners(
         shutdown_timeout: args.shutdown_timeout,
         max_connections: args.max_connections as usize,
     };
-    let public: Listener = ("public", args.public_addr, api::public::routes);
-    let internal: Listener = ("internal", args.internal_addr, api::internal::routes);
+    let public: Listener = ("public", args.public_addr, public_routes);
+    let internal: Listener = ("internal", args.internal_addr, internal_routes);
     let mut bound = Vec::with_capacity(2);
     let mut handles = Vec::with_capacity(2);
     for (which, addr, routes) in [public, internal] {
@@ -45,6 +46,18 @@ pub(super) fn bind_listeners(
         internal: bound[1],
         handles,
     })
+}
+
+/// The public listener: the subscription API and the subscriber portal.
+fn public_routes(cfg: &mut web::ServiceConfig) {
+    api::public::routes(cfg);
+    crate::ui::portal::routes(cfg);
+}
+
+/// The internal listener: ingest, the operators' API and the console.
+fn internal_routes(cfg: &mut web::ServiceConfig) {
+    api::internal::routes(cfg);
+    crate::ui::console::routes(cfg);
 }
 
 /// A client must send its request headers within this long of connecting

@@ -330,9 +330,10 @@ fn app_state(args: &ServeArgs, store: &Store, node: &StartedNode, node_id: Arc<s
     }
 }
 
-/// The retention passes (history cleanup), and the probe that finds the database working
-/// again after trouble.
+/// The retention passes (history cleanup), the probe that finds the database working
+/// again after trouble, and the sampler of the last hour's metrics.
 fn spawn_maintenance(args: &ServeArgs, store: &Store) {
+    metrics::recent::spawn_sampler();
     actix_rt::spawn(watch_storage(store.clone()));
     actix_rt::spawn(retention::run(
         store.clone(),

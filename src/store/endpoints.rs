@@ -159,6 +159,72 @@ pub fn page(
     with_counts(conn, rows)
 }
 
+/// Which endpoints a page lists, by the state an operator sees (an
+/// operator's hold shows as paused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShownState {
+    Healthy,
+    Failing,
+    Paused,
+    Dead,
+}
+
+impl ShownState {
+    pub fn parse(text: &str) -> Option<ShownState> {
+        Some(match text {
+            "healthy" => ShownState::Healthy,
+            "failing" => ShownState::Failing,
+            "paused" => ShownState::Paused,
+            "dead" => ShownState::Dead,
+            _ => return None,
+        })
+    }
+}
+
+/// Like `page`, only the endpoints in `state` as stored.
+pub fn page_in_state(
+    conn: &mut Conn,
+    state: ShownState,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<(EndpointRow, i64)>, StoreError> {
+    use diesel::dsl::not;
+    let stored = match state {
+        ShownState::Healthy => "healthy",
+        ShownState::Failing => "failing",
+        ShownState::Paused => "paused",
+        ShownState::Dead => DEAD,
+    };
+    let rows: Vec<EndpointRow> = crate::db_run!(conn, c => {
+        let base = endpoints::table
+            .filter(endpoints::id.gt(after))
+            .order(endpoints::id)
+            .limit(limit)
+            .select((
+                endpoints::id,
+                endpoints::url,
+                HealthRow::as_select(),
+                endpoints::owner_node,
+                endpoints::dead_reason,
+                PolicyRow::as_select(),
+            ))
+            .into_boxed();
+        let filtered = match state {
+            ShownState::Healthy | ShownState::Failing => base
+                .filter(endpoints::state.eq(stored))
+                .filter(not(endpoints::operator_paused)),
+            ShownState::Paused => base.filter(
+                endpoints::state
+                    .eq(stored)
+                    .or(endpoints::operator_paused.and(endpoints::state.ne(DEAD))),
+            ),
+            ShownState::Dead => base.filter(endpoints::state.eq(stored)),
+        };
+        filtered.load(c)
+    })?;
+    with_counts(conn, rows)
+}
+
 /// One endpoint as listed, with its active subscription count.
 pub fn one(conn: &mut Conn, id: i64) -> Result<Option<(EndpointRow, i64)>, StoreError> {
     let rows: Vec<EndpointRow> = crate::db_run!(conn, c => endpoints::table

@@ -266,6 +266,61 @@ pub fn attempts_of(conn: &mut Conn, id: &str) -> Result<Vec<AttemptRow>, StoreEr
     })?)
 }
 
+/// A logged attempt with its delivery's id, as read.
+type FailureColumns = (
+    String,
+    NaiveDateTime,
+    Option<i32>,
+    Option<String>,
+    i64,
+    Option<String>,
+);
+
+/// The newest failed attempts of an endpoint (newest first), each with its
+/// delivery's id: an answer that was not 2xx, or no answer. Reads the
+/// `attempts_endpoint` index backwards; a first-try success, kept on its
+/// delivery's row, is never a failure.
+pub fn recent_failures(
+    conn: &mut Conn,
+    endpoint_id: i64,
+    limit: i64,
+) -> Result<Vec<(String, AttemptRow)>, StoreError> {
+    let rows: Vec<FailureColumns> = crate::db_run!(conn, c => attempts::table
+            .filter(attempts::endpoint_id.eq(endpoint_id))
+            .filter(
+                attempts::status_code
+                    .is_null()
+                    .or(attempts::status_code.lt(200))
+                    .or(attempts::status_code.gt(299)),
+            )
+            .order(attempts::attempted_at.desc())
+            .select((
+                attempts::delivery_id,
+                attempts::attempted_at,
+                attempts::status_code,
+                attempts::error,
+                attempts::duration_ms,
+                attempts::response_excerpt,
+            ))
+            .limit(limit)
+            .load(c))?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(id, at, status_code, error, duration_ms, response_excerpt)| {
+                let attempt = AttemptRow {
+                    at,
+                    status_code,
+                    error,
+                    duration_ms,
+                    response_excerpt,
+                };
+                (id, attempt)
+            },
+        )
+        .collect())
+}
+
 /// The attempts of a delivery: its kept first attempt (if its row has one)
 /// before the logged ones.
 fn with_kept(kept: Option<KeptRow>, logged: Vec<AttemptRow>) -> Vec<AttemptRow> {

@@ -14,6 +14,7 @@ pub mod history;
 pub mod leases;
 pub mod models;
 pub mod notices;
+pub mod overview;
 pub mod prepared;
 pub mod retention;
 pub mod routing;
@@ -678,9 +679,9 @@ mod tests {
             .unwrap();
     }
 
-    /// The first migration of this release: the previous release had every
-    /// one before it.
-    const THIS_RELEASE: &str = "2026-12-06-000008";
+    /// The first migration of this release (the web UI's sessions): the
+    /// previous release had every one before it.
+    const THIS_RELEASE: &str = "2026-12-06-000011";
 
     /// Rows as an earlier release wrote them (they fit every schema since
     /// the first): a token, an endpoint, an active subscription, an event and
@@ -760,7 +761,7 @@ mod tests {
         let (as_of, changes) = routing::catch_up(conn, 0).unwrap().unwrap();
         assert_eq!((as_of, changes.len()), (2, 1));
         assert!(!changes[0].subscription.active);
-        // The notices table is new and empty, and takes a notice.
+        // The notices table is empty, and takes a notice.
         assert!(notices::list(conn, None, 10).unwrap().is_empty());
         let draft = crate::notice::Draft::new(
             crate::notice::Kind::Failing,
@@ -775,6 +776,15 @@ mod tests {
         let listed = notices::list(conn, None, 10).unwrap();
         assert_eq!(listed.len(), 1);
         assert!(listed[0].body.contains("\"marketplaceId\":7"));
+        // The web UI's sessions table is new and takes a session.
+        let later = now() + chrono::Duration::hours(1);
+        ui_sessions::insert(conn, "id", "console", "", "csrf", later).unwrap();
+        assert!(ui_sessions::find(conn, "id", "console").unwrap().is_some());
+        // The logged attempt of the previous release is an endpoint's
+        // recent failure (read through the new index).
+        let failures = history::recent_failures(conn, 1, 10).unwrap();
+        assert_eq!(failures.len(), 1);
+        assert_eq!(failures[0].1.status_code, Some(500));
     }
 
     #[test]
