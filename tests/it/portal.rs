@@ -116,8 +116,9 @@ async fn a_subscriber_opens_a_failed_delivery_reads_its_attempts_and_resend_reac
     let Some(browser) = Browser::desktop().await else {
         return;
     };
-    // One retry, an hour away: the delivery stays `failed`.
-    let app = TestApp::spawn_with(&["--retry-schedule", "1h"]).await;
+    // One quick retry: the delivery fails twice and is dead (a delivery
+    // still waiting for a retry cannot be resent).
+    let app = TestApp::spawn_with(&["--retry-schedule", "200ms"]).await;
     let receiver = Receiver::start().await;
     receiver.set_verification_reply(Reply::status(200));
     let token = app.token(9200, 1).await;
@@ -128,24 +129,24 @@ async fn a_subscriber_opens_a_failed_delivery_reads_its_attempts_and_resend_reac
     app.push_event_ok(&event(CONFIRM_FINAL_GRADES, 9200, 7))
         .await;
     let failed = app
-        .wait_for_delivery(&token, sub, "the delivery failed once", |d| {
-            d["status"] == "failed"
+        .wait_for_delivery(&token, sub, "the delivery failed for good", |d| {
+            d["status"] == "dead"
         })
         .await;
     let delivery = id_text(&failed["deliveryId"]);
 
     sign_in(&browser, &app, &token).await;
     browser
-        .goto(&portal(&app, &format!("/subscriptions/{sub}")))
+        .goto(&portal(&app, &format!("/subscriptions/{sub}?status=dead")))
         .await;
     let row = format!("tr[data-delivery-id=\"{delivery}\"]");
-    assert_eq!(browser.text(&format!("{row} td.status")).await, "failed");
+    assert_eq!(browser.text(&format!("{row} td.status")).await, "dead");
     let opened = browser.submit(&format!("{row} a")).await;
     assert_eq!(
         opened,
         format!("/portal/subscriptions/{sub}/deliveries/{delivery}")
     );
-    assert_eq!(browser.text("#delivery-status").await, "failed");
+    assert_eq!(browser.text("#delivery-status").await, "dead");
     assert!(
         browser
             .text("pre#payload")
@@ -154,37 +155,42 @@ async fn a_subscriber_opens_a_failed_delivery_reads_its_attempts_and_resend_reac
         "the payload as sent"
     );
     let attempts = browser.find_all("table#attempts tr.attempt").await;
-    assert_eq!(attempts.len(), 1, "one attempt so far");
-    assert_eq!(
-        browser
-            .text("table#attempts tr.attempt td.status-code")
-            .await,
-        "500"
-    );
-    assert!(
-        browser
-            .text("table#attempts tr.attempt td.excerpt")
+    assert_eq!(attempts.len(), 2, "the first attempt and its retry");
+    for attempt in &attempts {
+        let code = attempt
+            .find(fantoccini::Locator::Css("td.status-code"))
             .await
-            .contains("the receiver says no"),
-        "the attempt shows what the receiver answered"
-    );
+            .expect("td.status-code");
+        assert_eq!(code.text().await.expect("text"), "500");
+        let excerpt = attempt
+            .find(fantoccini::Locator::Css("td.excerpt"))
+            .await
+            .expect("td.excerpt");
+        assert!(
+            excerpt
+                .text()
+                .await
+                .expect("text")
+                .contains("the receiver says no"),
+            "each attempt shows what the receiver answered"
+        );
+    }
 
     receiver.set_reply(Reply::status(200));
     browser.submit("form#resend button").await;
-    browser
-        .wait_for_text_contains("p#flash", "Resend queued")
-        .await;
+    let flash = browser.wait_for_flash_ok().await;
+    eprintln!("after resend: {flash}");
     wait_until(SOON, "the resent delivery reaches the receiver", || {
-        receiver.deliveries_of(7).len() == 2
+        receiver.deliveries_of(7).len() == 3
     })
     .await;
     let sent = receiver.deliveries_of(7);
     assert_eq!(
         sent[0].webhook_id(),
-        sent[1].webhook_id(),
+        sent[2].webhook_id(),
         "a resend keeps the webhook-id"
     );
-    assert_signed(&sent[1], SECRET);
+    assert_signed(&sent[2], SECRET);
     app.wait_for_delivery(&token, sub, "the delivery succeeded", |d| {
         d["status"] == "succeeded"
     })
@@ -198,8 +204,8 @@ async fn a_subscriber_opens_a_failed_delivery_reads_its_attempts_and_resend_reac
     assert_eq!(browser.text("#delivery-status").await, "succeeded");
     assert_eq!(
         browser.find_all("table#attempts tr.attempt").await.len(),
-        2,
-        "both attempts listed"
+        3,
+        "every attempt listed"
     );
     browser.close().await;
 }
@@ -225,9 +231,7 @@ async fn rotating_the_secret_in_the_portal_signs_the_next_delivery_with_both_sec
     browser.fill("input#new-secret", &new).await;
     browser.fill("input#previous-valid-for", "1h").await;
     browser.submit("form#rotate button").await;
-    browser
-        .wait_for_text_contains("p#flash", "Secret rotated")
-        .await;
+    browser.wait_for_flash_ok().await;
     assert!(
         !browser.page_text().await.contains(&new),
         "the page never shows the secret"
@@ -301,7 +305,7 @@ async fn a_portal_form_posted_without_its_csrf_token_is_refused() {
     // With its token the same form deletes.
     browser.goto(&page).await;
     browser.submit("form#delete button").await;
-    browser.wait_for_element("p#flash").await;
+    browser.wait_for_flash_ok().await;
     let (status, _) = app.get_subscription(&token, sub).await;
     assert_eq!(status, 404, "deleted by the form with its token");
     browser.close().await;

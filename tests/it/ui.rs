@@ -280,7 +280,8 @@ async fn clicking_replay_on_a_dead_letter_delivers_it_to_the_receiver() {
     let row = format!("tr[data-dead-letter-id=\"{id}\"]");
     browser.find(&row).await;
     browser.submit(&format!("{row} form.replay button")).await;
-    browser.wait_for_text_contains("p#flash", "Replayed").await;
+    let flash = browser.wait_for_flash_ok().await;
+    eprintln!("after replay: {flash}");
 
     wait_until(SOON, "the replayed delivery reaches the receiver", || {
         receiver.deliveries_of(1).len() > tried
@@ -320,7 +321,7 @@ async fn pausing_on_the_endpoint_page_holds_deliveries_and_resuming_releases_the
     browser.wait_for_text_eq("#endpoint-state", "healthy").await;
 
     browser.submit("form#pause button").await;
-    browser.wait_for_element("p#flash").await;
+    browser.wait_for_flash_ok().await;
     browser.wait_for_text_eq("#endpoint-state", "paused").await;
     let ids: HashSet<i64> = (1..=3).collect();
     for c in &ids {
@@ -348,7 +349,7 @@ async fn pausing_on_the_endpoint_page_holds_deliveries_and_resuming_releases_the
     );
 
     browser.submit("form#resume button").await;
-    browser.wait_for_element("p#flash").await;
+    browser.wait_for_flash_ok().await;
     browser.wait_for_text_eq("#endpoint-state", "healthy").await;
     held.wait_for_context_ids(&ids, SOON).await;
     for d in held.deliveries() {

@@ -633,6 +633,21 @@ impl Browser {
         .await
     }
 
+    /// Waits for `p#flash`, what the page says a POST action did, and
+    /// asserts that it reports a success (not `p#flash.error`); answers
+    /// its text.
+    pub async fn wait_for_flash_ok(&self) -> String {
+        let flash = self.wait_for_element("p#flash").await;
+        let class = flash.attr("class").await.ok().flatten().unwrap_or_default();
+        let text = flash.text().await.unwrap_or_default();
+        assert!(
+            !class.split_whitespace().any(|c| c == "error"),
+            "the action failed: {text:?}; {}",
+            self.context().await
+        );
+        text
+    }
+
     /// Waits until `css` selects something; answers it.
     pub async fn wait_for_element(&self, css: &str) -> Element {
         let started = Instant::now();
