@@ -340,27 +340,21 @@ async fn screenshot_the_portal(browser: &Browser) {
         })
         .await;
     let delivery = id_text(&failed["deliveryId"]);
-    let width = browser.viewport.width();
+    let mut shots = Shots::default();
 
     browser.goto(&portal(&app, "/")).await;
     browser.find("form#sign-in").await;
-    browser.screenshot(&format!("portal-sign-in-{width}")).await;
+    shots.take(browser, "portal-sign-in").await;
     sign_in(browser, &app, &token).await;
-    browser
-        .screenshot(&format!("portal-subscriptions-{width}"))
-        .await;
+    shots.take(browser, "portal-subscriptions").await;
     browser
         .goto(&portal(&app, &format!("/subscriptions/{bad_sub}")))
         .await;
     browser.wait_for_element("table#deliveries").await;
-    browser
-        .screenshot(&format!("portal-subscription-{width}"))
-        .await;
+    shots.take(browser, "portal-subscription").await;
     browser.submit("form#test button").await;
     browser.wait_for_element("#test-result").await;
-    browser
-        .screenshot(&format!("portal-subscription-tested-{width}"))
-        .await;
+    shots.take(browser, "portal-subscription-tested").await;
     browser
         .goto(&portal(
             &app,
@@ -368,16 +362,28 @@ async fn screenshot_the_portal(browser: &Browser) {
         ))
         .await;
     browser.wait_for_element("table#attempts").await;
-    browser
-        .screenshot(&format!("portal-delivery-{width}"))
-        .await;
-    let overflow = browser
-        .execute(
-            "return document.documentElement.scrollWidth - window.innerWidth;",
-            vec![],
-        )
-        .await;
-    eprintln!("portal delivery page at {width} px: horizontal overflow {overflow} px");
+    shots.take(browser, "portal-delivery").await;
+    eprintln!(
+        "portal at {} px, elements past the screen's right edge: {:?}",
+        browser.viewport.width(),
+        shots.overflows
+    );
+}
+
+/// The screenshots taken, with what reaches past the screen's edge on each page.
+#[derive(Default)]
+struct Shots {
+    overflows: Vec<(String, Vec<String>)>,
+}
+
+impl Shots {
+    /// Saves `<name>-<width>.png` and notes what reaches past the screen's edge.
+    async fn take(&mut self, browser: &Browser, name: &str) {
+        let name = format!("{name}-{}", browser.viewport.width());
+        browser.screenshot(&name).await;
+        self.overflows
+            .push((name, browser.cut_off_elements().await));
+    }
 }
 
 #[actix_rt::test]

@@ -743,6 +743,44 @@ impl Browser {
         path
     }
 
+    /// The visible elements that reach past the right edge of the
+    /// viewport (cut off, or making the page scroll sideways), as
+    /// `tag#id.class`; those inside a container that scrolls sideways on
+    /// purpose (`overflow-x: auto|scroll`, e.g. a wide table) are left out.
+    pub async fn cut_off_elements(&self) -> Vec<String> {
+        let found = self
+            .execute(
+                "const width = document.documentElement.clientWidth;
+                 const scrolls = e => {
+                   for (let a = e.parentElement; a && a !== document.body; a = a.parentElement) {
+                     const o = getComputedStyle(a).overflowX;
+                     if (o === 'auto' || o === 'scroll') return true;
+                   }
+                   return false;
+                 };
+                 const name = e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '')
+                   + (typeof e.className === 'string' && e.className
+                      ? '.' + e.className.trim().split(/\\s+/).join('.') : '');
+                 const out = [];
+                 for (const e of document.body.querySelectorAll('*')) {
+                   const r = e.getBoundingClientRect();
+                   if (r.width === 0 || r.height === 0) continue;
+                   if (r.right > width + 1 && !scrolls(e)) out.push(name(e));
+                 }
+                 return out;",
+                vec![],
+            )
+            .await;
+        found
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// A full-page PNG of what is shown, checked to be as wide as the viewport.
     pub async fn png(&self) -> Vec<u8> {
         let png = self.full_page_png().await;
