@@ -701,39 +701,4 @@ mod tests {
         assert!(node.last().unwrap().attempts[2] >= 1);
         endpoint.remove();
     }
-
-    /// How long reading the series takes with 10,000 endpoints that have
-    /// them (run alone: it fills the process-wide registry).
-    #[test]
-    #[ignore]
-    fn reading_ten_thousand_endpoints() {
-        let endpoints: Vec<_> = (0..10_000)
-            .map(|i| {
-                let e = crate::metrics::EndpointMetrics::new(9_200_000_000 + i);
-                e.attempt(crate::metrics::AttemptOutcome::Success, 0.02);
-                e.succeeded();
-                e
-            })
-            .collect();
-        let began = std::time::Instant::now();
-        let snapshot = read_snapshot();
-        let sampled = began.elapsed();
-        lock().sample(
-            nearest_minute(Utc::now()) + TimeDelta::minutes(10),
-            &snapshot,
-        );
-        let began = std::time::Instant::now();
-        let hour = endpoint_hour(9_200_000_005);
-        let one = began.elapsed();
-        let began = std::time::Instant::now();
-        node_hour();
-        let node = began.elapsed();
-        println!(
-            "snapshot {sampled:?}, endpoint_hour {one:?}, node_hour (reading reused) {node:?}"
-        );
-        assert_eq!(hour.len(), MINUTES);
-        for e in endpoints {
-            e.remove();
-        }
-    }
 }
