@@ -610,27 +610,4 @@ mod tests {
             vec![vec![(0, 1.0)], vec![(2, 2.0)], vec![(4, 3.0), (5, 4.0)]]
         );
     }
-
-    /// Writes the example charts to `HOOKRELAY_CHART_EXAMPLES` (a folder)
-    /// and prints how long each took to draw.
-    #[test]
-    #[ignore]
-    fn examples_and_timing() {
-        let dir =
-            std::env::var("HOOKRELAY_CHART_EXAMPLES").unwrap_or_else(|_| "target/charts".into());
-        std::fs::create_dir_all(&dir).unwrap();
-        for (kind, minutes) in [("busy", busy_minutes()), ("empty", empty_minutes())] {
-            for (name, svg) in all(&minutes) {
-                std::fs::write(format!("{dir}/{name}-{kind}.svg"), &svg).unwrap();
-            }
-        }
-        let minutes = busy_minutes();
-        let rounds = 200;
-        let began = std::time::Instant::now();
-        for _ in 0..rounds {
-            std::hint::black_box(all(&minutes));
-        }
-        let each = began.elapsed() / (rounds * 6);
-        println!("one chart: {each:?} on average");
-    }
 }
