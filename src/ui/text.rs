@@ -39,17 +39,25 @@ pub fn last_status(reason: Option<&str>) -> String {
 }
 
 /// How long ago `at` was, coarsely ("12 s ago", "3 min ago", "2 h ago",
-/// "4 d ago"); empty when never.
+/// "4 d ago"), or how soon it comes ("in 40 s"); empty when never.
 pub fn ago(at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
     let Some(at) = at else {
         return String::new();
     };
-    let s = (now - at).num_seconds().max(0);
+    let s = (now - at).num_seconds();
+    if s < 0 {
+        return format!("in {}", span(-s));
+    }
+    format!("{} ago", span(s))
+}
+
+/// A span of `s` seconds, coarsely.
+fn span(s: i64) -> String {
     match s {
-        0..=119 => format!("{s} s ago"),
-        120..=7199 => format!("{} min ago", s / 60),
-        7200..=172_799 => format!("{} h ago", s / 3600),
-        _ => format!("{} d ago", s / 86_400),
+        0..=119 => format!("{s} s"),
+        120..=7199 => format!("{} min", s / 60),
+        7200..=172_799 => format!("{} h", s / 3600),
+        _ => format!("{} d", s / 86_400),
     }
 }
 
@@ -157,7 +165,8 @@ mod tests {
         assert_eq!(ago(before(600), now), "10 min ago");
         assert_eq!(ago(before(3 * 3600), now), "3 h ago");
         assert_eq!(ago(before(3 * 86_400), now), "3 d ago");
-        assert_eq!(ago(before(-5), now), "0 s ago");
+        assert_eq!(ago(before(-40), now), "in 40 s");
+        assert_eq!(ago(before(0), now), "0 s ago");
         assert_eq!(ago(None, now), "");
     }
 

@@ -5,18 +5,26 @@
 //! nothing about itself, so a failing operator webhook never feeds itself.
 
 use super::EndpointActor;
-use crate::delivery::notices::{self, Before};
+use crate::delivery::notices::{self, Before, Observed};
 use crate::delivery::recorder::Notify;
 use crate::notice::{Draft, Kind, Scope};
 
 impl EndpointActor {
-    /// The notices of the change from `before` to the current health.
-    pub(super) fn announce(&mut self, before: Before) {
+    /// The notices of the change from `before` to the current health, which
+    /// `observed` brought about.
+    pub(super) fn announce(&mut self, before: Before, observed: Observed) {
         if self.health.spare {
             return;
         }
         let dead_after = self.settings.policy.dead_after_failed_verifications;
-        let drafts: Vec<Draft> = notices::after_change(before, &self.health, dead_after)
+        let kinds = notices::after_change(
+            before,
+            &self.health,
+            dead_after,
+            observed,
+            &mut self.announced,
+        );
+        let drafts: Vec<Draft> = kinds
             .into_iter()
             .map(|kind| self.draft(kind, Scope::Active, self.reason(kind)))
             .collect();

@@ -10,7 +10,7 @@ use chrono::Utc;
 
 use super::{AFTER_DB_ERROR, EndpointActor, EndpointDied, Resume};
 use crate::delivery::health::{Effect, State};
-use crate::delivery::notices::Before;
+use crate::delivery::notices::{Before, Observed};
 use crate::delivery::retry;
 use crate::delivery::sender::{self, Attempt};
 use crate::metrics::METRICS;
@@ -153,7 +153,7 @@ impl EndpointActor {
         }
         let paused_before = self.health.state == State::Paused;
         self.apply(effect, ctx);
-        self.announce(seen);
+        self.announce(seen, Observed::Other);
         if self.health.state == State::Dead {
             return;
         }

@@ -60,6 +60,7 @@ use chrono::{DateTime, Utc};
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use super::health::{Health, State};
+use super::notices::Announced;
 use super::pace::{Bucket, Latency, Window};
 use super::recorder::{Record, Recorder};
 use crate::endpoint_url::EndpointUrl;
@@ -130,6 +131,8 @@ pub struct EndpointActor {
     /// Subscriptions removed while this actor held deliveries for them.
     removed_subscriptions: HashSet<i64>,
     health: Health,
+    /// What its lifecycle notices have told so far.
+    announced: Announced,
     health_dirty: bool,
     health_saved_at: Instant,
     /// No request before this (a receiver's `Retry-After`).
@@ -205,6 +208,7 @@ impl EndpointActor {
             draining: false,
             subscriptions: HashMap::new(),
             removed_subscriptions: HashSet::new(),
+            announced: Announced::at_start(&health),
             health,
             health_dirty: false,
             health_saved_at: Instant::now(),

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 
 use super::{EndpointActor, Job, SAVE_SUCCESS_EVERY};
 use crate::delivery::health::{Effect, State};
-use crate::delivery::notices::Before;
+use crate::delivery::notices::{Before, Observed};
 use crate::delivery::recorder::Record;
 use crate::delivery::retry::{self, Situation, Step};
 use crate::delivery::sender::Attempt;
@@ -72,7 +72,12 @@ impl EndpointActor {
             self.health_changed(ctx);
         }
         self.apply(effect, ctx);
-        self.announce(seen);
+        let observed = if attempt.succeeded() {
+            Observed::DeliverySucceeded
+        } else {
+            Observed::Other
+        };
+        self.announce(seen, observed);
         self.pump(ctx);
     }
 
