@@ -143,20 +143,7 @@ pub fn page(
     after: i64,
     limit: i64,
 ) -> Result<Vec<(EndpointRow, i64)>, StoreError> {
-    let rows: Vec<EndpointRow> = crate::db_run!(conn, c => endpoints::table
-        .filter(endpoints::id.gt(after))
-        .order(endpoints::id)
-        .limit(limit)
-        .select((
-            endpoints::id,
-            endpoints::url,
-            HealthRow::as_select(),
-            endpoints::owner_node,
-            endpoints::dead_reason,
-            PolicyRow::as_select(),
-        ))
-        .load(c))?;
-    with_counts(conn, rows)
+    page_in_state(conn, None, after, limit)
 }
 
 /// Which endpoints a page lists, by the state an operator sees (an
@@ -181,19 +168,21 @@ impl ShownState {
     }
 }
 
-/// Like `page`, only the endpoints in `state` as stored.
+/// Like `page`, only the endpoints in `state` as stored (all of them
+/// without one).
 pub fn page_in_state(
     conn: &mut Conn,
-    state: ShownState,
+    state: Option<ShownState>,
     after: i64,
     limit: i64,
 ) -> Result<Vec<(EndpointRow, i64)>, StoreError> {
     use diesel::dsl::not;
     let stored = match state {
-        ShownState::Healthy => "healthy",
-        ShownState::Failing => "failing",
-        ShownState::Paused => "paused",
-        ShownState::Dead => DEAD,
+        None => "",
+        Some(ShownState::Healthy) => "healthy",
+        Some(ShownState::Failing) => "failing",
+        Some(ShownState::Paused) => "paused",
+        Some(ShownState::Dead) => DEAD,
     };
     let rows: Vec<EndpointRow> = crate::db_run!(conn, c => {
         let base = endpoints::table
@@ -210,15 +199,16 @@ pub fn page_in_state(
             ))
             .into_boxed();
         let filtered = match state {
-            ShownState::Healthy | ShownState::Failing => base
+            None => base,
+            Some(ShownState::Healthy | ShownState::Failing) => base
                 .filter(endpoints::state.eq(stored))
                 .filter(not(endpoints::operator_paused)),
-            ShownState::Paused => base.filter(
+            Some(ShownState::Paused) => base.filter(
                 endpoints::state
                     .eq(stored)
                     .or(endpoints::operator_paused.and(endpoints::state.ne(DEAD))),
             ),
-            ShownState::Dead => base.filter(endpoints::state.eq(stored)),
+            Some(ShownState::Dead) => base.filter(endpoints::state.eq(stored)),
         };
         filtered.load(c)
     })?;

@@ -277,19 +277,31 @@ pub fn complete(conn: &mut Conn, id: &str) -> Result<Option<ErasureRow>, StoreEr
     get(conn, id)
 }
 
+/// The columns of an `ErasureRow`.
+const AUDIT_COLUMNS: (
+    erasures::id,
+    erasures::requested_at,
+    erasures::completed_at,
+    erasures::requester,
+    erasures::marketplace_id,
+    erasures::events_erased,
+    erasures::deliveries_cancelled,
+    erasures::attempts_cleared,
+) = (
+    erasures::id,
+    erasures::requested_at,
+    erasures::completed_at,
+    erasures::requester,
+    erasures::marketplace_id,
+    erasures::events_erased,
+    erasures::deliveries_cancelled,
+    erasures::attempts_cleared,
+);
+
 /// The newest `limit` audit rows, newest first (the web console).
 pub fn latest(conn: &mut Conn, limit: i64) -> Result<Vec<ErasureRow>, StoreError> {
     Ok(crate::db_run!(conn, c => erasures::table
-        .select((
-            erasures::id,
-            erasures::requested_at,
-            erasures::completed_at,
-            erasures::requester,
-            erasures::marketplace_id,
-            erasures::events_erased,
-            erasures::deliveries_cancelled,
-            erasures::attempts_cleared,
-        ))
+        .select(AUDIT_COLUMNS)
         .order(erasures::requested_at.desc())
         .limit(limit)
         .load(c))?)
@@ -299,16 +311,7 @@ pub fn latest(conn: &mut Conn, limit: i64) -> Result<Vec<ErasureRow>, StoreError
 pub fn get(conn: &mut Conn, id: &str) -> Result<Option<ErasureRow>, StoreError> {
     Ok(crate::db_run!(conn, c => erasures::table
         .find(id)
-        .select((
-            erasures::id,
-            erasures::requested_at,
-            erasures::completed_at,
-            erasures::requester,
-            erasures::marketplace_id,
-            erasures::events_erased,
-            erasures::deliveries_cancelled,
-            erasures::attempts_cleared,
-        ))
+        .select(AUDIT_COLUMNS)
         .first(c)
         .optional())?)
 }

@@ -16,6 +16,15 @@ const TOKEN: &str = "console-internal-token-0123456789";
 const SECRET: &str = "console-secret-0123456789";
 const COOKIE: &str = "hookrelay_console";
 
+/// Retries and probes a few hundred milliseconds apart, so that an
+/// endpoint fails, pauses and dies within a test.
+const QUICK_RETRIES: [&str; 4] = [
+    "--retry-schedule",
+    "200ms,200ms,200ms",
+    "--probe-interval",
+    "100ms",
+];
+
 /// A server whose internal listener asks for [`TOKEN`], plus `args`.
 async fn console(args: &[&str]) -> TestApp {
     let mut all = vec!["--internal-token", TOKEN];
@@ -246,13 +255,7 @@ async fn clicking_replay_on_a_dead_letter_delivers_it_to_the_receiver() {
     let Some(browser) = Browser::desktop().await else {
         return;
     };
-    let app = console(&[
-        "--retry-schedule",
-        "200ms,200ms,200ms",
-        "--probe-interval",
-        "100ms",
-    ])
-    .await;
+    let app = console(&QUICK_RETRIES).await;
     let receiver = Receiver::start().await;
     receiver.set_verification_reply(Reply::status(200));
     let token = app.token(8200, 1).await;
@@ -417,13 +420,7 @@ async fn every_console_page_is_screenshotted_at_1280_px() {
     let Some(browser) = Browser::desktop().await else {
         return;
     };
-    let app = console(&[
-        "--retry-schedule",
-        "200ms,200ms,200ms",
-        "--probe-interval",
-        "100ms",
-    ])
-    .await;
+    let app = console(&QUICK_RETRIES).await;
     let good = Receiver::start().await;
     let bad = Receiver::start().await;
     bad.set_verification_reply(Reply::status(200));

@@ -105,10 +105,7 @@ pub async fn list(
         .unwrap_or(0);
     let mut rows: Vec<Row> = state
         .store
-        .run(move |conn| match filter {
-            None => endpoints::page(conn, after, PAGE + 1),
-            Some(f) => endpoints::page_in_state(conn, f, after, PAGE + 1),
-        })
+        .run(move |conn| endpoints::page_in_state(conn, filter, after, PAGE + 1))
         .await?;
     let next = (rows.len() as i64 > PAGE).then(|| {
         rows.truncate(PAGE as usize);
