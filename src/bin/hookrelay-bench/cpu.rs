@@ -327,6 +327,8 @@ pub struct Precise {
     at: Instant,
     /// tid → (ns on a CPU, voluntary + involuntary context switches).
     threads: HashMap<String, (u64, u64)>,
+    /// tid → thread name.
+    names: HashMap<String, String>,
     ticks: u64,
 }
 
@@ -349,20 +351,46 @@ fn thread_ns_and_switches(pid: u32, tid: &str) -> Option<(u64, u64)> {
 
 impl Precise {
     pub fn read(pid: u32) -> Precise {
-        let threads = std::fs::read_dir(format!("/proc/{pid}/task"))
+        let tids: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
             .map(|dir| {
-                dir.filter_map(|e| {
-                    let tid = e.ok()?.file_name().to_string_lossy().into_owned();
-                    Some((tid.clone(), thread_ns_and_switches(pid, &tid)?))
-                })
-                .collect()
+                dir.filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned()))
+                    .collect()
             })
             .unwrap_or_default();
+        let threads = tids
+            .iter()
+            .filter_map(|tid| Some((tid.clone(), thread_ns_and_switches(pid, tid)?)))
+            .collect();
+        let names = tids
+            .iter()
+            .filter_map(|tid| {
+                let name = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")).ok()?;
+                Some((tid.clone(), name.trim().to_string()))
+            })
+            .collect();
         Precise {
             at: Instant::now(),
             threads,
+            names,
             ticks: process_ticks(&pid.to_string()).unwrap_or(0),
         }
+    }
+
+    /// CPU ms and wake-ups from `self` to `later` per thread name (threads
+    /// of one name summed), largest first.
+    pub fn by_thread(&self, later: &Precise) -> Vec<(String, f64, u64)> {
+        let mut sums: HashMap<String, (f64, u64)> = HashMap::new();
+        for (tid, (n, s)) in &later.threads {
+            let (n0, s0) = self.threads.get(tid).copied().unwrap_or((0, 0));
+            let name = later.names.get(tid).cloned().unwrap_or_default();
+            let e = sums.entry(name).or_default();
+            e.0 += n.saturating_sub(n0) as f64 / 1e6;
+            e.1 += s.saturating_sub(s0);
+        }
+        let mut out: Vec<(String, f64, u64)> =
+            sums.into_iter().map(|(k, (ms, w))| (k, ms, w)).collect();
+        out.sort_by(|a, b| b.1.total_cmp(&a.1));
+        out
     }
 
     /// From `self` to `later`: CPU seconds, wake-ups and wall seconds. The

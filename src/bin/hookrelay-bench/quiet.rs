@@ -194,6 +194,20 @@ fn summary(events: usize, fanout: usize, spent: cpu::Spent, mut latency: Vec<f64
     })
 }
 
+/// Per thread name: µs of CPU and wake-ups per event.
+fn per_thread(from: &Precise, to: &Precise, events: usize) -> Value {
+    let n = events.max(1) as f64;
+    Value::Array(
+        from.by_thread(to)
+            .into_iter()
+            .filter(|(_, ms, _)| *ms > 0.0)
+            .map(|(name, ms, wakeups)| {
+                json!({"thread": name, "cpu_us_per_event": ms * 1e3 / n, "wakeups_per_event": wakeups as f64 / n})
+            })
+            .collect(),
+    )
+}
+
 /// `events` open-loop single pushes at `rate`/s; waits for every delivery
 /// and the tail.
 fn paced(
@@ -220,7 +234,9 @@ fn paced(
     wait_for_arrivals(arrivals, (events * fanout) as u64, &bench.sizes)
         .map_err(|e| with_log(instance, e))?;
     std::thread::sleep(Duration::from_secs_f64(bench.sizes.quiet_tail_secs));
-    let spent = from.until(&Precise::read(instance.pid()));
+    let to = Precise::read(instance.pid());
+    let spent = from.until(&to);
+    let threads = per_thread(&from, &to, events);
     callgrind_dump(&bench.launch, instance, label);
     let mut latency = Vec::with_capacity(events * fanout);
     let mut acks = Vec::with_capacity(events);
@@ -245,6 +261,7 @@ fn paced(
     detail["push_ack_ms"] = json!({"p50": percentile(&acks, 50.0), "p99": percentile(&acks, 99.0)});
     detail["overloaded_503"] = json!(overloaded);
     detail["receiver"] = receiver;
+    detail["threads"] = threads;
     Ok(Window {
         events,
         spent,
@@ -289,7 +306,9 @@ fn saturated(
     let last = wait_for_arrivals(arrivals, (events * fanout) as u64, &bench.sizes)
         .map_err(|e| with_log(instance, e))?;
     std::thread::sleep(Duration::from_secs_f64(bench.sizes.quiet_tail_secs));
-    let spent = from.until(&Precise::read(instance.pid()));
+    let to = Precise::read(instance.pid());
+    let spent = from.until(&to);
+    let threads = per_thread(&from, &to, events);
     callgrind_dump(&bench.launch, instance, "saturated");
     let receiver = extra_arrivals(arrivals);
     let mut detail = summary(events, fanout, spent, Vec::new());
@@ -297,6 +316,7 @@ fn saturated(
     detail["events_per_second"] = json!(events as f64 / secs_between(started, last).max(1e-9));
     detail["overloaded_503"] = json!(tally.overloaded);
     detail["receiver"] = receiver;
+    detail["threads"] = threads;
     Ok(Window {
         events,
         spent,
