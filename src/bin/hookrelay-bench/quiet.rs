@@ -52,6 +52,9 @@ const SATURATED_CLIENTS: usize = 32;
 /// Options of the idle part: no verification comes due.
 const IDLE_ARGS: [&str; 2] = ["--verify-interval", "8h"];
 
+/// A part's metric values and its JSON detail.
+type Part = (Vec<(&'static str, f64)>, Value);
+
 /// One measured window.
 struct Window {
     events: usize,
@@ -116,7 +119,7 @@ fn backend(
     database: Option<&str>,
     fanout: usize,
     prefix: &str,
-) -> Result<(Vec<(&'static str, f64)>, Value), String> {
+) -> Result<Part, String> {
     let setup = Setup {
         database: database.map(str::to_string),
         args: Vec::new(),
@@ -344,7 +347,7 @@ fn wait_answering(instance: &Instance) -> Result<(), String> {
 }
 
 /// The idle part: CPU and wake-ups of hookrelay with many idle endpoints.
-fn idle(bench: &Bench) -> Result<(Vec<(&'static str, f64)>, Value), String> {
+fn idle(bench: &Bench) -> Result<Part, String> {
     let sizes = &bench.sizes;
     let dir = ScratchDir::new("quiet")?;
     let db = dir.path.join("bench.db");
