@@ -6,8 +6,9 @@
 //! - the *syncer* makes every transaction written so far durable with one
 //!   `Store::sync_commits` (an `fdatasync` of SQLite's WAL; nothing on
 //!   PostgreSQL, whose commits are durable already), then answers their
-//!   publishers in the order written and reports upward (`Committed`, to
-//!   the router, which hands the deliveries to their endpoint actors).
+//!   publishers in the order written and hands the deliveries to their
+//!   endpoint actors (`Directory::hand_over`: directly, or through the
+//!   router as `Committed`).
 //!
 //! So the next group is written while the previous one waits for the disk.
 //! The writer stays at most one group ahead of the syncer (the hand-over is
