@@ -20,12 +20,16 @@
 //! rather than the blocking pool: no task hop between the stages, and the
 //! answers do not wait in the router's mailbox.
 //!
-//! The pipeline pays only under load. When nothing else waits to be
-//! written and the syncer holds no group, the writer syncs and answers the
-//! group itself (`Inline::decide`): at a trickle of events that spares a
-//! thread hand-off (a wake-up of the syncer, and the writer's own sleep)
-//! per event, and the answers still go out in the order written, since
-//! the syncer has nothing older to answer.
+//! The pipeline pays only under load. When the writer had been idle for
+//! a while before the group's first publish came (`IDLE_BEFORE_INLINE`),
+//! nothing else waits to be written and the syncer holds no group, the
+//! writer syncs and answers the group itself (`Inline::decide`): at a
+//! trickle of events that spares a thread hand-off (a wake-up of the
+//! syncer, and the writer's own sleep) per event, and the answers still go
+//! out in the order written, since the syncer has nothing older to answer.
+//! Under load (publishes following each other closely, as from clients
+//! that push again as soon as they are answered) the next group is written
+//! while this one syncs, as before.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -47,6 +51,10 @@ use crate::store::{Store, StoreError};
 
 /// Most events stored by one transaction.
 const MAX_GROUP: usize = 10_000;
+/// How long the writer must have waited for a group's first publish for
+/// it to sync that group itself: publishes further apart than this are a
+/// trickle, closer ones are load that the pipeline serves better.
+const IDLE_BEFORE_INLINE: std::time::Duration = std::time::Duration::from_millis(1);
 
 const STORE_FAILED: &str = "the database refused the write; see the server log";
 
@@ -212,13 +220,14 @@ enum Inline {
 }
 
 impl Inline {
-    /// `more_waiting`: another publish is queued; `syncer_holds`: groups
-    /// the syncer has not answered yet.
-    fn decide(more_waiting: bool, syncer_holds: usize) -> Inline {
-        if more_waiting || syncer_holds > 0 {
-            Inline::Syncer
-        } else {
+    /// `idle`: the writer waited at least `IDLE_BEFORE_INLINE` for the
+    /// group's first publish; `more_waiting`: another publish is queued;
+    /// `syncer_holds`: groups the syncer has not answered yet.
+    fn decide(idle: bool, more_waiting: bool, syncer_holds: usize) -> Inline {
+        if idle && !more_waiting && syncer_holds == 0 {
             Inline::Writer
+        } else {
+            Inline::Syncer
         }
     }
 }
@@ -231,6 +240,7 @@ fn write(stage: Stage, table: RouteTable, rx: Receiver<Pending>, written: SyncSe
     let mut ingested = IngestCounters::default();
     let mut carried: Option<Pending> = None;
     loop {
+        let waited = std::time::Instant::now();
         let first = match carried.take() {
             Some(p) => p,
             None => match rx.recv() {
@@ -238,6 +248,7 @@ fn write(stage: Stage, table: RouteTable, rx: Receiver<Pending>, written: SyncSe
                 Err(_) => return,
             },
         };
+        let idle = waited.elapsed() >= IDLE_BEFORE_INLINE;
         let mut group = vec![first];
         let mut count = group[0].events.len();
         while count < MAX_GROUP {
@@ -273,7 +284,7 @@ fn write(stage: Stage, table: RouteTable, rx: Receiver<Pending>, written: SyncSe
             Err(TryRecvError::Disconnected) => true,
         };
         let holds = stage.syncing.0.load(Ordering::Acquire);
-        match Inline::decide(carried.is_some(), holds) {
+        match Inline::decide(idle, carried.is_some(), holds) {
             Inline::Writer => finish(&stage, vec![group], &mut ingested),
             Inline::Syncer => {
                 stage.syncing.0.fetch_add(1, Ordering::AcqRel);
@@ -410,11 +421,12 @@ mod tests {
     }
 
     #[test]
-    fn the_writer_syncs_a_group_itself_only_when_nothing_else_waits() {
-        assert_eq!(Inline::decide(false, 0), Inline::Writer);
-        assert_eq!(Inline::decide(true, 0), Inline::Syncer);
-        assert_eq!(Inline::decide(false, 1), Inline::Syncer);
-        assert_eq!(Inline::decide(true, 2), Inline::Syncer);
+    fn the_writer_syncs_a_group_itself_only_after_idling_when_nothing_else_waits() {
+        assert_eq!(Inline::decide(true, false, 0), Inline::Writer);
+        assert_eq!(Inline::decide(false, false, 0), Inline::Syncer);
+        assert_eq!(Inline::decide(true, true, 0), Inline::Syncer);
+        assert_eq!(Inline::decide(true, false, 1), Inline::Syncer);
+        assert_eq!(Inline::decide(false, true, 2), Inline::Syncer);
     }
 
     #[test]
