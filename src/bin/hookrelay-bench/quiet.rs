@@ -231,6 +231,7 @@ fn paced(
     arrivals.track(fanout, events + 1);
     let url = format!("{}/internal/v1/events", instance.internal);
     callgrind_dump(&bench.launch, instance, &format!("before-{label}"));
+    let noise_from = cpu::snapshot(Some(instance.pid()));
     let from = Precise::read(instance.pid());
     let pushed = open_loop(url, bodies, rate, sent.clone(), acked.clone());
     let overloaded = pushed.map_err(|e| with_log(instance, e))?;
@@ -238,6 +239,7 @@ fn paced(
         .map_err(|e| with_log(instance, e))?;
     std::thread::sleep(Duration::from_secs_f64(bench.sizes.quiet_tail_secs));
     let to = Precise::read(instance.pid());
+    let noise = cpu::usage(&noise_from, &cpu::snapshot(Some(instance.pid())));
     let spent = from.until(&to);
     let threads = per_thread(&from, &to, events);
     callgrind_dump(&bench.launch, instance, label);
@@ -265,6 +267,8 @@ fn paced(
     detail["overloaded_503"] = json!(overloaded);
     detail["receiver"] = receiver;
     detail["threads"] = threads;
+    // The machine's accounting (other processes, disk) for the noise flag.
+    detail["cpu"] = noise;
     Ok(Window {
         events,
         spent,
@@ -295,6 +299,7 @@ fn saturated(
     arrivals.track(fanout, events + 1);
     let stop = Instant::now() + Duration::from_secs_f64(bench.sizes.deadline_secs * 5.0);
     callgrind_dump(&bench.launch, instance, "before-saturated");
+    let noise_from = cpu::snapshot(Some(instance.pid()));
     let from = Precise::read(instance.pid());
     let started = crate::clock::now_ns();
     let answer = Answer::Single {
@@ -310,6 +315,7 @@ fn saturated(
         .map_err(|e| with_log(instance, e))?;
     std::thread::sleep(Duration::from_secs_f64(bench.sizes.quiet_tail_secs));
     let to = Precise::read(instance.pid());
+    let noise = cpu::usage(&noise_from, &cpu::snapshot(Some(instance.pid())));
     let spent = from.until(&to);
     let threads = per_thread(&from, &to, events);
     callgrind_dump(&bench.launch, instance, "saturated");
@@ -320,6 +326,7 @@ fn saturated(
     detail["overloaded_503"] = json!(tally.overloaded);
     detail["receiver"] = receiver;
     detail["threads"] = threads;
+    detail["cpu"] = noise;
     Ok(Window {
         events,
         spent,
