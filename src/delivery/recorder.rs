@@ -3,7 +3,13 @@
 //! blocking task per flush, at most `FLUSH_EVERY` apart), so finishing a
 //! delivery or changing health costs no database round trip of its own, and
 //! thousands of endpoints failing at once make one write, not thousands. Losing an unflushed batch in a crash only means a
-//! delivery is sent again (at-least-once). After each write it tells the
+//! delivery is sent again (at-least-once). For the same reason a write
+//! does not wait for the disk (`Store::run_background_unsynced`): a kill
+//! of the process loses nothing written, a power cut at most what the next
+//! sync of the WAL (the group commit's, every accepted event) had not
+//! covered yet, and no `fsync` runs per flush while SQLite's write lock is
+//! held. `FLUSH_EVERY` is long enough that a trickle of deliveries shares
+//! its writes, and short enough that what an operator reads is current. After each write it tells the
 //! endpoint actors which of their finished deliveries are now recorded
 //! (`Recorded`), so they need remember them only that long.
 //!
@@ -27,7 +33,7 @@ use crate::store::models::NewAttempt;
 use crate::store::notices::{self, OperatorRoute, QueuedNotice};
 
 /// Longest time an outcome waits before it is written.
-pub const FLUSH_EVERY: Duration = Duration::from_millis(20);
+pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
 /// Outcomes that trigger a flush without waiting.
 const FLUSH_AT: usize = 2000;
 
@@ -161,7 +167,7 @@ impl Recorder {
         let operator = self.operator.clone();
         let write = async move {
             store
-                .run_background(move |conn| {
+                .run_background_unsynced(move |conn| {
                     deliveries::record(conn, &written.completions, &written.attempts)?;
                     endpoints::save_health(conn, &written.health)?;
                     notices::insert(conn, &written.notices, operator.as_deref())

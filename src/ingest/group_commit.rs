@@ -6,8 +6,9 @@
 //! - the *syncer* makes every transaction written so far durable with one
 //!   `Store::sync_commits` (an `fdatasync` of SQLite's WAL; nothing on
 //!   PostgreSQL, whose commits are durable already), then answers their
-//!   publishers in the order written and reports upward (`Committed`, to
-//!   the router, which hands the deliveries to their endpoint actors).
+//!   publishers in the order written and hands the deliveries to their
+//!   endpoint actors (`Directory::hand_over`: directly, or through the
+//!   router as `Committed`).
 //!
 //! So the next group is written while the previous one waits for the disk.
 //! The writer stays at most one group ahead of the syncer (the hand-over is
@@ -18,11 +19,26 @@
 //! and larger groups write less per event. Plain threads
 //! rather than the blocking pool: no task hop between the stages, and the
 //! answers do not wait in the router's mailbox.
+//!
+//! The pipeline pays only under load. When the writer had been idle for
+//! a while before the group's first publish came (`IDLE_BEFORE_INLINE`),
+//! nothing else waits to be written and the syncer holds no group, the
+//! writer syncs and answers the group itself (`Inline::decide`): at a
+//! trickle of events that spares a thread hand-off (a wake-up of the
+//! syncer, and the writer's own sleep) per event, and the answers still go
+//! out in the order written, since the syncer has nothing older to answer.
+//! Under load (publishes following each other closely, as from clients
+//! that push again as soon as they are answered) the next group is written
+//! while this one syncs, as before.
 
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError};
 
 use actix::prelude::*;
 
+use super::directory::Directory;
+use super::publisher::Waiting;
 use super::settle::{IngestCounters, settle};
 use super::{PublishError, PublishReply, Ticket};
 use crate::delivery::endpoint::Job;
@@ -35,6 +51,10 @@ use crate::store::{Store, StoreError};
 
 /// Most events stored by one transaction.
 const MAX_GROUP: usize = 10_000;
+/// How long the writer must have waited for a group's first publish for
+/// it to sync that group itself: publishes further apart than this are a
+/// trickle, closer ones are load that the pipeline serves better.
+const IDLE_BEFORE_INLINE: std::time::Duration = std::time::Duration::from_millis(1);
 
 const STORE_FAILED: &str = "the database refused the write; see the server log";
 
@@ -71,18 +91,34 @@ impl GroupCommit {
         store: Store,
         table: RouteTable,
         done: Recipient<Committed>,
+        handoff: (Directory, Waiting),
     ) -> std::io::Result<GroupCommit> {
         let (tx, rx) = mpsc::channel();
         // Rendezvous: the writer hands a group over only once the syncer
         // is ready to sync it.
         let (written_tx, written_rx) = mpsc::sync_channel(0);
-        let syncer_store = store.clone();
+        let syncing = Syncing::default();
+        let (actors, waiting) = handoff;
+        let syncer = Stage {
+            store: store.clone(),
+            done: done.clone(),
+            actors: actors.clone(),
+            waiting: waiting.clone(),
+            syncing: syncing.clone(),
+        };
         std::thread::Builder::new()
             .name("hr-sync".into())
-            .spawn(move || sync(syncer_store, written_rx, done))?;
+            .spawn(move || sync(syncer, written_rx))?;
+        let writer = Stage {
+            store,
+            done,
+            actors,
+            waiting,
+            syncing,
+        };
         std::thread::Builder::new()
             .name("hr-commit".into())
-            .spawn(move || write(store, table, rx, written_tx))?;
+            .spawn(move || write(writer, table, rx, written_tx))?;
         Ok(GroupCommit { tx })
     }
 
@@ -159,11 +195,60 @@ fn take(group: Vec<Pending>, count: usize) -> Taken {
     taken
 }
 
+/// Groups handed to the syncer whose publishers it has not answered yet.
+#[derive(Clone, Default)]
+struct Syncing(Arc<AtomicUsize>);
+
+/// What the writer and the syncer both need to finish a group.
+struct Stage {
+    store: Store,
+    /// The router, and the actors its deliveries go to directly.
+    done: Recipient<Committed>,
+    actors: Directory,
+    waiting: Waiting,
+    syncing: Syncing,
+}
+
+/// Who syncs a written group.
+#[derive(Debug, PartialEq, Eq)]
+enum Inline {
+    /// The writer, at once: nothing else waits to be written and the
+    /// syncer has nothing older to answer.
+    Writer,
+    /// The syncer, while the writer goes on with what waits.
+    Syncer,
+}
+
+impl Inline {
+    /// `idle`: the writer waited at least `IDLE_BEFORE_INLINE` for the
+    /// group's first publish; `more_waiting`: another publish is queued;
+    /// `syncer_holds`: groups the syncer has not answered yet.
+    fn decide(idle: bool, more_waiting: bool, syncer_holds: usize) -> Inline {
+        if idle && !more_waiting && syncer_holds == 0 {
+            Inline::Writer
+        } else {
+            Inline::Syncer
+        }
+    }
+}
+
 /// The writer: one transaction for whatever has queued up. A publish whose
 /// publisher gave up waiting (and told its client that nothing was stored)
-/// is dropped unstored.
-fn write(store: Store, table: RouteTable, rx: Receiver<Pending>, written: SyncSender<Written>) {
-    while let Ok(first) = rx.recv() {
+/// is dropped unstored. It syncs and answers a group itself when nothing
+/// else waits (`Inline`).
+fn write(stage: Stage, table: RouteTable, rx: Receiver<Pending>, written: SyncSender<Written>) {
+    let mut ingested = IngestCounters::default();
+    let mut carried: Option<Pending> = None;
+    loop {
+        let waited = std::time::Instant::now();
+        let first = match carried.take() {
+            Some(p) => p,
+            None => match rx.recv() {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
+        let idle = waited.elapsed() >= IDLE_BEFORE_INLINE;
         let mut group = vec![first];
         let mut count = group[0].events.len();
         while count < MAX_GROUP {
@@ -180,7 +265,8 @@ fn write(store: Store, table: RouteTable, rx: Receiver<Pending>, written: SyncSe
         let stored = if rows.is_empty() {
             Ok(Vec::new())
         } else {
-            store
+            stage
+                .store
                 .write_unsynced(|conn| store_batch(conn, &mut rows, &notify, &mut Rerouter(&table)))
         };
         let group = Written {
@@ -189,7 +275,25 @@ fn write(store: Store, table: RouteTable, rx: Receiver<Pending>, written: SyncSe
             parts,
             stored,
         };
-        if written.send(group).is_err() {
+        let disconnected = match rx.try_recv() {
+            Ok(next) => {
+                carried = Some(next);
+                false
+            }
+            Err(TryRecvError::Empty) => false,
+            Err(TryRecvError::Disconnected) => true,
+        };
+        let holds = stage.syncing.0.load(Ordering::Acquire);
+        match Inline::decide(idle, carried.is_some(), holds) {
+            Inline::Writer => finish(&stage, vec![group], &mut ingested),
+            Inline::Syncer => {
+                stage.syncing.0.fetch_add(1, Ordering::AcqRel);
+                if written.send(group).is_err() {
+                    return;
+                }
+            }
+        }
+        if disconnected && carried.is_none() {
             return;
         }
     }
@@ -197,62 +301,63 @@ fn write(store: Store, table: RouteTable, rx: Receiver<Pending>, written: SyncSe
 
 /// The syncer: one disk sync for every group written since the last one,
 /// then the answers, in the order written.
-fn sync(store: Store, rx: Receiver<Written>, done: Recipient<Committed>) {
+fn sync(stage: Stage, rx: Receiver<Written>) {
     let mut ingested = IngestCounters::default();
     while let Ok(first) = rx.recv() {
         let mut groups = vec![first];
         while let Ok(next) = rx.try_recv() {
             groups.push(next);
         }
-        let synced = store.sync_commits();
-        match &synced {
+        let n = groups.len();
+        finish(&stage, groups, &mut ingested);
+        stage.syncing.0.fetch_sub(n, Ordering::AcqRel);
+    }
+}
+
+/// One disk sync for `groups` (written in this order), then their answers,
+/// and their deliveries to their actors (`Directory::hand_over`).
+fn finish(stage: &Stage, groups: Vec<Written>, ingested: &mut IngestCounters) {
+    let synced = stage.store.sync_commits();
+    match &synced {
+        Err(e) => {
+            log::error!("group commit could not be synced to disk: {e}");
+            METRICS.commit_failures.inc();
+        }
+        Ok(())
+            if groups
+                .iter()
+                .any(|g| g.stored.is_ok() && !g.rows.is_empty()) =>
+        {
+            stage.store.write_succeeded();
+        }
+        Ok(()) => {}
+    }
+    for group in groups {
+        let deliveries = match group.stored {
             Err(e) => {
-                log::error!("group commit could not be synced to disk: {e}");
+                log::error!("group commit failed: {e}");
                 METRICS.commit_failures.inc();
-            }
-            Ok(())
-                if groups
-                    .iter()
-                    .any(|g| g.stored.is_ok() && !g.rows.is_empty()) =>
-            {
-                store.write_succeeded();
-            }
-            Ok(()) => {}
-        }
-        for group in groups {
-            let deliveries = match group.stored {
-                Err(e) => {
-                    log::error!("group commit failed: {e}");
-                    METRICS.commit_failures.inc();
-                    let refusal = match e.unavailable() {
-                        Some(why) => PublishError::Storage(why),
-                        None => {
-                            metrics::internal_error(ErrorSite::Ingest);
-                            PublishError::Failed(STORE_FAILED.into())
-                        }
-                    };
-                    for (_, reply) in group.parts {
-                        let _ = reply.send(Err(refusal.clone()));
+                let refusal = match e.unavailable() {
+                    Some(why) => PublishError::Storage(why),
+                    None => {
+                        metrics::internal_error(ErrorSite::Ingest);
+                        PublishError::Failed(STORE_FAILED.into())
                     }
-                    Vec::new()
+                };
+                for (_, reply) in group.parts {
+                    let _ = reply.send(Err(refusal.clone()));
                 }
-                // After a failed sync the rows are committed but perhaps not
-                // on disk: the publishers hear of a failure (and may push
-                // again, as after any unanswered push); the stored
-                // deliveries go out.
-                Ok(stored) => settle(
-                    group.parts,
-                    group.rows,
-                    stored,
-                    synced.is_err(),
-                    &mut ingested,
-                ),
-            };
-            done.do_send(Committed {
-                events: group.events,
-                deliveries,
-            });
-        }
+                Vec::new()
+            }
+            // After a failed sync the rows are committed but perhaps not
+            // on disk: the publishers hear of a failure (and may push
+            // again, as after any unanswered push); the stored
+            // deliveries go out.
+            Ok(stored) => settle(group.parts, group.rows, stored, synced.is_err(), ingested),
+        };
+        stage
+            .actors
+            .hand_over(group.events, deliveries, &stage.done, &stage.waiting);
     }
 }
 
@@ -313,6 +418,15 @@ mod tests {
         let ticket = queued.ticket.clone();
         take(vec![queued], 1);
         assert!(!ticket.abandon());
+    }
+
+    #[test]
+    fn the_writer_syncs_a_group_itself_only_after_idling_when_nothing_else_waits() {
+        assert_eq!(Inline::decide(true, false, 0), Inline::Writer);
+        assert_eq!(Inline::decide(false, false, 0), Inline::Syncer);
+        assert_eq!(Inline::decide(true, true, 0), Inline::Syncer);
+        assert_eq!(Inline::decide(true, false, 1), Inline::Syncer);
+        assert_eq!(Inline::decide(false, true, 2), Inline::Syncer);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! module holds the types the steps share: what is published, its
 //! answer, and the ticket that decides whether a queued publish is stored.
 
+pub mod directory;
 pub mod group_commit;
 pub mod publisher;
 mod settle;

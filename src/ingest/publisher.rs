@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
+use super::directory::Directory;
 use super::group_commit::{GroupCommit, Pending};
 use super::{Incoming, Outcome, Publish, PublishError, PublishReply, Ticket};
 use crate::cluster::Ownership;
@@ -90,6 +91,9 @@ pub struct Ingest {
     pub routes: RouteTable,
     pub commits: GroupCommit,
     pub waiting: Waiting,
+    /// The endpoint actors the group commit hands deliveries to (kept by
+    /// the router).
+    pub actors: Directory,
 }
 
 impl Ingest {

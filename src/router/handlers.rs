@@ -65,6 +65,8 @@ impl Handler<Committed> for Router {
                 addr.do_send(Enqueue(jobs));
             }
         }
+        // Only now may later groups go straight to the actors (after these).
+        self.ingest.actors.routed();
     }
 }
 
@@ -183,6 +185,7 @@ impl Handler<LeasesLost> for Router {
 
     fn handle(&mut self, msg: LeasesLost, _ctx: &mut Self::Context) {
         for id in msg.0 {
+            self.ingest.actors.remove(id);
             if let Some(addr) = self.actors.remove(&id) {
                 addr.do_send(endpoint::StopNow);
             }
@@ -197,7 +200,10 @@ impl Handler<ReleaseEndpoints> for Router {
         let addrs: Vec<_> = msg
             .ids
             .iter()
-            .filter_map(|id| self.actors.remove(id))
+            .filter_map(|id| {
+                self.ingest.actors.remove(*id);
+                self.actors.remove(id)
+            })
             .collect();
         let recorder = self.recorder.clone();
         Box::pin(async move {

@@ -266,6 +266,7 @@ impl Router {
             });
         }
         self.actors.insert(id, addr.clone());
+        self.ingest.actors.insert(id, addr.clone());
         Some(addr)
     }
 
@@ -341,6 +342,7 @@ impl Router {
     fn actor_stopped(&mut self, endpoint_id: i64, actor: &Addr<EndpointActor>) {
         if self.actors.get(&endpoint_id) == Some(actor) {
             self.actors.remove(&endpoint_id);
+            self.ingest.actors.remove(endpoint_id);
         }
         let resubscribed = self
             .known_endpoints

@@ -25,6 +25,7 @@ use crate::config::ServeArgs;
 use crate::delivery::endpoint::{DeliverySettings, drain};
 use crate::delivery::health::Policy;
 use crate::delivery::recorder::{Flush, Recorder};
+use crate::ingest::directory::Directory;
 use crate::ingest::group_commit::GroupCommit;
 use crate::ingest::publisher::{Ingest, Publisher, Waiting};
 use crate::metrics;
@@ -233,12 +234,19 @@ fn start_ingest(
     router: &Addr<Router>,
 ) -> Result<Ingest, StartError> {
     let routes = RouteTable::new(version, routes, router.clone().recipient());
-    let commits = GroupCommit::start(store.clone(), routes.clone(), router.clone().recipient())
-        .map_err(StartError::GroupCommit)?;
+    let (actors, waiting) = (Directory::default(), Waiting::default());
+    let commits = GroupCommit::start(
+        store.clone(),
+        routes.clone(),
+        router.clone().recipient(),
+        (actors.clone(), waiting.clone()),
+    )
+    .map_err(StartError::GroupCommit)?;
     Ok(Ingest {
         routes,
         commits,
-        waiting: Waiting::default(),
+        waiting,
+        actors,
     })
 }
 

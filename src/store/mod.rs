@@ -33,9 +33,10 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
-/// Connections for `write_unsynced` (the group-commit thread, plus a spare,
-/// which retention batches use).
-const WAL_SYNC_POOL_SIZE: u32 = 2;
+/// Connections for `write_unsynced`: the group-commit thread's, and one
+/// each for the recorder and retention batches, so that neither makes
+/// the group commit wait for a connection.
+const WAL_SYNC_POOL_SIZE: u32 = 3;
 
 /// How long a SQLite connection waits for a lock before giving up.
 const SQLITE_BUSY_TIMEOUT_MS: u32 = 10_000;

@@ -79,6 +79,22 @@ pub struct Sizes {
     pub retention_secs: f64,
     /// …and the cleaning fails after this long.
     pub retention_clean_deadline_secs: f64,
+    /// Figure 13: warm-up at 200/s before the first window…
+    pub quiet_warmup_secs: f64,
+    /// …the 50/s window…
+    pub quiet_secs_50: f64,
+    /// …the 200/s and 500/s windows…
+    pub quiet_secs: f64,
+    /// …single pushes of the saturated baseline (a quarter at fan-out 10)…
+    pub quiet_saturated_events: usize,
+    /// …idle endpoints of the idle part, left to settle this long once
+    /// hookrelay answers, then measured this long.
+    pub quiet_idle_endpoints: usize,
+    pub quiet_idle_settle_secs: f64,
+    pub quiet_idle_secs: f64,
+    /// Figure 13: waited after a window's last delivery before its CPU is
+    /// read, so that recording the outcomes is counted.
+    pub quiet_tail_secs: f64,
 }
 
 impl Sizes {
@@ -112,6 +128,14 @@ impl Sizes {
             retention_rate: 500,
             retention_secs: 30.0,
             retention_clean_deadline_secs: 900.0,
+            quiet_warmup_secs: 1.0,
+            quiet_secs_50: 16.0,
+            quiet_secs: 8.0,
+            quiet_saturated_events: 20_000,
+            quiet_idle_endpoints: 10_000,
+            quiet_idle_settle_secs: 5.0,
+            quiet_idle_secs: 60.0,
+            quiet_tail_secs: 0.5,
         }
     }
 
@@ -139,6 +163,14 @@ impl Sizes {
             retention_rate: 100,
             retention_secs: 1.0,
             retention_clean_deadline_secs: 30.0,
+            quiet_warmup_secs: 0.1,
+            quiet_secs_50: 0.2,
+            quiet_secs: 0.1,
+            quiet_saturated_events: 200,
+            quiet_idle_endpoints: 200,
+            quiet_idle_settle_secs: 0.2,
+            quiet_idle_secs: 0.5,
+            quiet_tail_secs: 0.05,
             ..Sizes::full()
         }
     }

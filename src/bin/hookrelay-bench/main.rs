@@ -18,6 +18,7 @@ mod memory;
 mod paced;
 mod pacing;
 mod postgres;
+mod quiet;
 mod receiver;
 mod recovery;
 mod report;
@@ -67,9 +68,9 @@ struct Args {
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     runs: u32,
 
-    /// Only these figures (1-12), comma separated. Figures 9 and 10 need
+    /// Only these figures (1-13), comma separated. Figures 9 and 10 need
     /// a PostgreSQL URL; figure 9 brings figure 1 (its baseline) along.
-    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=12))]
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=13))]
     figures: Vec<u8>,
 
     /// A PostgreSQL server for figures 9 and 10, as a URL of a database
@@ -151,6 +152,7 @@ fn run_figure(bench: &Bench, figure: u8, postgres: Option<&str>) -> Result<Measu
         (8, _) => recovery::recovery(bench),
         (11, _) => pacing::pacing(bench),
         (12, _) => retention::retention(bench),
+        (13, pg) => quiet::quiet(bench, pg),
         (9, Some(url)) => postgres::postgres(bench, url),
         (_, Some(url)) => handover::handover(bench, url),
         (_, None) => Err(format!("figure {figure} needs --postgres URL")),
@@ -196,7 +198,7 @@ fn bench(args: Args) -> Result<bool, String> {
     };
     let runs = if args.smoke { 1 } else { args.runs };
     let mut selected: Vec<u8> = if args.figures.is_empty() {
-        (1..=12).collect()
+        (1..=13).collect()
     } else {
         args.figures.clone()
     };

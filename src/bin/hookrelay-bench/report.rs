@@ -12,6 +12,8 @@ use crate::handover::FAILOVER_BOUND_SECS;
 pub enum Target {
     /// value / baseline ≥ this.
     RatioAtLeast(f64),
+    /// value / baseline ≤ this (a cost against its baseline).
+    RatioAtMost(f64),
     /// value ≤ this.
     AtMost(f64),
 }
@@ -605,6 +607,246 @@ pub const METRICS: &[Metric] = &[
         None,
         None,
     ),
+    metric(
+        "quiet_f1_50_cpu",
+        13,
+        "13 CPU/event at 50/s, fan-out 1 (SQLite)",
+        "us/event",
+        Some("quiet_f1_sat_cpu"),
+        Some(Target::RatioAtMost(2.0)),
+    ),
+    metric(
+        "quiet_f1_200_cpu",
+        13,
+        "13 CPU/event at 200/s, fan-out 1 (SQLite)",
+        "us/event",
+        Some("quiet_f1_sat_cpu"),
+        Some(Target::RatioAtMost(2.0)),
+    ),
+    metric(
+        "quiet_f1_500_cpu",
+        13,
+        "13 CPU/event at 500/s, fan-out 1 (SQLite)",
+        "us/event",
+        Some("quiet_f1_sat_cpu"),
+        Some(Target::RatioAtMost(2.0)),
+    ),
+    metric(
+        "quiet_f1_sat_cpu",
+        13,
+        "13 CPU/event saturated, fan-out 1 (SQLite, baseline)",
+        "us/event",
+        None,
+        None,
+    ),
+    metric(
+        "quiet_f1_50_p99",
+        13,
+        "13 push->receipt p99 at 50/s, fan-out 1 (SQLite)",
+        "ms",
+        None,
+        Some(Target::AtMost(10.0)),
+    ),
+    metric(
+        "quiet_f1_200_p99",
+        13,
+        "13 push->receipt p99 at 200/s, fan-out 1 (SQLite)",
+        "ms",
+        None,
+        Some(Target::AtMost(10.0)),
+    ),
+    metric(
+        "quiet_f1_500_p99",
+        13,
+        "13 push->receipt p99 at 500/s, fan-out 1 (SQLite)",
+        "ms",
+        None,
+        Some(Target::AtMost(10.0)),
+    ),
+    metric(
+        "quiet_f10_50_cpu",
+        13,
+        "13 CPU/event at 50/s, fan-out 10 (SQLite)",
+        "us/event",
+        Some("quiet_f10_sat_cpu"),
+        Some(Target::RatioAtMost(2.0)),
+    ),
+    metric(
+        "quiet_f10_200_cpu",
+        13,
+        "13 CPU/event at 200/s, fan-out 10 (SQLite)",
+        "us/event",
+        Some("quiet_f10_sat_cpu"),
+        Some(Target::RatioAtMost(2.0)),
+    ),
+    metric(
+        "quiet_f10_500_cpu",
+        13,
+        "13 CPU/event at 500/s, fan-out 10 (SQLite)",
+        "us/event",
+        Some("quiet_f10_sat_cpu"),
+        Some(Target::RatioAtMost(2.0)),
+    ),
+    metric(
+        "quiet_f10_sat_cpu",
+        13,
+        "13 CPU/event saturated, fan-out 10 (SQLite, baseline)",
+        "us/event",
+        None,
+        None,
+    ),
+    metric(
+        "quiet_f10_50_p99",
+        13,
+        "13 push->receipt p99 at 50/s, fan-out 10 (SQLite)",
+        "ms",
+        None,
+        Some(Target::AtMost(10.0)),
+    ),
+    metric(
+        "quiet_f10_200_p99",
+        13,
+        "13 push->receipt p99 at 200/s, fan-out 10 (SQLite)",
+        "ms",
+        None,
+        Some(Target::AtMost(10.0)),
+    ),
+    metric(
+        "quiet_f10_500_p99",
+        13,
+        "13 push->receipt p99 at 500/s, fan-out 10 (SQLite)",
+        "ms",
+        None,
+        Some(Target::AtMost(10.0)),
+    ),
+    metric(
+        "quiet_pg_f1_50_cpu",
+        13,
+        "13 CPU/event at 50/s, fan-out 1 (PostgreSQL)",
+        "us/event",
+        Some("quiet_pg_f1_sat_cpu"),
+        Some(Target::RatioAtMost(2.0)),
+    ),
+    metric(
+        "quiet_pg_f1_200_cpu",
+        13,
+        "13 CPU/event at 200/s, fan-out 1 (PostgreSQL)",
+        "us/event",
+        Some("quiet_pg_f1_sat_cpu"),
+        Some(Target::RatioAtMost(2.0)),
+    ),
+    metric(
+        "quiet_pg_f1_500_cpu",
+        13,
+        "13 CPU/event at 500/s, fan-out 1 (PostgreSQL)",
+        "us/event",
+        Some("quiet_pg_f1_sat_cpu"),
+        Some(Target::RatioAtMost(2.0)),
+    ),
+    metric(
+        "quiet_pg_f1_sat_cpu",
+        13,
+        "13 CPU/event saturated, fan-out 1 (PostgreSQL, baseline)",
+        "us/event",
+        None,
+        None,
+    ),
+    metric(
+        "quiet_pg_f1_50_p99",
+        13,
+        "13 push->receipt p99 at 50/s, fan-out 1 (PostgreSQL)",
+        "ms",
+        None,
+        Some(Target::AtMost(10.0)),
+    ),
+    metric(
+        "quiet_pg_f1_200_p99",
+        13,
+        "13 push->receipt p99 at 200/s, fan-out 1 (PostgreSQL)",
+        "ms",
+        None,
+        Some(Target::AtMost(10.0)),
+    ),
+    metric(
+        "quiet_pg_f1_500_p99",
+        13,
+        "13 push->receipt p99 at 500/s, fan-out 1 (PostgreSQL)",
+        "ms",
+        None,
+        Some(Target::AtMost(10.0)),
+    ),
+    metric(
+        "quiet_pg_f10_50_cpu",
+        13,
+        "13 CPU/event at 50/s, fan-out 10 (PostgreSQL)",
+        "us/event",
+        Some("quiet_pg_f10_sat_cpu"),
+        Some(Target::RatioAtMost(2.0)),
+    ),
+    metric(
+        "quiet_pg_f10_200_cpu",
+        13,
+        "13 CPU/event at 200/s, fan-out 10 (PostgreSQL)",
+        "us/event",
+        Some("quiet_pg_f10_sat_cpu"),
+        Some(Target::RatioAtMost(2.0)),
+    ),
+    metric(
+        "quiet_pg_f10_500_cpu",
+        13,
+        "13 CPU/event at 500/s, fan-out 10 (PostgreSQL)",
+        "us/event",
+        Some("quiet_pg_f10_sat_cpu"),
+        Some(Target::RatioAtMost(2.0)),
+    ),
+    metric(
+        "quiet_pg_f10_sat_cpu",
+        13,
+        "13 CPU/event saturated, fan-out 10 (PostgreSQL, baseline)",
+        "us/event",
+        None,
+        None,
+    ),
+    metric(
+        "quiet_pg_f10_50_p99",
+        13,
+        "13 push->receipt p99 at 50/s, fan-out 10 (PostgreSQL)",
+        "ms",
+        None,
+        Some(Target::AtMost(10.0)),
+    ),
+    metric(
+        "quiet_pg_f10_200_p99",
+        13,
+        "13 push->receipt p99 at 200/s, fan-out 10 (PostgreSQL)",
+        "ms",
+        None,
+        Some(Target::AtMost(10.0)),
+    ),
+    metric(
+        "quiet_pg_f10_500_p99",
+        13,
+        "13 push->receipt p99 at 500/s, fan-out 10 (PostgreSQL)",
+        "ms",
+        None,
+        Some(Target::AtMost(10.0)),
+    ),
+    metric(
+        "quiet_idle_cpu",
+        13,
+        "13 idle CPU, 10,000 idle endpoints",
+        "ms/s",
+        None,
+        None,
+    ),
+    metric(
+        "quiet_idle_wakeups",
+        13,
+        "13 idle wake-ups, 10,000 idle endpoints",
+        "wakeups/s",
+        None,
+        None,
+    ),
 ];
 
 pub fn median(values: &[f64]) -> Option<f64> {
@@ -635,6 +877,8 @@ pub fn summarise(values: &BTreeMap<&'static str, Vec<f64>>, figures: &[u8]) -> V
     METRICS
         .iter()
         .filter(|m| figures.contains(&m.figure))
+        // Figure 13's PostgreSQL rows exist only when it ran on PostgreSQL.
+        .filter(|m| !m.id.starts_with("quiet_pg_") || values.contains_key(m.id))
         .map(|m| {
             let median = med(m.id);
             let ratio = match (median, m.baseline.and_then(med)) {
@@ -643,6 +887,7 @@ pub fn summarise(values: &BTreeMap<&'static str, Vec<f64>>, figures: &[u8]) -> V
             };
             let met = match m.target {
                 Some(Target::RatioAtLeast(t)) => ratio.map(|r| r >= t),
+                Some(Target::RatioAtMost(t)) => ratio.map(|r| r <= t),
                 Some(Target::AtMost(t)) => median.map(|v| v <= t),
                 None => None,
             };
@@ -676,6 +921,7 @@ pub fn number(v: f64, unit: &str) -> String {
 fn target_text(m: &Metric) -> String {
     match (m.target, m.baseline) {
         (Some(Target::RatioAtLeast(t)), Some(b)) => format!(">= {:.0}% of {b}", t * 100.0),
+        (Some(Target::RatioAtMost(t)), Some(b)) => format!("<= {:.0}% of {b}", t * 100.0),
         (Some(Target::AtMost(t)), _) => format!("<= {t} {}", m.unit),
         _ => String::new(),
     }

@@ -13,8 +13,10 @@ use crate::store::endpoints::HealthRow;
 
 /// Changed health is saved at most this late.
 const SAVE_HEALTH_EVERY: Duration = Duration::from_secs(5);
-/// Finished attempts are passed to the recorder in groups, at most this late.
-const RECORD_EVERY: Duration = Duration::from_millis(5);
+/// Finished attempts are passed to the recorder in groups, at most this
+/// late (within the recorder's own `FLUSH_EVERY`: a trickle of deliveries
+/// then wakes the recorder once per few of them, not once each).
+const RECORD_EVERY: Duration = Duration::from_millis(50);
 /// ... or as soon as this many are waiting.
 const RECORD_AT: usize = 256;
 
