@@ -17,6 +17,11 @@
 //! operator webhook is set, each gets its delivery there in the same
 //! transaction, and the recorder reports those upward (`NoticesQueued`) to
 //! be handed to that endpoint's actor.
+//!
+//! A dead endpoint is buried here too (`Bury`), with its write after the
+//! notices taken before it: the burial and the notices of the death are
+//! one transaction (`store::endpoints::bury`), so a crash between them
+//! cannot lose the notices.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,11 +31,11 @@ use actix::prelude::*;
 
 use super::endpoint::Job;
 use crate::notice::Draft;
-use crate::store::Store;
 use crate::store::deliveries::{self, Completion};
 use crate::store::endpoints::{self, HealthRow};
 use crate::store::models::NewAttempt;
 use crate::store::notices::{self, OperatorRoute, QueuedNotice};
+use crate::store::{Store, StoreError};
 
 /// Longest time an outcome waits before it is written.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
@@ -82,6 +87,28 @@ pub struct Notify(pub Vec<Draft>);
 #[rtype(result = "()")]
 pub struct NoticesQueued(pub Vec<(i64, String, Job)>);
 
+/// An endpoint is dead: bury it with the notices of its death (worded by
+/// `notices` from the ids of the subscriptions removed; none for a spare
+/// actor), in one transaction, with the next write. Answers the ids of
+/// the subscriptions removed.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<i64>, StoreError>")]
+pub struct Bury {
+    pub endpoint_id: i64,
+    pub reason: String,
+    pub notices: DeathNotices,
+}
+
+/// Words the notices of a death from the ids of the subscriptions it
+/// removed.
+pub type DeathNotices = Box<dyn FnOnce(&[i64]) -> Vec<Draft> + Send>;
+
+/// A burial waiting for the next write, and who waits for its answer.
+type Burial = (
+    Bury,
+    tokio::sync::oneshot::Sender<Result<Vec<i64>, StoreError>>,
+);
+
 /// Writes everything buffered; answers once it is stored (used on shutdown).
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -93,6 +120,7 @@ pub struct Recorder {
     attempts: Vec<NewAttempt>,
     health: HashMap<i64, HealthRow>,
     notices: Vec<Draft>,
+    burials: Vec<Burial>,
     /// Where notices are delivered, when an operator webhook is set.
     operator: Option<Arc<OperatorRoute>>,
     /// Who hands notices' deliveries to their actor (the router).
@@ -125,6 +153,7 @@ impl Recorder {
             attempts: Vec::new(),
             health: HashMap::new(),
             notices: Vec::new(),
+            burials: Vec::new(),
             operator: operator.map(Arc::new),
             queued,
             acks: Vec::new(),
@@ -144,6 +173,7 @@ impl Recorder {
             && self.attempts.is_empty()
             && self.health.is_empty()
             && self.notices.is_empty()
+            && self.burials.is_empty()
         {
             // Nothing to write: the outcomes of what the actors ask about
             // were written by an earlier write (or need none).
@@ -163,6 +193,7 @@ impl Recorder {
             notices: std::mem::take(&mut self.notices),
         });
         let acks = std::mem::take(&mut self.acks);
+        let burials = std::mem::take(&mut self.burials);
         let (store, written) = (self.store.clone(), batch.clone());
         let operator = self.operator.clone();
         let write = async move {
@@ -170,7 +201,11 @@ impl Recorder {
                 .run_background_unsynced(move |conn| {
                     deliveries::record(conn, &written.completions, &written.attempts)?;
                     endpoints::save_health(conn, &written.health)?;
-                    notices::insert(conn, &written.notices, operator.as_deref())
+                    let mut queued = notices::insert(conn, &written.notices, operator.as_deref())?;
+                    // After the notices above: those of a death sort after
+                    // every notice taken before it.
+                    queued.extend(bury(conn, burials, operator.as_deref()));
+                    Ok(queued)
                 })
                 .await
         };
@@ -245,7 +280,8 @@ impl Recorder {
             && !(self.completions.is_empty()
                 && self.acks.is_empty()
                 && self.health.is_empty()
-                && self.notices.is_empty())
+                && self.notices.is_empty()
+                && self.burials.is_empty())
         {
             self.timer = Some(ctx.run_later(FLUSH_EVERY, |act, ctx| {
                 act.timer = None;
@@ -253,6 +289,33 @@ impl Recorder {
             }));
         }
     }
+}
+
+/// Buries each endpoint in its own transaction and answers whoever waits
+/// (a failed burial is answered with its error and retried by the actor;
+/// a write that fails before the burials drops them, and the actor hears
+/// `TaskFailed`). The notices' deliveries to the operator webhook.
+fn bury(
+    conn: &mut crate::store::Conn,
+    burials: Vec<Burial>,
+    operator: Option<&OperatorRoute>,
+) -> Vec<QueuedNotice> {
+    let mut queued = Vec::new();
+    for (burial, answer) in burials {
+        let buried = endpoints::bury(
+            conn,
+            burial.endpoint_id,
+            &burial.reason,
+            burial.notices,
+            operator,
+        )
+        .map(|(ids, notices)| {
+            queued.extend(notices);
+            ids
+        });
+        let _ = answer.send(buried);
+    }
+    queued
 }
 
 impl Actor for Recorder {
@@ -302,6 +365,17 @@ impl Handler<Notify> for Recorder {
             draft
         }));
         self.schedule(ctx);
+    }
+}
+
+impl Handler<Bury> for Recorder {
+    type Result = ResponseFuture<Result<Vec<i64>, StoreError>>;
+
+    fn handle(&mut self, msg: Bury, ctx: &mut Self::Context) -> Self::Result {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        self.burials.push((msg, answer));
+        self.schedule(ctx);
+        Box::pin(async move { answered.await.unwrap_or(Err(StoreError::TaskFailed)) })
     }
 }
 

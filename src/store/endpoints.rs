@@ -6,10 +6,13 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use super::db_time::DbTime;
 use super::models::DEAD;
+use super::notices::{OperatorRoute, QueuedNotice, store_drafts};
 use super::routing::RoutingVersion;
 use super::schema::{deliveries, endpoints, subscriptions};
 use super::{Conn, StoreError, now};
+use crate::notice::Draft;
 
 /// An endpoint's saved health.
 #[derive(Debug, Clone, Queryable, Selectable, AsChangeset)]
@@ -62,10 +65,23 @@ pub fn save_health(conn: &mut Conn, rows: &[(i64, HealthRow)]) -> Result<(), Sto
 }
 
 /// Marks the endpoint dead, deactivates its active subscriptions (kept with
-/// the reason) and turns their pending deliveries into dead letters, in one
-/// transaction. Returns the ids of the subscriptions it removed.
-pub fn bury(conn: &mut Conn, endpoint_id: i64, reason: &str) -> Result<Vec<i64>, StoreError> {
+/// the reason), turns their pending deliveries into dead letters and
+/// stores the notices of its death, in one transaction: a crash loses all
+/// of it or none. `notices` words those notices from the ids of the
+/// subscriptions removed; they are stamped here, inside the transaction
+/// (on SQLite under the writer lock, so their ids sort after every notice
+/// stored before), and with `operator` each gets its delivery there.
+/// Returns the ids of the subscriptions it removed and those deliveries,
+/// to hand to the operator webhook's actor.
+pub fn bury(
+    conn: &mut Conn,
+    endpoint_id: i64,
+    reason: &str,
+    notices: impl FnOnce(&[i64]) -> Vec<Draft>,
+    operator: Option<&OperatorRoute>,
+) -> Result<(Vec<i64>, Vec<QueuedNotice>), StoreError> {
     let at = now();
+    let stored_at = DbTime::new(at);
     let why = format!("auto-unsubscribed: {reason}");
     Ok(crate::db_transaction!(conn, c => {
         // First: it waits for groups of events being stored, and the
@@ -103,7 +119,12 @@ pub fn bury(conn: &mut Conn, endpoint_id: i64, reason: &str) -> Result<Vec<i64>,
                 endpoints::dead_reason.eq(Some(reason)),
             ))
             .execute(c)?;
-        Ok::<_, diesel::result::Error>(ids)
+        let mut drafts = notices(&ids);
+        for draft in &mut drafts {
+            draft.stamp();
+        }
+        let queued = store_drafts!(c, &drafts, operator, &stored_at)?;
+        Ok::<_, diesel::result::Error>((ids, queued))
     })?)
 }
 
@@ -402,6 +423,67 @@ impl NotifyPolicy for diesel::PgConnection {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::notice::{Kind, Scope};
+    use crate::store::{Store, notices, subscriptions};
+
+    /// The notices of a death are written by the burial's own transaction:
+    /// once `bury` has returned they are there (before it, nothing of the
+    /// death is), worded from the subscriptions it removed, and their ids
+    /// sort after every notice stored before.
+    #[test]
+    fn a_burial_stores_the_notices_of_the_death_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("d.db").to_str().unwrap(), 2).unwrap();
+        let conn = &mut store.conn().unwrap();
+        let endpoint = subscriptions::endpoint_id_for(conn, "http://example.com/").unwrap();
+        let a = subscriptions::insert(conn, 1, 10, "qti_export_ready", endpoint, "s").unwrap();
+        let b = subscriptions::insert(conn, 2, 20, "qti_export_ready", endpoint, "s").unwrap();
+        let mut expiring = Draft::new(
+            Kind::Expiring,
+            endpoint,
+            "http://example.com/",
+            Scope::Active,
+            "one check left".into(),
+        );
+        expiring.stamp();
+        notices::insert(conn, &[expiring], None).unwrap();
+        let words = |ids: &[i64]| {
+            crate::delivery::notices::on_death(ids)
+                .into_iter()
+                .map(|(kind, scope)| {
+                    Draft::new(kind, endpoint, "http://example.com/", scope, "dead".into())
+                })
+                .collect()
+        };
+        let (ids, queued) = bury(conn, endpoint, "dead", words, None).unwrap();
+        assert_eq!(ids, vec![a.id, b.id]);
+        assert!(queued.is_empty(), "no operator webhook: nothing to deliver");
+        let stored = notices::list(conn, None, 10).unwrap();
+        let kinds: Vec<String> = stored
+            .iter()
+            .map(|n| {
+                let body: serde_json::Value = serde_json::from_str(&n.body).unwrap();
+                body["event"].as_str().unwrap_or("?").to_string()
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                "subscription.expiring",
+                "endpoint.dead",
+                "subscription.auto_removed",
+                "subscription.auto_removed"
+            ],
+            "{stored:?}"
+        );
+        use crate::store::schema::subscriptions as rows;
+        let active: i64 = crate::db_run!(conn, c => rows::table
+            .filter(rows::active.eq(true))
+            .count()
+            .get_result(c))
+        .unwrap();
+        assert_eq!(active, 0, "both subscriptions removed by the same call");
+    }
 
     #[test]
     fn a_policy_notification_carries_the_whole_policy() {

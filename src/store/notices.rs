@@ -10,11 +10,11 @@ use diesel::prelude::*;
 
 use super::db_time::DbTime;
 use super::models::{NewDelivery, NewEvent, Subscription};
-use super::schema::{deliveries, events, notices, subscriptions};
+use super::schema::{notices, subscriptions};
 use super::subscriptions::Created;
 use super::{Conn, StoreError, now};
 use crate::notice::{
-    Draft, NOTICE_EVENT, Notice, NoticeSubscription, OPERATOR_MARKETPLACE, OPERATOR_USER, Scope,
+    Draft, NOTICE_EVENT, Notice, NoticeSubscription, OPERATOR_MARKETPLACE, OPERATOR_USER,
 };
 use crate::signing::Secrets;
 
@@ -46,23 +46,24 @@ pub struct NoticeRow {
     pub body: String,
 }
 
-/// Stores `drafts` in one transaction, in order; with `operator`, also an
-/// event and a pending delivery to the operator webhook for each. A draft
-/// stored already (a write repeated after an error) is skipped. Returns
-/// the deliveries to hand to the operator webhook's actor.
-pub fn insert(
-    conn: &mut Conn,
-    drafts: &[Draft],
-    operator: Option<&OperatorRoute>,
-) -> Result<Vec<QueuedNotice>, StoreError> {
-    if drafts.is_empty() {
-        return Ok(Vec::new());
-    }
-    let at = DbTime::new(now());
-    Ok(crate::db_transaction!(conn, c => {
+/// The body of `insert`, for a transaction that writes more than notices
+/// (`endpoints::bury` stores the notices of a death with it): on the
+/// transaction's connection `$c`, stores `$drafts` (`&[Draft]`, stamped)
+/// and, with `$operator` (`Option<&OperatorRoute>`), their carriers,
+/// created at `$at` (`&DbTime`). Evaluates to
+/// `Result<Vec<QueuedNotice>, diesel::result::Error>`. A macro because
+/// the connection's type differs by backend (`db_transaction!`).
+macro_rules! store_drafts {
+    ($c:ident, $drafts:expr, $operator:expr, $at:expr) => {{
+        use diesel::prelude::*;
+        use $crate::notice::Scope;
+        use $crate::store::schema::{deliveries, events, notices, subscriptions};
         let mut queued = Vec::new();
-        for draft in drafts {
-            let stored: i64 = notices::table.filter(notices::id.eq(&draft.id)).count().get_result(c)?;
+        for draft in $drafts {
+            let stored: i64 = notices::table
+                .filter(notices::id.eq(&draft.id))
+                .count()
+                .get_result($c)?;
             if stored > 0 {
                 continue;
             }
@@ -77,9 +78,13 @@ pub fn insert(
             };
             let subscriptions: Vec<(i64, i64, i64)> = about
                 .order(subscriptions::id)
-                .select((subscriptions::id, subscriptions::marketplace_id, subscriptions::user_id))
-                .load(c)?;
-            let body = body_of(draft, subscriptions);
+                .select((
+                    subscriptions::id,
+                    subscriptions::marketplace_id,
+                    subscriptions::user_id,
+                ))
+                .load($c)?;
+            let body = $crate::store::notices::body_of(draft, subscriptions);
             diesel::insert_into(notices::table)
                 .values((
                     notices::id.eq(&draft.id),
@@ -88,20 +93,42 @@ pub fn insert(
                     notices::body.eq(&body),
                     notices::created_at.eq(draft.at.naive_utc()),
                 ))
-                .execute(c)?;
-            if let Some(route) = operator {
-                let (event, delivery, to_send) = carrier(draft, body, route, &at);
-                diesel::insert_into(events::table).values(&event).execute(c)?;
-                diesel::insert_into(deliveries::table).values(&delivery).execute(c)?;
+                .execute($c)?;
+            if let Some(route) = $operator {
+                let (event, delivery, to_send) =
+                    $crate::store::notices::carrier(draft, body, route, $at);
+                diesel::insert_into(events::table)
+                    .values(&event)
+                    .execute($c)?;
+                diesel::insert_into(deliveries::table)
+                    .values(&delivery)
+                    .execute($c)?;
                 queued.push(to_send);
             }
         }
         Ok::<_, diesel::result::Error>(queued)
-    })?)
+    }};
+}
+pub(crate) use store_drafts;
+
+/// Stores `drafts` in one transaction, in order; with `operator`, also an
+/// event and a pending delivery to the operator webhook for each. A draft
+/// stored already (a write repeated after an error) is skipped. Returns
+/// the deliveries to hand to the operator webhook's actor.
+pub fn insert(
+    conn: &mut Conn,
+    drafts: &[Draft],
+    operator: Option<&OperatorRoute>,
+) -> Result<Vec<QueuedNotice>, StoreError> {
+    if drafts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let at = DbTime::new(now());
+    Ok(crate::db_transaction!(conn, c => store_drafts!(c, drafts, operator, &at))?)
 }
 
 /// The notice's JSON body about `subscriptions` (id, marketplace, user).
-fn body_of(draft: &Draft, subscriptions: Vec<(i64, i64, i64)>) -> String {
+pub(crate) fn body_of(draft: &Draft, subscriptions: Vec<(i64, i64, i64)>) -> String {
     let about = subscriptions
         .into_iter()
         .map(
@@ -117,7 +144,7 @@ fn body_of(draft: &Draft, subscriptions: Vec<(i64, i64, i64)>) -> String {
 
 /// The event (id: the notice's) and the pending delivery that carry a
 /// notice to the operator webhook, and what to hand to its actor.
-fn carrier(
+pub(crate) fn carrier(
     draft: &Draft,
     body: String,
     route: &OperatorRoute,

@@ -27,8 +27,9 @@
 //!   to the next pass as `Cutoffs::keys_from`), so a pass reads only the
 //!   events that aged past the cut since the last one.
 //!
-//! After a batch that wrote, SQLite's WAL is checkpointed passively by
-//! the batch's own connection (see `checkpoint`).
+//! After a batch that wrote, the caller checkpoints SQLite's WAL passively
+//! on the batch's own connection (`checkpoint`) and paces the next batch
+//! (`server::retention`).
 //!
 //! Each step reads its candidates first (readers never wait for SQLite's
 //! writer) and writes only when there is something to remove, re-checking
@@ -44,7 +45,7 @@ use super::schema::{attempts, deliveries, events, notices};
 use super::{Conn, StoreError};
 
 /// Rows a step looks at (and at most removes) in one transaction.
-pub const BATCH: usize = 500;
+pub const BATCH: usize = 250;
 
 /// The statuses of a finished delivery (its history may go).
 const FINISHED: [&str; 3] = [SUCCEEDED, CANCELLED, DEAD];
@@ -135,6 +136,18 @@ impl Step {
         Step::Attempts
     }
 
+    /// What the step removes, in a word (for the log).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Step::Attempts => "attempts",
+            Step::Deliveries { .. } => "deliveries",
+            Step::Events { .. } => "events",
+            Step::Notices => "notices",
+            Step::Keys { .. } => "keys",
+            Step::Done { .. } => "done",
+        }
+    }
+
     /// The step after this one, once its batch saw `seen` and removed
     /// `removed` rows: the same walk from the last row while batches come
     /// back full, else the next walk. Attempts are removed as they are
@@ -209,22 +222,46 @@ pub fn run_step(
         Step::Keys { after } => old_keys(conn, after, &cut.keys_cut)?,
         Step::Done { .. } => (Seen::default(), Removed::default()),
     };
-    if removed.total() > 0 {
-        checkpoint(conn)?;
-    }
     Ok((removed, step.next(&seen, removed.total(), cut)))
 }
 
-/// SQLite: copies what the batch wrote to the WAL into the database file
-/// now (a passive checkpoint: it takes no write lock), so that the
-/// automatic checkpoint, which runs inside whichever commit finds the WAL
-/// long, does not fall to an ingest commit. PostgreSQL: nothing.
-fn checkpoint(conn: &mut Conn) -> Result<(), StoreError> {
-    use diesel::connection::SimpleConnection;
-    if let Conn::Sqlite(c) = conn {
-        c.batch_execute("PRAGMA wal_checkpoint(PASSIVE);")?;
+/// What a passive checkpoint found: frames in the WAL, and how many of
+/// them are now in the database file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WalFrames {
+    pub busy: bool,
+    pub log: i64,
+    pub checkpointed: i64,
+}
+
+#[derive(diesel::QueryableByName)]
+struct CheckpointRow {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    busy: i32,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    log: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    checkpointed: i64,
+}
+
+/// SQLite: copies what is in the WAL into the database file now (a
+/// passive checkpoint: it takes no write lock, and is run outside the
+/// process's writer mutex), so that the automatic checkpoint, which runs
+/// inside whichever commit finds the WAL long, does not fall to an ingest
+/// commit. PostgreSQL: nothing (`None`).
+pub fn checkpoint(conn: &mut Conn) -> Result<Option<WalFrames>, StoreError> {
+    match conn {
+        Conn::Sqlite(c) => {
+            let row: CheckpointRow =
+                diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)").get_result(&mut **c)?;
+            Ok(Some(WalFrames {
+                busy: row.busy != 0,
+                log: row.log,
+                checkpointed: row.checkpointed,
+            }))
+        }
+        Conn::Pg(_) => Ok(None),
     }
-    Ok(())
 }
 
 /// Removes up to a batch of notices older than the cut (their ids are

@@ -38,6 +38,10 @@ const CLEANING_RETENTION: &str = "1d";
 const IDLE_RETENTION: &str = "30d";
 /// How often the bench looks whether seeded events are left.
 const POLL: Duration = Duration::from_millis(100);
+/// A push slower than this is listed in the timeline of slow pushes…
+const SLOW_MS: f64 = 50.0;
+/// …which keeps at most this many (the slowest).
+const SLOW_LISTED: usize = 200;
 
 /// One of the two runs.
 struct Run {
@@ -169,6 +173,7 @@ fn run(
     arrivals.track(1, total + 1);
     // Watching from before the start: the pass begins as hookrelay starts.
     let watcher = cleaning.then(|| watch_cleaning(&db, cut, sizes.retention_clean_deadline_secs));
+    let spawned_unix_ms = unix_ms();
     let instance = Instance::start_with(&bench.launch, &setup)?;
     let url = format!("{}/internal/v1/events", instance.internal);
     let cpu_from = cpu::snapshot(Some(instance.pid()));
@@ -201,6 +206,7 @@ fn run(
         acks.push((secs_between(s, a) * 1000.0, s));
     }
     let first_sent = sent[1].load(Ordering::SeqCst);
+    let slow = slow_pushes(&acks, instance.spawned_ns);
     Ok(Run {
         acks,
         cleaned_secs,
@@ -210,11 +216,41 @@ fn run(
             "first_push_secs_after_spawn": secs_between(instance.spawned_ns, first_sent),
             "cleaned_secs_after_spawn": cleaned_secs,
             "overloaded_503": overloaded,
+            "spawned_unix_ms": spawned_unix_ms,
+            "slow_pushes": slow,
             "receiver": receiver,
             "cpu": cpu,
             "hookrelay_log_lines": instance.log_lines(),
         }),
     })
+}
+
+/// The wall clock, ms since the Unix epoch (to line the bench's timeline
+/// up with hookrelay's log).
+fn unix_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+}
+
+/// When the slow pushes were sent (seconds after hookrelay was spawned)
+/// and how long each waited (ms), in send order: the slowest
+/// `SLOW_LISTED` of those over `SLOW_MS`.
+fn slow_pushes(acks: &[(f64, u64)], spawned_ns: u64) -> Value {
+    let mut slow: Vec<&(f64, u64)> = acks.iter().filter(|(ms, _)| *ms > SLOW_MS).collect();
+    slow.sort_by(|a, b| b.0.total_cmp(&a.0));
+    slow.truncate(SLOW_LISTED);
+    slow.sort_by_key(|(_, sent)| *sent);
+    let listed: Vec<Value> = slow
+        .iter()
+        .map(|(ms, sent)| {
+            json!([
+                (secs_between(spawned_ns, *sent) * 1000.0).round() / 1000.0,
+                (ms * 10.0).round() / 10.0
+            ])
+        })
+        .collect();
+    json!({ "over_ms": SLOW_MS, "count": acks.iter().filter(|(ms, _)| *ms > SLOW_MS).count(), "sent_secs_after_spawn_and_ms": listed })
 }
 
 /// Reads the file every `POLL` from a connection of its own until no event

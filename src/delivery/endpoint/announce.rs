@@ -1,12 +1,13 @@
 //! The endpoint's lifecycle notices: after each health observation the
 //! actor asks `delivery::notices` which ones the change gives, words their
 //! reasons, and hands them to the recorder (`Notify`), which stores them
-//! with its next write. The operator webhook's own endpoint announces
-//! nothing about itself, so a failing operator webhook never feeds itself.
+//! with its next write; those of its death go with its burial (`Bury`).
+//! The operator webhook's own endpoint announces nothing about itself, so
+//! a failing operator webhook never feeds itself.
 
 use super::EndpointActor;
 use crate::delivery::notices::{self, Before, Observed};
-use crate::delivery::recorder::Notify;
+use crate::delivery::recorder::{DeathNotices, Notify};
 use crate::notice::{Draft, Kind, Scope};
 
 impl EndpointActor {
@@ -33,22 +34,26 @@ impl EndpointActor {
         }
     }
 
-    /// The notices of its death, which removed `subscription_ids`.
-    pub(super) fn announce_death(&mut self, subscription_ids: &[i64], reason: &str) {
+    /// How to word the notices of its death (for `Bury`, which stores them
+    /// with the burial), once the subscriptions it removed are known: none
+    /// for a spare actor.
+    pub(super) fn death_notices(&self, reason: &str) -> DeathNotices {
         if self.health.spare {
-            return;
+            return Box::new(|_| Vec::new());
         }
-        let drafts = notices::on_death(subscription_ids)
-            .into_iter()
-            .map(|(kind, scope)| {
-                let why = match kind {
-                    Kind::AutoRemoved => format!("its endpoint is dead: {reason}"),
-                    _ => reason.to_string(),
-                };
-                self.draft(kind, scope, why)
-            })
-            .collect();
-        self.recorder.do_send(Notify(drafts));
+        let (id, url, reason) = (self.id, self.url.to_string(), reason.to_string());
+        Box::new(move |subscription_ids| {
+            notices::on_death(subscription_ids)
+                .into_iter()
+                .map(|(kind, scope)| {
+                    let why = match kind {
+                        Kind::AutoRemoved => format!("its endpoint is dead: {reason}"),
+                        _ => reason.clone(),
+                    };
+                    Draft::new(kind, id, &url, scope, why)
+                })
+                .collect()
+        })
     }
 
     fn draft(&self, kind: Kind, scope: Scope, reason: String) -> Draft {

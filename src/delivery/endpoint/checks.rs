@@ -11,11 +11,12 @@ use chrono::Utc;
 use super::{AFTER_DB_ERROR, EndpointActor, EndpointDied, Resume};
 use crate::delivery::health::{Effect, State};
 use crate::delivery::notices::{Before, Observed};
+use crate::delivery::recorder::Bury;
 use crate::delivery::retry;
 use crate::delivery::sender::{self, Attempt};
 use crate::metrics::METRICS;
 use crate::signing::Secrets;
-use crate::store::endpoints as endpoint_store;
+use crate::store::StoreError;
 
 /// Fraction of the verification interval used to spread first checks.
 const CHECK_JITTER: f64 = 0.1;
@@ -204,7 +205,8 @@ impl EndpointActor {
     }
 
     /// The endpoint is dead: remove its subscriptions, dead-letter what it
-    /// holds, tell the owner, stop.
+    /// holds and store the notices of its death (one transaction, by the
+    /// recorder after the notices it took before), tell the owner, stop.
     fn die(&mut self, reason: String, ctx: &mut Context<Self>) {
         log::warn!(
             "endpoint {} ({}) is dead: {reason}; removing its {} subscriptions",
@@ -214,32 +216,29 @@ impl EndpointActor {
         );
         self.metrics
             .gauges(0, 0, self.health.consecutive_failures, false, false);
-        let (store, id) = (self.store.clone(), self.id);
-        let why = reason.clone();
-        let bury = async move {
-            store
-                .run_background(move |conn| endpoint_store::bury(conn, id, &why))
-                .await
-        };
-        ctx.spawn(
-            bury.into_actor(self)
-                .map(move |result, act, ctx| match result {
-                    Ok(subscription_ids) => act.buried(subscription_ids, &reason, ctx),
-                    Err(e) => {
-                        log::error!(
-                            "endpoint {}: could not remove its subscriptions: {e}; retrying",
-                            act.id
-                        );
-                        crate::metrics::internal_error(crate::metrics::ErrorSite::Endpoint);
-                        ctx.run_later(AFTER_DB_ERROR, move |act, ctx| act.die(reason, ctx));
-                    }
-                }),
-        );
+        let bury = self.recorder.send(Bury {
+            endpoint_id: self.id,
+            reason: reason.clone(),
+            notices: self.death_notices(&reason),
+        });
+        ctx.spawn(bury.into_actor(self).map(move |result, act, ctx| {
+            match result.unwrap_or(Err(StoreError::TaskFailed)) {
+                Ok(subscription_ids) => act.buried(subscription_ids, ctx),
+                Err(e) => {
+                    log::error!(
+                        "endpoint {}: could not remove its subscriptions: {e}; retrying",
+                        act.id
+                    );
+                    crate::metrics::internal_error(crate::metrics::ErrorSite::Endpoint);
+                    ctx.run_later(AFTER_DB_ERROR, move |act, ctx| act.die(reason, ctx));
+                }
+            }
+        }));
     }
 
-    /// Its subscriptions are removed: announce it, tell the owner and stop.
-    fn buried(&mut self, subscription_ids: Vec<i64>, reason: &str, ctx: &mut Context<Self>) {
-        self.announce_death(&subscription_ids, reason);
+    /// Its subscriptions are removed (and the notices of its death stored
+    /// with them): tell the owner and stop.
+    fn buried(&mut self, subscription_ids: Vec<i64>, ctx: &mut Context<Self>) {
         METRICS
             .auto_unsubscribed
             .inc_by(subscription_ids.len() as u64);
