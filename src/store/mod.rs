@@ -306,6 +306,11 @@ pub struct Store {
     /// connections, each on one blocking thread, whatever the number of
     /// endpoint actors asking at once; the rest stay free for requests.
     background: std::sync::Arc<tokio::sync::Semaphore>,
+    /// Admits every `run`: at most as many at once as there are
+    /// connections, so that work waiting for a connection waits as a task,
+    /// not on a blocking thread of its own (a burst of requests or actors
+    /// then takes a few threads, not one each).
+    connections: std::sync::Arc<tokio::sync::Semaphore>,
     /// SQLite with `synchronous = FULL` in WAL mode: how `write_unsynced`
     /// commits are made durable by `sync_commits` with `fdatasync`.
     wal_sync: Option<WalSync>,
@@ -435,6 +440,9 @@ impl Store {
             background: std::sync::Arc::new(tokio::sync::Semaphore::new(
                 (pool_size.max(2) / 2) as usize,
             )),
+            connections: std::sync::Arc::new(
+                tokio::sync::Semaphore::new(pool_size.max(2) as usize),
+            ),
             wal_sync,
         })
     }
@@ -508,12 +516,18 @@ impl Store {
         }
     }
 
-    /// Runs `f` with a connection on the blocking thread pool.
+    /// Runs `f` with a connection on the blocking thread pool, once one of
+    /// the pool's connections is free.
     pub async fn run<F, R>(&self, f: F) -> Result<R, StoreError>
     where
         F: FnOnce(&mut Conn) -> Result<R, StoreError> + Send + 'static,
         R: Send + 'static,
     {
+        let _turn = self
+            .connections
+            .acquire()
+            .await
+            .map_err(|_| StoreError::TaskFailed)?;
         let store = self.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = store.conn()?;
