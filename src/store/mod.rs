@@ -297,6 +297,13 @@ impl StoreError {
     }
 }
 
+/// Waits, as a task, for a place among those `admits` lets in at once.
+async fn turn(
+    admits: &tokio::sync::Semaphore,
+) -> Result<tokio::sync::SemaphorePermit<'_>, StoreError> {
+    admits.acquire().await.map_err(|_| StoreError::TaskFailed)
+}
+
 /// The database: a pool of connections of one backend.
 #[derive(Clone)]
 pub struct Store {
@@ -523,11 +530,7 @@ impl Store {
         F: FnOnce(&mut Conn) -> Result<R, StoreError> + Send + 'static,
         R: Send + 'static,
     {
-        let _turn = self
-            .connections
-            .acquire()
-            .await
-            .map_err(|_| StoreError::TaskFailed)?;
+        let _turn = turn(&self.connections).await?;
         let store = self.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = store.conn()?;
@@ -547,11 +550,7 @@ impl Store {
         F: FnOnce(&mut Conn) -> Result<R, StoreError> + Send + 'static,
         R: Send + 'static,
     {
-        let _turn = self
-            .background
-            .acquire()
-            .await
-            .map_err(|_| StoreError::TaskFailed)?;
+        let _turn = turn(&self.background).await?;
         self.run(f).await
     }
 
@@ -566,11 +565,7 @@ impl Store {
         F: FnOnce(&mut Conn) -> Result<R, StoreError> + Send + 'static,
         R: Send + 'static,
     {
-        let _turn = self
-            .background
-            .acquire()
-            .await
-            .map_err(|_| StoreError::TaskFailed)?;
+        let _turn = turn(&self.background).await?;
         let store = self.clone();
         tokio::task::spawn_blocking(move || store.write_unsynced(f))
             .await
