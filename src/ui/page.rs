@@ -49,6 +49,14 @@ impl Flash {
         }
     }
 
+    /// What an action did: `ok` words its success, else the API's refusal.
+    pub fn of<T>(done: Result<T, crate::error::ApiError>, ok: impl FnOnce(T) -> String) -> Flash {
+        match done {
+            Ok(value) => Flash::ok(ok(value)),
+            Err(e) => Flash::refused(&e),
+        }
+    }
+
     /// The message of an API error.
     pub fn refused(e: &crate::error::ApiError) -> Flash {
         Flash::error(e.body()["message"].as_str().unwrap_or_default())

@@ -125,12 +125,9 @@ pub async fn replay(
     id: web::Path<String>,
 ) -> Result<HttpResponse, UiError> {
     let id = id.into_inner();
-    let flash = match replay_one(&state, id.clone()).await {
-        Ok(_) => Flash::ok(format!(
-            "Dead letter {id} is queued again and will be sent now."
-        )),
-        Err(e) => Flash::refused(&e),
-    };
+    let flash = Flash::of(replay_one(&state, id.clone()).await, |_| {
+        format!("Dead letter {id} is queued again and will be sent now.")
+    });
     Ok(page::redirect(
         Audience::Console,
         &back_to(&posted.fields),

@@ -19,6 +19,7 @@ use crate::metrics::recent::{self, Minute};
 use crate::store::endpoints::{self, ShownState};
 use crate::store::history;
 use crate::ui::charts;
+use crate::ui::console::off_thread;
 use crate::ui::error::UiError;
 use crate::ui::form::Fields;
 use crate::ui::page::{self, Chrome, Flash};
@@ -120,7 +121,7 @@ pub async fn list(
         }
     });
     let ids: Vec<i64> = rows.iter().map(|(r, _)| r.id).collect();
-    let hours = recent::endpoint_hours(&ids);
+    let hours = off_thread(move || recent::endpoint_hours(&ids)).await?;
     let lines = views(&state, rows)
         .await
         .iter()
@@ -260,7 +261,7 @@ pub async fn one(
             excerpt: a.response_excerpt.unwrap_or_default(),
         })
         .collect();
-    let hour = recent::endpoint_hour(id);
+    let hour = off_thread(move || recent::endpoint_hour(id)).await?;
     let charts = vec![
         (
             "Attempts by outcome per minute",

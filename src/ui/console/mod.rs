@@ -48,6 +48,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/ui/{rest:.*}", web::route().to(not_found));
 }
 
+/// Runs `read` on a blocking thread: reading every series of the node's
+/// last hour can take tens of milliseconds with thousands of endpoints,
+/// too long for an HTTP worker's async thread.
+pub(crate) async fn off_thread<T: Send + 'static>(
+    read: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, UiError> {
+    web::block(read)
+        .await
+        .map_err(|e| UiError::Api(crate::error::ApiError::internal("charts", e.to_string())))
+}
+
 async fn to_home() -> HttpResponse {
     HttpResponse::PermanentRedirect()
         .insert_header(("Location", "/ui/"))

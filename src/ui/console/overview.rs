@@ -77,7 +77,7 @@ pub async fn page(req: HttpRequest, state: State) -> Result<HttpResponse, UiErro
         })
         .await?;
     let chrome = Chrome::new(&req, &session, "Overview", "/ui/");
-    let minutes = recent::node_hour();
+    let minutes = crate::ui::console::off_thread(recent::node_hour).await?;
     let summary = text::hour_summary(minutes.iter().map(|m| (&m.attempts, m.p99_ms)));
     let hour = vec![
         (

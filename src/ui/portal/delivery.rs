@@ -64,11 +64,8 @@ pub async fn resend(
         .await
         .map_err(not_found)?;
     let back = format!("/portal/subscriptions/{sub}/deliveries/{id}");
-    let flash = match resend_of(&state, sub, id.clone()).await {
-        Ok(_) => Flash::ok(format!(
-            "Resend queued: delivery {id} is sent again now, with the same webhook-id."
-        )),
-        Err(e) => Flash::refused(&e),
-    };
+    let flash = Flash::of(resend_of(&state, sub, id.clone()).await, |_| {
+        format!("Resend queued: delivery {id} is sent again now, with the same webhook-id.")
+    });
     Ok(page::redirect(Audience::Portal, &back, flash))
 }

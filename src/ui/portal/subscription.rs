@@ -148,13 +148,12 @@ pub async fn rotate(
             .text("previousSecretValidFor")
             .map(str::to_string),
     };
-    let flash = match rotate_secret(&state, caller, row, body).await {
-        Ok(done) => Flash::ok(format!(
+    let flash = Flash::of(rotate_secret(&state, caller, row, body).await, |done| {
+        format!(
             "Secret rotated. Deliveries are signed with the new secret and, until {}, with the previous one too.",
             done.previous_secret_valid_until
-        )),
-        Err(e) => Flash::refused(&e),
-    };
+        )
+    });
     Ok(page::redirect(Audience::Portal, &back(sub), flash))
 }
 
@@ -171,13 +170,12 @@ pub async fn move_to(
     let body = SubscriptionPatch {
         endpoint: Some(posted.fields.text("endpoint").unwrap_or("").to_string()),
     };
-    let flash = match apply_patch(&state, caller, row, body).await {
-        Ok(moved) => Flash::ok(format!(
+    let flash = Flash::of(apply_patch(&state, caller, row, body).await, |moved| {
+        format!(
             "Endpoint changed: deliveries go to {} from now on.",
             moved.endpoint
-        )),
-        Err(e) => Flash::refused(&e),
-    };
+        )
+    });
     Ok(page::redirect(Audience::Portal, &back(sub), flash))
 }
 
