@@ -12,6 +12,7 @@ pub mod endpoint_url;
 pub mod erasure;
 pub mod error;
 pub mod event;
+pub mod ids;
 pub mod ingest;
 pub mod json;
 pub mod metrics;

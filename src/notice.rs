@@ -102,7 +102,7 @@ impl Draft {
 impl Draft {
     /// Gives the draft its id, now.
     pub fn stamp(&mut self) {
-        self.id = uuid::Uuid::now_v7().to_string();
+        self.id = crate::ids::new_event_id();
     }
 }
 

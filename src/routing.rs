@@ -73,13 +73,16 @@ impl Table {
         prepared.deliveries.clear();
         prepared.secrets.clear();
         let event = &prepared.event;
-        for route in self.routes(
-            event.marketplace_id,
-            &event.event,
-            prepared.triggering_user_id,
-        ) {
+        for (index, route) in self
+            .routes(
+                event.marketplace_id,
+                &event.event,
+                prepared.triggering_user_id,
+            )
+            .enumerate()
+        {
             prepared.deliveries.push(NewDelivery::pending(
-                uuid::Uuid::now_v7().to_string(),
+                crate::ids::delivery_id(&event.id, index),
                 event.id.clone(),
                 route.subscription_id,
                 route.endpoint_id,

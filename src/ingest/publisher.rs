@@ -39,7 +39,7 @@ fn prepare(table: &Table, events: Vec<Incoming>) -> Vec<PreparedEvent> {
             let body = event.to_body();
             let mut prepared = PreparedEvent {
                 event: NewEvent {
-                    id: uuid::Uuid::now_v7().to_string(),
+                    id: crate::ids::new_event_id(),
                     marketplace_id: event.marketplace_id,
                     event: event.event,
                     body,

@@ -17,6 +17,7 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::Integer;
 
+use super::event_deliveries::EventDeliveries;
 use super::models::{CANCELLED, PENDING};
 use super::schema::{attempts, deliveries, erasures, events};
 use super::{Conn, StoreError, now};
@@ -85,8 +86,13 @@ pub fn erase(conn: &mut Conn, erasure_id: &str, ids: &[String]) -> Result<Erased
             )
             .set(events::body.eq(ERASED_BODY))
             .execute(c)? as i64;
+            let of_events: Vec<String> = c
+                .deliveries_of_events(ids)?
+                .into_iter()
+                .map(|(delivery, _)| delivery)
+                .collect();
             let cancelled: Vec<(i64, String)> = deliveries::table
-                .filter(deliveries::event_id.eq_any(ids))
+                .filter(deliveries::id.eq_any(&of_events))
                 .filter(deliveries::status.eq(PENDING))
                 .select((deliveries::endpoint_id, deliveries::id))
                 .load(c)?;
@@ -104,11 +110,7 @@ pub fn erase(conn: &mut Conn, erasure_id: &str, ids: &[String]) -> Result<Erased
             .execute(c)?;
             let attempts_cleared = diesel::update(
                 attempts::table
-                    .filter(attempts::delivery_id.eq_any(
-                        deliveries::table
-                            .filter(deliveries::event_id.eq_any(ids))
-                            .select(deliveries::id),
-                    ))
+                    .filter(attempts::delivery_id.eq_any(&of_events))
                     .filter(attempts::response_excerpt.is_not_null()),
             )
             .set(attempts::response_excerpt.eq(None::<String>))
@@ -116,7 +118,7 @@ pub fn erase(conn: &mut Conn, erasure_id: &str, ids: &[String]) -> Result<Erased
             // A first attempt kept on its delivery's row has its excerpt there.
             let kept_cleared = diesel::update(
                 deliveries::table
-                    .filter(deliveries::event_id.eq_any(ids))
+                    .filter(deliveries::id.eq_any(&of_events))
                     .filter(deliveries::first_excerpt.is_not_null()),
             )
             .set(deliveries::first_excerpt.eq(None::<String>))

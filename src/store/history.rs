@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use super::event_deliveries::EventDeliveries;
 use super::models::{CANCELLED, DEAD, PENDING, SUCCEEDED};
 use super::schema::{attempts, deliveries, events};
 use super::{Conn, StoreError};
@@ -387,13 +388,20 @@ pub fn event_with_deliveries(
             .optional()?;
         match event {
             None => Ok(None),
-            Some(event) => deliveries::table
-                .inner_join(events::table)
-                .filter(deliveries::event_id.eq(id))
-                .order(deliveries::subscription_id)
-                .select(DELIVERY_COLUMNS)
-                .load(c)
-                .map(|d| Some((event, d))),
+            Some(event) => {
+                let ids: Vec<String> = c
+                    .deliveries_of_events(&[event.id.clone()])?
+                    .into_iter()
+                    .map(|(delivery, _)| delivery)
+                    .collect();
+                deliveries::table
+                    .inner_join(events::table)
+                    .filter(deliveries::id.eq_any(&ids))
+                    .order(deliveries::subscription_id)
+                    .select(DELIVERY_COLUMNS)
+                    .load(c)
+                    .map(|d| Some((event, d)))
+            }
         }
     })?)
 }

@@ -9,6 +9,7 @@ pub mod db_time;
 pub mod deliveries;
 pub mod endpoints;
 pub mod erasures;
+pub mod event_deliveries;
 pub mod events;
 pub mod history;
 pub mod leases;
@@ -689,9 +690,9 @@ mod tests {
             .unwrap();
     }
 
-    /// The first migration of this release (the web UI's sessions): the
-    /// previous release had every one before it.
-    const THIS_RELEASE: &str = "2026-12-06-000011";
+    /// The first migration of this release (delivery ids derived from
+    /// event ids): the previous release had every one before it.
+    const THIS_RELEASE: &str = "2026-12-07-000013";
 
     /// Rows as an earlier release wrote them (they fit every schema since
     /// the first): a token, an endpoint, an active subscription, an event and
@@ -708,7 +709,12 @@ mod tests {
             VALUES ('019ad000-0000-7000-8000-000000000002', '019ad000-0000-7000-8000-000000000001', 1, 1, 'pending', 0,
                     '2026-11-30 10:00:00', NULL, '2026-11-30 10:00:00', '2026-11-30 10:00:00');
         INSERT INTO attempts (delivery_id, endpoint_id, attempted_at, status_code, error, duration_ms)
-            VALUES ('019ad000-0000-7000-8000-000000000002', 1, '2026-11-30 10:00:01', 500, 'endpoint answered 500', 12);";
+            VALUES ('019ad000-0000-7000-8000-000000000002', 1, '2026-11-30 10:00:01', 500, 'endpoint answered 500', 12);
+        INSERT INTO events (id, marketplace_id, event, body, idempotency_key, delivery_count, created_at)
+            VALUES ('019ad000-0000-7000-8000-000000000003', 7, 'qti_export_ready', '{}', NULL, 1, '2026-11-30 10:00:00');
+        INSERT INTO deliveries (id, event_id, subscription_id, endpoint_id, status, attempts, next_attempt_at, last_error, created_at, updated_at)
+            VALUES ('019ad001-1111-7000-8000-00000000abcd', '019ad000-0000-7000-8000-000000000003', 1, 1, 'succeeded', 1,
+                    '2026-11-30 10:00:00', NULL, '2026-11-30 10:00:00', '2026-11-30 10:00:01');";
 
     /// How many migrations the previous release had (every one before
     /// this release's).
@@ -795,6 +801,24 @@ mod tests {
         let failures = history::recent_failures(conn, 1, 10).unwrap();
         assert_eq!(failures.len(), 1);
         assert_eq!(failures[0].1.status_code, Some(500));
+        // Both events' deliveries are found by the event lookup: ids of
+        // the earlier releases were not derived from their events' ids.
+        for (event, delivery) in [
+            (
+                "019ad000-0000-7000-8000-000000000001",
+                "019ad000-0000-7000-8000-000000000002",
+            ),
+            (
+                "019ad000-0000-7000-8000-000000000003",
+                "019ad001-1111-7000-8000-00000000abcd",
+            ),
+        ] {
+            let (_, found) = history::event_with_deliveries(conn, event)
+                .unwrap()
+                .unwrap();
+            let found: Vec<&str> = found.iter().map(|d| d.id.as_str()).collect();
+            assert_eq!(found, vec![delivery], "the deliveries of {event}");
+        }
     }
 
     #[test]

@@ -150,7 +150,7 @@ pub(crate) fn carrier(
     route: &OperatorRoute,
     at: &DbTime,
 ) -> (NewEvent, NewDelivery, QueuedNotice) {
-    let delivery_id = uuid::Uuid::now_v7().to_string();
+    let delivery_id = crate::ids::delivery_id(&draft.id, 0);
     let event = NewEvent {
         id: draft.id.clone(),
         marketplace_id: OPERATOR_MARKETPLACE,

@@ -40,6 +40,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::dsl::{exists, not};
 use diesel::prelude::*;
 
+use super::event_deliveries::event_unreferenced;
 use super::models::{CANCELLED, DEAD, SUCCEEDED};
 use super::schema::{attempts, deliveries, events, notices};
 use super::{Conn, StoreError};
@@ -393,9 +394,7 @@ fn orphan_events(conn: &mut Conn, after: &str, cut: &str) -> Result<(Seen, Remov
     let unreferenced = || {
         events::table
             .filter(events::id.eq_any(&ids))
-            .filter(not(exists(
-                deliveries::table.filter(deliveries::event_id.eq(events::id)),
-            )))
+            .filter(event_unreferenced())
     };
     let orphans: Vec<String> =
         crate::db_run!(conn, c => unreferenced().select(events::id).load(c))?;
@@ -405,9 +404,7 @@ fn orphan_events(conn: &mut Conn, after: &str, cut: &str) -> Result<(Seen, Remov
     let removed = crate::db_transaction!(conn, c => diesel::delete(
         events::table
             .filter(events::id.eq_any(&orphans))
-            .filter(not(exists(
-                deliveries::table.filter(deliveries::event_id.eq(events::id)),
-            ))),
+            .filter(event_unreferenced()),
     )
     .execute(c))?;
     Ok((
