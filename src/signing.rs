@@ -1,8 +1,8 @@
 //! Request signing: the platform's `X-Inspera-Signature` (hex HMAC-SHA1 of the
 //! body) and the Standard Webhooks headers (`webhook-id`, `webhook-timestamp`,
 //! `webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">`).
-//! A `Secret` decodes its Standard Webhooks key once, so signing a delivery
-//! costs two HMACs and nothing else. `Secrets` is a subscription's signing
+//! A `Secret` keys both HMACs once (signing clones the keyed state), so signing a delivery
+//! costs two HMACs (one more while a rotated secret still signs) and nothing else. `Secrets` is a subscription's signing
 //! key set: its current secret and, for a while after a rotation, the
 //! previous one, which also signs until its window ends (decided per request
 //! from the clock, so no timer has to drop it).
@@ -18,11 +18,16 @@ pub const MAX_SECRET_LEN: usize = 1024;
 /// Shortest new secret accepted: characters, or bytes of a `whsec_` key.
 pub const MIN_SECRET_LEN: usize = 16;
 
-/// A subscription's signing secret, validated, with its HMAC-SHA256 key.
+/// A subscription's signing secret, validated, with both HMACs keyed once:
+/// signing a request clones a keyed state instead of hashing the key's
+/// padded blocks again.
 #[derive(Clone)]
 pub struct Secret {
     raw: String,
-    standard_key: Vec<u8>,
+    /// Bytes of the Standard Webhooks key (`parse_new` checks its length).
+    standard_key_len: usize,
+    standard: Hmac<sha2::Sha256>,
+    inspera: Hmac<sha1::Sha1>,
 }
 
 impl std::fmt::Debug for Secret {
@@ -54,7 +59,9 @@ impl Secret {
         }
         Ok(Secret {
             raw: raw.to_string(),
-            standard_key,
+            standard_key_len: standard_key.len(),
+            standard: Hmac::new_from_slice(&standard_key).expect("HMAC accepts keys of any length"),
+            inspera: Hmac::new_from_slice(raw.as_bytes()).expect("HMAC accepts keys of any length"),
         })
     }
 
@@ -64,10 +71,10 @@ impl Secret {
     /// `parse`, so older short ones keep working.
     pub fn parse_new(raw: &str) -> Result<Secret, String> {
         let secret = Secret::parse(raw)?;
-        if raw.starts_with("whsec_") && secret.standard_key.len() < MIN_SECRET_LEN {
+        if raw.starts_with("whsec_") && secret.standard_key_len < MIN_SECRET_LEN {
             return Err(format!(
                 "`secret` is a `whsec_` key of {} bytes; use a key of at least {MIN_SECRET_LEN} random bytes",
-                secret.standard_key.len()
+                secret.standard_key_len
             ));
         }
         if raw.chars().count() < MIN_SECRET_LEN {
@@ -87,8 +94,7 @@ impl Secret {
     /// `X-Inspera-Signature`: lowercase hex HMAC-SHA1 of the body, keyed with
     /// the secret's bytes.
     pub fn inspera_signature(&self, body: &[u8]) -> String {
-        let mut mac = Hmac::<sha1::Sha1>::new_from_slice(self.raw.as_bytes())
-            .expect("HMAC accepts keys of any length");
+        let mut mac = self.inspera.clone();
         mac.update(body);
         hex::encode(mac.finalize().into_bytes())
     }
@@ -96,24 +102,13 @@ impl Secret {
     /// `webhook-signature`: `v1,` and the base64 HMAC-SHA256 of
     /// `{id}.{timestamp}.{body}`.
     pub fn standard_signature(&self, id: &str, timestamp: i64, body: &[u8]) -> String {
-        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&self.standard_key)
-            .expect("HMAC accepts keys of any length");
+        let mut mac = self.standard.clone();
         mac.update(id.as_bytes());
         mac.update(b".");
         mac.update(timestamp.to_string().as_bytes());
         mac.update(b".");
         mac.update(body);
         format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
-    }
-
-    /// All signature headers of one request.
-    pub fn sign(&self, id: &str, timestamp: i64, body: &[u8]) -> SignatureHeaders {
-        SignatureHeaders {
-            inspera: self.inspera_signature(body),
-            id: id.to_string(),
-            timestamp: timestamp.to_string(),
-            signature: self.standard_signature(id, timestamp, body),
-        }
     }
 }
 
@@ -162,7 +157,8 @@ impl Secrets {
 
     /// All signature headers of one request at `now`: `webhook-signature`
     /// with one signature per valid secret, separated by a space, newest
-    /// first; `X-Inspera-Signature` with the current secret.
+    /// first; `X-Inspera-Signature` with the current secret. Each HMAC is
+    /// computed once.
     pub fn sign(
         &self,
         id: &str,
@@ -176,8 +172,10 @@ impl Secrets {
             .collect::<Vec<_>>()
             .join(" ");
         SignatureHeaders {
+            inspera: self.current.inspera_signature(body),
+            id: id.to_string(),
+            timestamp: timestamp.to_string(),
             signature,
-            ..self.current.sign(id, timestamp, body)
         }
     }
 }
@@ -207,6 +205,28 @@ mod tests {
                 br#"{"test": 2432232314}"#
             ),
             "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+        );
+    }
+
+    #[test]
+    fn the_keyed_state_is_reused_untouched_by_earlier_signatures() {
+        let secret = Secret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let body = br#"{"test": 2432232314}"#;
+        let first = secret.standard_signature("msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body);
+        secret.standard_signature("other", 1, b"{}");
+        secret.inspera_signature(b"something else");
+        let headers = Secrets::from(secret.clone()).sign(
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1614265330,
+            body,
+            chrono::Utc::now().naive_utc(),
+        );
+        assert_eq!(headers.signature, first);
+        assert_eq!(first, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+        assert_eq!(headers.inspera, secret.inspera_signature(body));
+        assert_eq!(
+            (headers.id.as_str(), headers.timestamp.as_str()),
+            ("msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330")
         );
     }
 

@@ -182,7 +182,7 @@ fn seed_backlog(
     let mut batch = Vec::with_capacity(EVENTS_PER_COMMIT);
     for context_id in 1..=per_endpoint as u64 {
         for &(endpoint_id, subscription_id) in &targets {
-            let event_id = uuid::Uuid::now_v7().to_string();
+            let event_id = hookrelay::ids::new_event_id();
             batch.push(PreparedEvent::fixed(
                 NewEvent {
                     id: event_id.clone(),
@@ -194,7 +194,7 @@ fn seed_backlog(
                     created_at: at.clone(),
                 },
                 vec![NewDelivery::pending(
-                    uuid::Uuid::now_v7().to_string(),
+                    hookrelay::ids::delivery_id(&event_id, 0),
                     event_id,
                     subscription_id,
                     endpoint_id,
