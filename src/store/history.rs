@@ -390,7 +390,7 @@ pub fn event_with_deliveries(
             None => Ok(None),
             Some(event) => {
                 let ids: Vec<String> = c
-                    .deliveries_of_events(&[event.id.clone()])?
+                    .deliveries_of_events(std::slice::from_ref(&event.id))?
                     .into_iter()
                     .map(|(delivery, _)| delivery)
                     .collect();
