@@ -51,6 +51,9 @@ pub fn candidates(
         .load(c))?)
 }
 
+/// Delivery ids bound in one statement of `erase`.
+const IDS_PER_STATEMENT: usize = 1_000;
+
 /// What one batch did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Erased {
@@ -91,39 +94,45 @@ pub fn erase(conn: &mut Conn, erasure_id: &str, ids: &[String]) -> Result<Erased
                 .into_iter()
                 .map(|(delivery, _)| delivery)
                 .collect();
-            let cancelled: Vec<(i64, String)> = deliveries::table
-                .filter(deliveries::id.eq_any(&of_events))
-                .filter(deliveries::status.eq(PENDING))
-                .select((deliveries::endpoint_id, deliveries::id))
-                .load(c)?;
-            let cancelled_ids: Vec<&str> = cancelled.iter().map(|(_, id)| id.as_str()).collect();
-            diesel::update(
-                deliveries::table
-                    .filter(deliveries::id.eq_any(&cancelled_ids))
-                    .filter(deliveries::status.eq(PENDING)),
-            )
-            .set((
-                deliveries::status.eq(CANCELLED),
-                deliveries::last_error.eq(Some(&reason)),
-                deliveries::updated_at.eq(at),
-            ))
-            .execute(c)?;
-            let attempts_cleared = diesel::update(
-                attempts::table
-                    .filter(attempts::delivery_id.eq_any(&of_events))
-                    .filter(attempts::response_excerpt.is_not_null()),
-            )
-            .set(attempts::response_excerpt.eq(None::<String>))
-            .execute(c)? as i64;
-            // A first attempt kept on its delivery's row has its excerpt there.
-            let kept_cleared = diesel::update(
-                deliveries::table
-                    .filter(deliveries::id.eq_any(&of_events))
-                    .filter(deliveries::first_excerpt.is_not_null()),
-            )
-            .set(deliveries::first_excerpt.eq(None::<String>))
-            .execute(c)? as i64;
-            let attempts_cleared = attempts_cleared + kept_cleared;
+            // Delivery ids in bounded groups: an event's fan-out is not
+            // bounded, and SQLite binds at most 32,766 values per statement.
+            let mut cancelled: Vec<(i64, String)> = Vec::new();
+            let mut attempts_cleared = 0;
+            for chunk in of_events.chunks(IDS_PER_STATEMENT) {
+                let pending: Vec<(i64, String)> = deliveries::table
+                    .filter(deliveries::id.eq_any(chunk))
+                    .filter(deliveries::status.eq(PENDING))
+                    .select((deliveries::endpoint_id, deliveries::id))
+                    .load(c)?;
+                let pending_ids: Vec<&str> = pending.iter().map(|(_, id)| id.as_str()).collect();
+                diesel::update(
+                    deliveries::table
+                        .filter(deliveries::id.eq_any(&pending_ids))
+                        .filter(deliveries::status.eq(PENDING)),
+                )
+                .set((
+                    deliveries::status.eq(CANCELLED),
+                    deliveries::last_error.eq(Some(&reason)),
+                    deliveries::updated_at.eq(at),
+                ))
+                .execute(c)?;
+                cancelled.extend(pending);
+                attempts_cleared += diesel::update(
+                    attempts::table
+                        .filter(attempts::delivery_id.eq_any(chunk))
+                        .filter(attempts::response_excerpt.is_not_null()),
+                )
+                .set(attempts::response_excerpt.eq(None::<String>))
+                .execute(c)? as i64;
+                // A first attempt kept on its delivery's row has its excerpt there.
+                attempts_cleared += diesel::update(
+                    deliveries::table
+                        .filter(deliveries::id.eq_any(chunk))
+                        .filter(deliveries::first_excerpt.is_not_null()),
+                )
+                .set(deliveries::first_excerpt.eq(None::<String>))
+                .execute(c)? as i64;
+            }
             diesel::update(erasures::table.find(erasure_id))
                 .set((
                     erasures::events_erased.eq(erasures::events_erased + erased_events),
@@ -357,6 +366,29 @@ mod tests {
         format!(
             r#"{{"event":"qti_export_ready","marketplaceId":1,"contextObjectId":3,"contextObjectType":"QUESTION_SET","triggeringUserId":{user},"triggeringUserName":"{MARKER}","timestamp":"2021-06-29T18:16:06Z"}}"#
         )
+    }
+
+    #[test]
+    fn an_event_with_a_fan_out_larger_than_one_statement_is_erased_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("f.db").to_str().unwrap(), 2).unwrap();
+        let conn = &mut store.conn().unwrap();
+        let endpoint = subscriptions::endpoint_id_for(conn, "http://example.com/").unwrap();
+        let at = DbTime::new(now());
+        let id = crate::ids::new_event_id();
+        let fan_out = 2 * IDS_PER_STATEMENT + 500;
+        let deliveries = (0..fan_out)
+            .map(|n| {
+                let delivery = crate::ids::delivery_id(&id, n);
+                NewDelivery::pending(delivery, id.clone(), n as i64, endpoint, &at)
+            })
+            .collect();
+        let mut batch = vec![PreparedEvent::fixed(event(&id, 1, &named(777)), deliveries)];
+        store_batch(conn, &mut batch, &[], &mut FixedRoutes).unwrap();
+        begin(conn, "x2", "dpo", 1).unwrap();
+        let erased = erase(conn, "x2", std::slice::from_ref(&id)).unwrap();
+        assert_eq!((erased.events, erased.cancelled.len()), (1, fan_out));
+        assert!(pending_page(conn, endpoint, None, 10).unwrap().is_empty());
     }
 
     /// Without `secure_delete` the old row stays in the page's free space

@@ -387,20 +387,26 @@ pub fn event_with_deliveries(
             .first(c)
             .optional()?;
         match event {
-            None => Ok(None),
+            None => Ok::<_, diesel::result::Error>(None),
             Some(event) => {
                 let ids: Vec<String> = c
                     .deliveries_of_events(std::slice::from_ref(&event.id))?
                     .into_iter()
                     .map(|(delivery, _)| delivery)
                     .collect();
-                deliveries::table
-                    .inner_join(events::table)
-                    .filter(deliveries::id.eq_any(&ids))
-                    .order(deliveries::subscription_id)
-                    .select(DELIVERY_COLUMNS)
-                    .load(c)
-                    .map(|d| Some((event, d)))
+                // In bounded groups: SQLite binds at most 32,766 values.
+                let mut rows: Vec<DeliveryRow> = Vec::with_capacity(ids.len());
+                for chunk in ids.chunks(1_000) {
+                    rows.extend(
+                        deliveries::table
+                            .inner_join(events::table)
+                            .filter(deliveries::id.eq_any(chunk))
+                            .select(DELIVERY_COLUMNS)
+                            .load::<DeliveryRow>(c)?,
+                    );
+                }
+                rows.sort_by_key(|d| d.subscription_id);
+                Ok(Some((event, rows)))
             }
         }
     })?)
