@@ -43,10 +43,13 @@ pub fn delivery_id(event_id: &str, index: usize) -> String {
     }
 }
 
-/// The inclusive range of delivery ids derived from `event_id` (none when
-/// `event_id` is not spelled as hookrelay spells event ids).
+/// The inclusive range of delivery ids that keep `event_id`'s prefix (none
+/// when `event_id` is not spelled as hookrelay spells event ids): every such
+/// id, derived or not, so that this range and `LEGACY_PREDICATE` together
+/// cover every delivery of the event (retention's orphan check in
+/// `store::event_deliveries` uses the same bounds).
 pub fn derived_range(event_id: &str) -> Option<(String, String)> {
-    derivable(event_id).map(|prefix| (format!("{prefix}000001"), format!("{prefix}ffffff")))
+    derivable(event_id).map(|prefix| (format!("{prefix}000000"), format!("{prefix}ffffff")))
 }
 
 /// The kept prefix of an event id spelled as `new_event_id` spells them.
